@@ -1,0 +1,282 @@
+//! `cairn-mock`: fake Stripe, SendGrid and Shippo APIs on one loopback HTTP server.
+//!
+//! Cairn's mock mode (`MOCK_MODE=true cairn serve`, `cairn mock-providers`) and the end-to-end tests
+//! point all three providers at one [`MockServer`]; the real provider components then run their real
+//! code path (component → host HTTP → wire format) against it. The fake speaks the wire formats of
+//! the provider reference `providers.md` (Stripe form bodies and idempotency, SendGrid v3 Mail Send,
+//! Shippo transactions), counts every effect it performs ([`Stats`], `GET /_mock/stats`) and can be
+//! told to fail (`POST /_mock/faults`), so tests count effects at the provider instead of trusting
+//! return values.
+//!
+//! Layout: this file holds the configuration, the server and the router; `state` the shared
+//! state; `faults` the gate every provider request passes (recording, injected faults); `control`
+//! the `/_mock` endpoints; `stats` the effect counters; one module per provider (`stripe`,
+//! `sendgrid`, `shippo`); `idempotency` Stripe's key store.
+
+mod control;
+mod faults;
+mod idempotency;
+mod sendgrid;
+mod shippo;
+mod state;
+mod stats;
+mod stripe;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use faults::{FaultSpec, Faults};
+pub use state::{MockState, Provider, RecordedRequest};
+pub use stats::{ChargeStats, EffectStats, RefundStats, RequestStats, Stats};
+
+/// Largest request body the fake reads (SendGrid allows messages up to 30 MB).
+pub(crate) const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// How the fake behaves: how often it declines charges and how slow it answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockConfig {
+    /// Probability (0.0..=1.0) that a charge not otherwise declined is declined at random.
+    pub decline_rate: f64,
+    /// Inclusive range, in milliseconds, of the simulated latency of every provider request.
+    pub delay_ms: (u64, u64),
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            decline_rate: 0.05,
+            delay_ms: (0, 0),
+        }
+    }
+}
+
+impl MockConfig {
+    /// Reads `MOCK_DECLINE_RATE` (e.g. `0.05`) and `MOCK_DELAY_MS` (`20-80` or `30`); an unset or
+    /// empty variable keeps the default. The error names the variable and the value it got.
+    pub fn from_env() -> Result<MockConfig, String> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<MockConfig, String> {
+        let mut config = MockConfig::default();
+        if let Some(raw) = lookup("MOCK_DECLINE_RATE").filter(|v| !v.trim().is_empty()) {
+            config.decline_rate = parse_decline_rate(&raw)
+                .map_err(|why| format!("MOCK_DECLINE_RATE={raw:?} is invalid: {why}"))?;
+        }
+        if let Some(raw) = lookup("MOCK_DELAY_MS").filter(|v| !v.trim().is_empty()) {
+            config.delay_ms = parse_delay(&raw)
+                .map_err(|why| format!("MOCK_DELAY_MS={raw:?} is invalid: {why}"))?;
+        }
+        Ok(config)
+    }
+
+    /// The decline rate clamped into 0.0..=1.0 (the fields are public, so anything may be there).
+    pub(crate) fn effective_decline_rate(&self) -> f64 {
+        if self.decline_rate.is_nan() {
+            0.0
+        } else {
+            self.decline_rate.clamp(0.0, 1.0)
+        }
+    }
+}
+
+fn parse_decline_rate(raw: &str) -> Result<f64, String> {
+    let rate: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| "expected a number between 0.0 and 1.0, e.g. 0.05".to_string())?;
+    if !(0.0..=1.0).contains(&rate) {
+        return Err("expected a number between 0.0 and 1.0, e.g. 0.05".to_string());
+    }
+    Ok(rate)
+}
+
+fn parse_delay(raw: &str) -> Result<(u64, u64), String> {
+    const HINT: &str = "expected milliseconds as `MIN-MAX` (e.g. 20-80) or `N` (e.g. 30)";
+    let number = |s: &str| s.trim().parse::<u64>().map_err(|_| HINT.to_string());
+    match raw.split_once('-') {
+        Some((lo, hi)) => {
+            let (lo, hi) = (number(lo)?, number(hi)?);
+            if lo > hi {
+                return Err(format!("the minimum {lo} is above the maximum {hi}"));
+            }
+            Ok((lo, hi))
+        }
+        None => {
+            let n = number(raw)?;
+            Ok((n, n))
+        }
+    }
+}
+
+/// The router of the fake: the three providers plus the `/_mock` control endpoints.
+pub fn router(state: MockState) -> Router {
+    Router::new()
+        .merge(stripe::routes())
+        .merge(sendgrid::routes())
+        .merge(shippo::routes())
+        .merge(control::routes())
+        .fallback(faults::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            faults::gate,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A running fake provider server, serving from a spawned tokio task until shut down or dropped.
+pub struct MockServer {
+    addr: SocketAddr,
+    state: MockState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl MockServer {
+    /// Binds `addr` (use `127.0.0.1:0` for an ephemeral port) and serves in a spawned tokio task.
+    pub async fn start(addr: SocketAddr, config: MockConfig) -> std::io::Result<MockServer> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = MockState::new(config);
+        let app = router(state.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(%err, "mock provider server stopped with an error");
+            }
+        });
+        tracing::info!(%addr, "mock provider APIs (Stripe, SendGrid, Shippo) listening");
+        Ok(MockServer {
+            addr,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The bound address (with the real port when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://IP:PORT`, usable as `STRIPE_API_BASE`, `SENDGRID_API_BASE` and `SHIPPO_API_BASE`.
+    /// An unspecified bind address (`0.0.0.0`, `::`) is reported as loopback.
+    pub fn base_url(&self) -> String {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// The same data as `GET /_mock/stats`.
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
+    }
+
+    /// The shared state, for in-process tests (faults, reset, recorded requests).
+    pub fn state(&self) -> &MockState {
+        &self.state
+    }
+
+    /// Stops accepting connections, lets open requests finish (at most 5 s), then returns.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_when_unset_or_empty() {
+        assert_eq!(
+            MockConfig::from_lookup(lookup(&[])).unwrap(),
+            MockConfig::default()
+        );
+        let empty = [("MOCK_DECLINE_RATE", ""), ("MOCK_DELAY_MS", " ")];
+        assert_eq!(
+            MockConfig::from_lookup(lookup(&empty)).unwrap(),
+            MockConfig::default()
+        );
+        assert_eq!(MockConfig::default().decline_rate, 0.05);
+        assert_eq!(MockConfig::default().delay_ms, (0, 0));
+    }
+
+    #[test]
+    fn parses_rate_and_delay_forms() {
+        let vars = [("MOCK_DECLINE_RATE", "0.25"), ("MOCK_DELAY_MS", "20-80")];
+        let config = MockConfig::from_lookup(lookup(&vars)).unwrap();
+        assert_eq!(config.decline_rate, 0.25);
+        assert_eq!(config.delay_ms, (20, 80));
+        let vars = [("MOCK_DECLINE_RATE", "1"), ("MOCK_DELAY_MS", "30")];
+        let config = MockConfig::from_lookup(lookup(&vars)).unwrap();
+        assert_eq!((config.decline_rate, config.delay_ms), (1.0, (30, 30)));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (vars, name) in [
+            ([("MOCK_DECLINE_RATE", "lots")], "MOCK_DECLINE_RATE"),
+            ([("MOCK_DECLINE_RATE", "1.5")], "MOCK_DECLINE_RATE"),
+            ([("MOCK_DELAY_MS", "fast")], "MOCK_DELAY_MS"),
+            ([("MOCK_DELAY_MS", "80-20")], "MOCK_DELAY_MS"),
+            ([("MOCK_DELAY_MS", "-5")], "MOCK_DELAY_MS"),
+        ] {
+            let err = MockConfig::from_lookup(lookup(&vars)).unwrap_err();
+            assert!(err.starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn clamps_out_of_range_rates() {
+        let config = MockConfig {
+            decline_rate: 3.0,
+            delay_ms: (0, 0),
+        };
+        assert_eq!(config.effective_decline_rate(), 1.0);
+        let config = MockConfig {
+            decline_rate: f64::NAN,
+            ..MockConfig::default()
+        };
+        assert_eq!(config.effective_decline_rate(), 0.0);
+    }
+}
