@@ -1,0 +1,33 @@
+//! `cairn:durable/http`: outbound HTTP. From a service it is one journal entry per request; from a
+//! provider it is recorded as an exchange under the provider call's entry.
+
+use crate::bindings::http::{Host, HttpError, Request, Response};
+use crate::journal::{Effect, EntryKind};
+use crate::runtime::{HostState, Role, misuse, trap};
+
+impl Host for HostState {
+    async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
+        let component = self.component.clone();
+        match &mut self.role {
+            Role::Service(svc) => {
+                let (outbound, policy) = (svc.runtime.outbound.clone(), svc.policy.clone());
+                let name = req.method.to_ascii_uppercase();
+                let request = req.clone();
+                svc.journal
+                    .record(EntryKind::Http, &name, &req, |_| async move {
+                        let (result, _exchange) = outbound.send(&policy, &request).await;
+                        Ok(Effect::value(result))
+                    })
+                    .await
+                    .map_err(trap)
+            }
+            Role::Provider(ctx) => {
+                let (result, exchange) = ctx.runtime.outbound.send(&ctx.policy, &req).await;
+                tracing::debug!(%component, method = %req.method, url = %req.url, ok = result.is_ok(), "provider http");
+                ctx.exchanges.push(exchange);
+                Ok(result)
+            }
+            Role::Describe => Err(misuse("http.send is not available during describe".into())),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The service side of a provider call: one journal entry per call, whose live effect runs the
+//! pinned provider component with an idempotency key derived from the entry index.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::journal::{Effect, EntryKind, JournalError};
+use crate::runtime::providers::{self, ProviderCall, ProviderOutput};
+use crate::runtime::{HostState, misuse, trap};
+
+impl HostState {
+    /// Journals `call` and, live, performs it on the provider deployment pinned for its role.
+    pub(crate) async fn call_provider<R>(
+        &mut self,
+        call: ProviderCall,
+        pick: fn(ProviderOutput) -> Option<R>,
+    ) -> wasmtime::Result<R>
+    where
+        R: Serialize + DeserializeOwned,
+    {
+        let name = call.name();
+        let role = call.role();
+        let svc = self.service(name)?;
+        let deployment = svc.providers.get(role.as_str()).cloned().ok_or_else(|| {
+            misuse(format!("no {} provider is deployed for this invocation", role.as_str()))
+        })?;
+        let runtime = svc.runtime.clone();
+        let args = call.clone();
+        svc.journal
+            .record(EntryKind::Call, name, &args, |live| async move {
+                let (output, exchanges) =
+                    providers::invoke(&runtime, &deployment, &live.idempotency_key, call).await?;
+                let value = pick(output).ok_or_else(|| {
+                    JournalError::Effect(format!("provider answered {name} with another call's result"))
+                })?;
+                Ok(Effect {
+                    value,
+                    detail: Some(json!({
+                        "provider": deployment,
+                        "idempotency_key": live.idempotency_key,
+                        "exchanges": exchanges,
+                    })),
+                    state: None,
+                })
+            })
+            .await
+            .map_err(trap)
+    }
+}

@@ -1,0 +1,13 @@
+//! The HTTP surface: ingress (invoke handlers) and admin (inspect and deploy).
+
+pub mod admin;
+mod error;
+pub mod ingress;
+
+pub use error::ApiError;
+
+/// JSON for stored bytes: parsed when they are JSON, else shown as text.
+pub(crate) fn bytes_to_json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}

@@ -1,0 +1,150 @@
+//! The `cairn` binary: `cairn serve`, `cairn mock-providers`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use cairn::config::{self, ServerConfig};
+use cairn::mock::{MockConfig, MockServer};
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "A durable-execution host for WebAssembly components")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host: ingress, admin API, and the bundled components.
+    Serve(ServeArgs),
+    /// Run only the fake Stripe/SendGrid/Shippo API.
+    MockProviders {
+        #[arg(long, env = "MOCK_LISTEN", default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, env = "CAIRN_INGRESS_ADDR", default_value = "127.0.0.1:8080")]
+    ingress_addr: SocketAddr,
+    #[arg(long, env = "CAIRN_ADMIN_ADDR", default_value = "127.0.0.1:9070")]
+    admin_addr: SocketAddr,
+    /// Where the SQLite database and the compiled-component cache live.
+    #[arg(long, env = "CAIRN_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Overrides the database (default: sqlite under --data-dir).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Directory with the bundled components (order_orchestrator.wasm, stripe_payments.wasm...).
+    #[arg(long, env = "CAIRN_COMPONENTS_DIR")]
+    components_dir: Option<PathBuf>,
+    /// Do not deploy the bundled components at start.
+    #[arg(long)]
+    no_bundled: bool,
+    /// Start a fake Stripe/SendGrid/Shippo API on loopback and point the providers at it.
+    #[arg(long, env = "MOCK_MODE")]
+    mock_mode: bool,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "CAIRN_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Linear-memory cap of each component instance, in MiB.
+    #[arg(long, env = "CAIRN_MEMORY_LIMIT_MB", default_value_t = 64)]
+    memory_limit_mb: usize,
+    /// Attempts per invocation (first included) for retryable failures.
+    #[arg(long, env = "CAIRN_MAX_ATTEMPTS", default_value_t = 5)]
+    max_attempts: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,wasmtime_cache=warn".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::MockProviders { listen } => {
+            let mock = MockServer::start(listen, MockConfig::from_env().map_err(anyhow::Error::msg)?)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            tracing::info!(base_url = %mock.base_url(), "fake provider API is listening");
+            tokio::signal::ctrl_c().await?;
+            mock.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let mock = if args.mock_mode {
+        let mock = MockServer::start(
+            "127.0.0.1:0".parse()?,
+            MockConfig::from_env().map_err(anyhow::Error::msg)?,
+        )
+        .await?;
+        tracing::info!(base_url = %mock.base_url(), "mock mode: fake provider API started");
+        Some(mock)
+    } else {
+        None
+    };
+    let env = |var: &str| std::env::var(var).ok();
+    let providers = config::provider_settings(&env, mock.as_ref().map(|m| m.base_url()).as_deref())?;
+    let mut runtime = config::runtime_settings(providers, Some(args.data_dir.join("cache")));
+    runtime.memory_limit = args.memory_limit_mb << 20;
+    runtime.retry.max_attempts = args.max_attempts.max(1);
+
+    let components = if args.no_bundled {
+        Vec::new()
+    } else {
+        let dir = components_dir(args.components_dir.as_deref())?;
+        config::bundled_components(&dir)
+    };
+    let database_url = args.database_url.unwrap_or_else(|| {
+        format!("sqlite://{}", args.data_dir.join("cairn.db").display())
+    });
+    let server = cairn::server::start(ServerConfig {
+        ingress_addr: args.ingress_addr,
+        admin_addr: args.admin_addr,
+        database_url,
+        components,
+        max_body_bytes: args.max_body_bytes,
+        runtime,
+    })
+    .await?;
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    if let Some(mock) = mock {
+        mock.shutdown().await;
+    }
+    Ok(())
+}
+
+/// The bundled components: the flag, else next to the binary, else the guests' build output.
+fn components_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir.to_path_buf());
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        candidates.push(dir.join("components"));
+    }
+    candidates.push(PathBuf::from("guests/target/wasm32-wasip2/release"));
+    candidates
+        .into_iter()
+        .find(|dir| dir.join(config::BUNDLED[0]).exists())
+        .context(
+            "bundled components not found: build them (scripts/run does) or pass \
+             --components-dir / CAIRN_COMPONENTS_DIR, or --no-bundled",
+        )
+}

@@ -1,0 +1,205 @@
+//! Runs one invocation to its end: instantiate the pinned service deployment, call `handle`,
+//! retry retryable failures with backoff (the journal carries finished steps across attempts),
+//! and commit the outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::Store;
+
+use super::providers::seed_of;
+use super::{DeploymentKind, HostState, Role, Runtime, ServiceCtx};
+use crate::bindings::context;
+use crate::bindings::handler::{FailureKind, HandlerKind, ServiceKind};
+use crate::bindings::service::ServicePre;
+use crate::journal::{Journal, JournalError};
+use crate::storage::{FailureRecord, Invocation, Outcome};
+
+/// Exponential backoff with jitter for retryable failures.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub initial_delay: Duration,
+    pub factor: f64,
+    pub max_delay: Duration,
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_delay: Duration::from_millis(100),
+            factor: 2.0,
+            max_delay: Duration::from_secs(10),
+            max_attempts: 5,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `attempt + 1`, with ±25 % jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self.initial_delay.as_secs_f64() * self.factor.powi(attempt.saturating_sub(1) as i32);
+        let capped = base.min(self.max_delay.as_secs_f64());
+        let jitter: f64 = rand::random_range(0.75..=1.25);
+        Duration::from_secs_f64(capped * jitter)
+    }
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Output(Vec<u8>),
+    Failed { retryable: bool, failure: FailureRecord },
+}
+
+/// Runs `inv` until it succeeds, fails terminally, or runs out of attempts; commits and returns
+/// the outcome. Exclusive handlers of a keyed object hold the key for the whole run.
+pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
+    let _turn = match (&inv.key, exclusive(runtime, &inv)) {
+        (Some(key), true) => Some(runtime.locks.lock(&inv.service, key).await),
+        _ => None,
+    };
+    let policy = &runtime.settings.retry;
+    let mut attempt = inv.attempt.max(1);
+    let outcome = loop {
+        match run_attempt(runtime, &inv, attempt).await {
+            Attempt::Output(out) => break Outcome::Succeeded(out),
+            Attempt::Failed { retryable, failure } => {
+                if retryable && attempt < policy.max_attempts {
+                    tracing::warn!(invocation = %inv.id, attempt, error = %failure.message, "attempt failed; retrying");
+                    tokio::time::sleep(policy.delay(attempt)).await;
+                    attempt += 1;
+                    if let Err(e) = runtime.storage.set_attempt(&inv.id, attempt).await {
+                        tracing::error!(invocation = %inv.id, error = %e, "could not record attempt");
+                    }
+                    continue;
+                }
+                break Outcome::Failed(failure);
+            }
+        }
+    };
+    if let Err(e) = runtime.storage.complete(&inv.id, &outcome).await {
+        // Not committed: the invocation stays `running` and is resumed (replayed) on restart.
+        tracing::error!(invocation = %inv.id, error = %e, "could not commit the outcome");
+    }
+    outcome
+}
+
+fn exclusive(runtime: &Runtime, inv: &Invocation) -> bool {
+    let registry = runtime.registry();
+    match registry.deployments.get(&inv.deployment_id).map(|d| &d.kind) {
+        Some(DeploymentKind::Service(info)) => {
+            info.kind == ServiceKind::KeyedObject
+                && info
+                    .handlers
+                    .iter()
+                    .find(|h| h.name == inv.handler)
+                    .is_none_or(|h| h.kind == HandlerKind::Exclusive)
+        }
+        _ => true,
+    }
+}
+
+async fn run_attempt(runtime: &Arc<Runtime>, inv: &Invocation, attempt: u32) -> Attempt {
+    let terminal = |code: u16, message: String| Attempt::Failed {
+        retryable: false,
+        failure: FailureRecord {
+            kind: "terminal".into(),
+            code,
+            message,
+        },
+    };
+    let registry = runtime.registry();
+    let Some(deployment) = registry.deployments.get(&inv.deployment_id).cloned() else {
+        return terminal(500, format!("deployment {} is not loaded", inv.deployment_id));
+    };
+    let recorded = match runtime.storage.journal(&inv.id).await {
+        Ok(entries) => entries,
+        Err(e) => return host_failure(JournalError::Storage(e)),
+    };
+    let journal = Journal::new(
+        inv.id.as_str().into(),
+        inv.service.as_str().into(),
+        inv.key.clone().unwrap_or_default().into(),
+        runtime.storage.clone(),
+        recorded,
+    );
+    let ctx = ServiceCtx {
+        info: context::Invocation {
+            id: inv.id.clone(),
+            service: inv.service.clone(),
+            handler: inv.handler.clone(),
+            key: inv.key.clone(),
+            attempt,
+        },
+        journal,
+        may_write_state: inv.key.is_some() && exclusive(runtime, inv),
+        providers: inv.providers.clone(),
+        policy: runtime.settings.service_policy.clone(),
+        runtime: runtime.clone(),
+    };
+    let state = HostState::new(
+        deployment.id.as_str().into(),
+        Role::Service(Box::new(ctx)),
+        runtime.settings.memory_limit,
+        seed_of(&inv.id),
+    );
+    let mut store = Store::new(&runtime.engine, state);
+    store.limiter(|s| &mut s.limits);
+    let pre = match ServicePre::new(deployment.pre.clone()) {
+        Ok(pre) => pre,
+        Err(e) => return terminal(500, format!("deployment is not a service: {e:#}")),
+    };
+    let result = match pre.instantiate_async(&mut store).await {
+        Ok(instance) => {
+            instance
+                .cairn_durable_handler()
+                .call_handle(&mut store, &inv.handler, &inv.input)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(Ok(output)) => Attempt::Output(output),
+        Ok(Err(failure)) => Attempt::Failed {
+            retryable: failure.kind == FailureKind::Retryable,
+            failure: FailureRecord {
+                kind: match failure.kind {
+                    FailureKind::Terminal => "terminal".into(),
+                    FailureKind::Retryable => "retryable".into(),
+                },
+                code: failure.code,
+                message: failure.message,
+            },
+        },
+        Err(trap) => match trap.downcast::<JournalError>() {
+            Ok(journal_error) => host_failure(journal_error),
+            // A guest trap (unreachable, out of memory, stack overflow): retryable.
+            Err(trap) => Attempt::Failed {
+                retryable: true,
+                failure: FailureRecord {
+                    kind: "retryable".into(),
+                    code: 500,
+                    message: format!("guest trapped: {trap:#}"),
+                },
+            },
+        },
+    }
+}
+
+fn host_failure(e: JournalError) -> Attempt {
+    let retryable = e.is_retryable();
+    let code = match &e {
+        JournalError::Divergence { .. } => 409,
+        JournalError::Misuse(_) => 500,
+        _ => 503,
+    };
+    Attempt::Failed {
+        retryable,
+        failure: FailureRecord {
+            kind: if retryable { "retryable" } else { "terminal" }.into(),
+            code,
+            message: e.to_string(),
+        },
+    }
+}

@@ -1,0 +1,121 @@
+//! Deployed components: what each is (a service or a provider role) and which one is active.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::InstancePre;
+
+use super::HostState;
+use crate::bindings::handler::ServiceInfo;
+
+/// The provider roles a service can import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderRole {
+    Payments,
+    Email,
+    Shipping,
+}
+
+impl ProviderRole {
+    pub const ALL: [ProviderRole; 3] = [
+        ProviderRole::Payments,
+        ProviderRole::Email,
+        ProviderRole::Shipping,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderRole::Payments => "payments",
+            ProviderRole::Email => "email",
+            ProviderRole::Shipping => "shipping",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The interface a provider of this role exports.
+    pub fn export_name(self) -> &'static str {
+        match self {
+            ProviderRole::Payments => "cairn:commerce/payments@0.1.0",
+            ProviderRole::Email => "cairn:commerce/email@0.1.0",
+            ProviderRole::Shipping => "cairn:commerce/shipping@0.1.0",
+        }
+    }
+}
+
+/// What a deployed component is.
+#[derive(Debug, Clone)]
+pub enum DeploymentKind {
+    Service(ServiceInfo),
+    Provider(ProviderRole),
+}
+
+impl DeploymentKind {
+    pub fn kind_str(&self) -> &'static str {
+        match self {
+            DeploymentKind::Service(_) => "service",
+            DeploymentKind::Provider(role) => role.as_str(),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            DeploymentKind::Service(info) => info.name.clone(),
+            DeploymentKind::Provider(role) => role.as_str().to_string(),
+        }
+    }
+}
+
+/// A compiled, pre-linked component.
+pub struct Deployment {
+    /// Hex SHA-256 of the component bytes.
+    pub id: String,
+    pub kind: DeploymentKind,
+    pub pre: InstancePre<HostState>,
+    pub size: usize,
+    pub created_at: i64,
+}
+
+/// Deployments by id, and the active one per service name and per provider role.
+#[derive(Clone, Default)]
+pub struct Registry {
+    pub deployments: BTreeMap<String, Arc<Deployment>>,
+    pub services: BTreeMap<String, String>,
+    pub providers: BTreeMap<ProviderRole, String>,
+}
+
+impl Registry {
+    pub fn insert(&mut self, deployment: Arc<Deployment>) {
+        match &deployment.kind {
+            DeploymentKind::Service(info) => {
+                self.services
+                    .insert(info.name.clone(), deployment.id.clone());
+            }
+            DeploymentKind::Provider(role) => {
+                self.providers.insert(*role, deployment.id.clone());
+            }
+        }
+        self.deployments.insert(deployment.id.clone(), deployment);
+    }
+
+    /// The active deployment of service `name`.
+    pub fn service(&self, name: &str) -> Option<(&Arc<Deployment>, &ServiceInfo)> {
+        let deployment = self.deployments.get(self.services.get(name)?)?;
+        match &deployment.kind {
+            DeploymentKind::Service(info) => Some((deployment, info)),
+            DeploymentKind::Provider(_) => None,
+        }
+    }
+
+    /// Role → deployment id of the active providers: what a new invocation is pinned to.
+    pub fn active_providers(&self) -> BTreeMap<String, String> {
+        self.providers
+            .iter()
+            .map(|(role, id)| (role.as_str().to_string(), id.clone()))
+            .collect()
+    }
+}

@@ -1,0 +1,120 @@
+//! The data of every wasmtime store the host creates: WASI context, limits, and what this
+//! instance is (a service invocation or a provider call).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::Runtime;
+use crate::bindings::context;
+use crate::journal::{Journal, JournalError};
+use crate::outbound::Policy;
+
+/// Data of one store.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    /// Deployment id of the component in this store (used to tag its logs).
+    pub(crate) component: Arc<str>,
+    pub(crate) role: Role,
+}
+
+/// What the instance in a store is doing.
+pub enum Role {
+    /// Serving an invocation: imports are journaled.
+    Service(Box<ServiceCtx>),
+    /// Serving one provider call on behalf of an invocation.
+    Provider(Box<ProviderCtx>),
+    /// Answering `describe` at deployment time: no capability is available.
+    Describe,
+}
+
+pub struct ServiceCtx {
+    pub info: context::Invocation,
+    pub journal: Journal,
+    /// Whether this handler may write state (exclusive handlers of keyed objects).
+    pub may_write_state: bool,
+    /// Provider role → deployment id, pinned on the invocation.
+    pub providers: BTreeMap<String, String>,
+    pub policy: Arc<Policy>,
+    pub runtime: Arc<Runtime>,
+}
+
+pub struct ProviderCtx {
+    pub idempotency_key: String,
+    pub config: Arc<BTreeMap<String, String>>,
+    pub policy: Arc<Policy>,
+    pub runtime: Arc<Runtime>,
+    /// The provider's HTTP exchanges during this call, shown under the journal entry.
+    pub exchanges: Vec<serde_json::Value>,
+}
+
+impl HostState {
+    pub fn new(component: Arc<str>, role: Role, memory_limit: usize, seed: u64) -> Self {
+        use rand::SeedableRng;
+        // Deterministic randomness: seeded per invocation, so a replayed guest sees the same
+        // bytes (invariant 6). No env, args, preopens or sockets: the guest gets nothing else.
+        let wasi = WasiCtx::builder()
+            .secure_random(rand::rngs::StdRng::seed_from_u64(seed))
+            .insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15))
+            .insecure_random_seed(u128::from(seed))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .instances(16)
+                .tables(64)
+                .memories(16)
+                .trap_on_grow_failure(true)
+                .build(),
+            component,
+            role,
+        }
+    }
+
+    /// The service context, or a trap naming the capability a non-service tried to use.
+    pub(crate) fn service(&mut self, capability: &str) -> wasmtime::Result<&mut ServiceCtx> {
+        match &mut self.role {
+            Role::Service(ctx) => Ok(ctx),
+            _ => Err(misuse(format!(
+                "{capability} is only available to services serving an invocation"
+            ))),
+        }
+    }
+
+    pub(crate) fn provider(&mut self, capability: &str) -> wasmtime::Result<&mut ProviderCtx> {
+        match &mut self.role {
+            Role::Provider(ctx) => Ok(ctx),
+            _ => Err(misuse(format!(
+                "{capability} is only available to provider components during a call"
+            ))),
+        }
+    }
+}
+
+/// A host-side failure as a trap the invoker can classify (downcast to [`JournalError`]).
+pub(crate) fn trap(e: JournalError) -> wasmtime::Error {
+    wasmtime::Error::new(e)
+}
+
+pub(crate) fn misuse(message: String) -> wasmtime::Error {
+    trap(JournalError::Misuse(message))
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

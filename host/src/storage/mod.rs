@@ -1,0 +1,221 @@
+//! Durable storage: invocations, their journals, per-key state and deployments.
+//!
+//! One [`Storage`] trait; the SQLite implementation is the embedded default. Every method that
+//! writes returns only once the write is durable (SQLite WAL with `synchronous=FULL`).
+
+mod sqlite;
+
+pub use sqlite::SqliteStorage;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::journal::Entry;
+
+/// A storage failure. Busy/locked databases are retryable; everything else is terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database busy: {0}")]
+    Busy(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+impl StorageError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StorageError::Busy(_))
+    }
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            let msg = db.message().to_ascii_lowercase();
+            if msg.contains("locked") || msg.contains("busy") {
+                return StorageError::Busy(db.message().to_string());
+            }
+        }
+        if matches!(e, sqlx::Error::PoolTimedOut) {
+            return StorageError::Busy(e.to_string());
+        }
+        StorageError::Database(e.to_string())
+    }
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Lifecycle of an invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvocationStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl InvocationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvocationStatus::Running => "running",
+            InvocationStatus::Succeeded => "succeeded",
+            InvocationStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(InvocationStatus::Running),
+            "succeeded" => Some(InvocationStatus::Succeeded),
+            "failed" => Some(InvocationStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Why an invocation ended without output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// `terminal` or `retryable` (a retryable failure is final once attempts ran out).
+    pub kind: String,
+    pub code: u16,
+    pub message: String,
+}
+
+/// An invocation to create.
+#[derive(Debug, Clone)]
+pub struct NewInvocation {
+    pub id: String,
+    pub service: String,
+    pub handler: String,
+    pub key: Option<String>,
+    pub input: Vec<u8>,
+    pub deployment_id: String,
+    /// Provider role → deployment id, pinned for the invocation's whole life.
+    pub providers: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// A stored invocation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Invocation {
+    pub id: String,
+    pub service: String,
+    pub handler: String,
+    pub key: Option<String>,
+    pub status: InvocationStatus,
+    #[serde(skip)]
+    pub input: Vec<u8>,
+    #[serde(skip)]
+    pub output: Option<Vec<u8>>,
+    pub failure: Option<FailureRecord>,
+    pub deployment_id: String,
+    pub providers: BTreeMap<String, String>,
+    pub attempt: u32,
+    pub idempotency_key: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Succeeded(Vec<u8>),
+    Failed(FailureRecord),
+}
+
+/// A state mutation, committed atomically with the journal entry that records it.
+#[derive(Debug, Clone)]
+pub enum StateOp {
+    Set { name: String, value: Vec<u8> },
+    Clear { name: String },
+    ClearAll,
+}
+
+/// The state a mutation applies to.
+#[derive(Debug, Clone)]
+pub struct StateScope<'a> {
+    pub service: &'a str,
+    pub key: &'a str,
+}
+
+/// Filters for listing invocations.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InvocationFilter {
+    pub status: Option<String>,
+    pub service: Option<String>,
+    pub key: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// A stored component.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentRecord {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub size: i64,
+    pub describe: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub component: Vec<u8>,
+    pub created_at: i64,
+}
+
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Invocation>;
+    async fn invocation(&self, id: &str) -> StorageResult<Option<Invocation>>;
+    async fn list_invocations(&self, filter: &InvocationFilter) -> StorageResult<Vec<Invocation>>;
+    async fn unfinished_invocations(&self) -> StorageResult<Vec<Invocation>>;
+    async fn set_attempt(&self, id: &str, attempt: u32) -> StorageResult<()>;
+    async fn complete(&self, id: &str, outcome: &Outcome) -> StorageResult<()>;
+
+    async fn journal(&self, id: &str) -> StorageResult<Vec<Entry>>;
+    /// Appends one journal entry, with the state mutation it records, in one transaction.
+    async fn append(
+        &self,
+        id: &str,
+        entry: &Entry,
+        state: Option<(StateScope<'_>, &StateOp)>,
+    ) -> StorageResult<()>;
+
+    async fn state_get(&self, service: &str, key: &str, name: &str)
+    -> StorageResult<Option<Vec<u8>>>;
+    async fn state_keys(&self, service: &str, key: &str) -> StorageResult<Vec<String>>;
+
+    async fn put_deployment(&self, d: &DeploymentRecord) -> StorageResult<()>;
+    async fn deployments(&self) -> StorageResult<Vec<DeploymentRecord>>;
+    async fn count_rows(&self, table: Table) -> StorageResult<i64>;
+}
+
+/// Tables whose size tests and operators look at.
+#[derive(Debug, Clone, Copy)]
+pub enum Table {
+    Invocations,
+    Journal,
+    State,
+}
+
+/// Opens the storage named by `database_url` (a `sqlite:` URL; `postgres://` is planned).
+pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Storage>> {
+    if database_url.starts_with("sqlite:") {
+        return Ok(Arc::new(SqliteStorage::open(database_url).await?));
+    }
+    anyhow::bail!(
+        "unsupported database URL {database_url:?}: use sqlite:PATH (PostgreSQL support is not built yet)"
+    )
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
