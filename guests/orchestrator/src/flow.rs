@@ -1,0 +1,186 @@
+//! The `ProcessOrder` flow, over [`Effects`]:
+//!
+//! 1. An order already stored under the key is returned unchanged (state-based idempotency: no
+//!    second charge). The one exception is a *retry* of an invocation (attempt > 1) that finds
+//!    its order still `pending` or `paid`: it resumes the order instead of freezing it there.
+//! 2. Save the order `pending`, charge the total. A decline, invalid request or refused
+//!    credentials make the order `payment_failed` (saved and returned, HTTP 200); rate limiting
+//!    or an unavailable provider is a retryable 503 and leaves the order `pending`.
+//! 3. Save it `paid`; buy a label and send the confirmation email. Both are optional: a failure
+//!    is recorded on the order and the flow goes on.
+//! 4. Save it `confirmed` and return it.
+
+use cairn_sdk::Failure;
+
+use crate::bindings::cairn::commerce::types::{
+    Address, ChargeRequest, EmailMessage, LabelRequest, Parcel, ProviderError,
+};
+use crate::effects::Effects;
+use crate::input::OrderInput;
+use crate::order::{Order, OrderStatus};
+
+/// Runs `ProcessOrder` for order `order_id` with validated `input`.
+pub fn process_order(
+    fx: &impl Effects,
+    order_id: &str,
+    input: &OrderInput,
+) -> Result<Order, Failure> {
+    let mut order = match fx.load_order()? {
+        Some(existing) if existing.is_final() || fx.attempt() <= 1 => return Ok(existing),
+        Some(unfinished) => {
+            fx.log(&format!(
+                "order {order_id}: resuming from {:?} on attempt {}",
+                unfinished.status,
+                fx.attempt()
+            ));
+            unfinished
+        }
+        None => Order::pending(order_id, input.total, &input.currency),
+    };
+
+    if order.status == OrderStatus::Pending {
+        fx.save_order(&order)?;
+        match fx.create_charge(&charge_request(&order, input)) {
+            Ok(charge) => {
+                order.status = OrderStatus::Paid;
+                order.charge_id = Some(charge.id);
+                fx.save_order(&order)?;
+            }
+            Err(err) => {
+                if let Some(failure) = retryable(&err) {
+                    return Err(failure);
+                }
+                let reason = payment_failure_reason(&err);
+                fx.log(&format!("order {order_id}: payment failed: {reason}"));
+                order.status = OrderStatus::PaymentFailed;
+                order.record_failure("payment", reason.clone());
+                order.failure_reason = Some(reason);
+                fx.save_order(&order)?;
+                return Ok(order);
+            }
+        }
+    }
+
+    match fx.create_label(&label_request(&order, input)) {
+        Ok(label) => {
+            order.tracking_number = label.tracking_number;
+            order.label_url = label.label_url;
+        }
+        Err(err) => order.record_failure("shipping", describe(&err)),
+    }
+    match fx.send_email(&confirmation_email(&order, input)) {
+        Ok(_) => order.email_sent = true,
+        Err(err) => order.record_failure("email", describe(&err)),
+    }
+    order.status = OrderStatus::Confirmed;
+    fx.save_order(&order)?;
+    Ok(order)
+}
+
+/// The charge for the order's total.
+pub fn charge_request(order: &Order, input: &OrderInput) -> ChargeRequest {
+    ChargeRequest {
+        amount: order.total,
+        currency: order.currency.clone(),
+        payment_method: input.payment_method.clone(),
+        description: format!("Order {}", order.order_id),
+        order_id: order.order_id.clone(),
+        customer_email: Some(input.customer.email.clone()),
+    }
+}
+
+/// One default parcel (10 x 8 x 4 in), one pound per unit ordered, to the customer.
+pub fn label_request(order: &Order, input: &OrderInput) -> LabelRequest {
+    let ship = &input.shipping;
+    LabelRequest {
+        to: Address {
+            name: input.customer.name.clone(),
+            street1: ship.street.clone(),
+            street2: ship.street2.clone(),
+            city: ship.city.clone(),
+            state: ship.state.clone(),
+            zip: ship.zip.clone(),
+            country: ship.country.clone(),
+            email: Some(input.customer.email.clone()),
+            phone: None,
+        },
+        parcels: vec![Parcel {
+            length: "10".into(),
+            width: "8".into(),
+            height: "4".into(),
+            distance_unit: "in".into(),
+            weight: input.total_quantity().max(1).to_string(),
+            mass_unit: "lb".into(),
+        }],
+        order_id: order.order_id.clone(),
+    }
+}
+
+/// The confirmation email: total and tracking number.
+pub fn confirmation_email(order: &Order, input: &OrderInput) -> EmailMessage {
+    let tracking = match &order.tracking_number {
+        Some(number) => format!("Tracking number: {number}"),
+        None => {
+            "Tracking number: not available yet; we will send it when your parcel ships.".to_owned()
+        }
+    };
+    let text = format!(
+        "Hi {name},\n\nThank you for your order {id}. We have received your payment.\n\n\
+         Total: {total}\n{tracking}\n\nCairn Shop\n",
+        name = input.customer.name,
+        id = order.order_id,
+        total = order.display_total(),
+    );
+    EmailMessage {
+        to: input.customer.email.clone(),
+        to_name: Some(input.customer.name.clone()),
+        subject: format!("Your order {} is confirmed", order.order_id),
+        text,
+        html: None,
+        order_id: order.order_id.clone(),
+    }
+}
+
+/// Rate limiting and unavailability of the payment provider: retry the invocation later.
+fn retryable(err: &ProviderError) -> Option<Failure> {
+    match err {
+        ProviderError::RateLimited(after) => Some(Failure::retryable(
+            503,
+            match after {
+                Some(ms) => format!("payments: rate limited, retry after {ms} ms"),
+                None => "payments: rate limited".to_owned(),
+            },
+        )),
+        ProviderError::Unavailable(message) => Some(Failure::retryable(
+            503,
+            format!("payments unavailable: {message}"),
+        )),
+        _ => None,
+    }
+}
+
+/// `failureReason` of a refused payment: `<code>: <message>` for a decline, else the message.
+fn payment_failure_reason(err: &ProviderError) -> String {
+    match err {
+        ProviderError::Declined(decline) => format!("{}: {}", decline.code, decline.message),
+        ProviderError::InvalidRequest(message) | ProviderError::Unauthorized(message) => {
+            message.clone()
+        }
+        other => describe(other),
+    }
+}
+
+/// A provider error as recorded on the order, e.g. `unavailable: shippo HTTP 503`.
+fn describe(err: &ProviderError) -> String {
+    match err {
+        ProviderError::Declined(d) => format!("declined: {}: {}", d.code, d.message),
+        ProviderError::InvalidRequest(m) => format!("invalid request: {m}"),
+        ProviderError::Unauthorized(m) => format!("unauthorized: {m}"),
+        ProviderError::RateLimited(Some(ms)) => format!("rate limited: retry after {ms} ms"),
+        ProviderError::RateLimited(None) => "rate limited".to_owned(),
+        ProviderError::Unavailable(m) => format!("unavailable: {m}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,316 @@
+//! The order flow against a fake world that counts effects.
+
+use std::cell::{Cell, RefCell};
+
+use super::*;
+use crate::bindings::cairn::commerce::types::{Charge, Decline, EmailReceipt, Label};
+use crate::input;
+
+/// A fake world: scripted provider answers, recorded calls.
+struct Fake {
+    attempt: u32,
+    stored: RefCell<Option<Order>>,
+    saves: RefCell<Vec<OrderStatus>>,
+    charge: RefCell<Option<Result<Charge, ProviderError>>>,
+    label: RefCell<Option<Result<Label, ProviderError>>>,
+    email: RefCell<Option<Result<EmailReceipt, ProviderError>>>,
+    charges: RefCell<Vec<ChargeRequest>>,
+    labels: RefCell<Vec<LabelRequest>>,
+    emails: RefCell<Vec<EmailMessage>>,
+    loads: Cell<u32>,
+}
+
+impl Fake {
+    fn new() -> Self {
+        Self {
+            attempt: 1,
+            stored: RefCell::new(None),
+            saves: RefCell::new(Vec::new()),
+            charge: RefCell::new(Some(Ok(Charge {
+                id: "ch_1".into(),
+                amount: 5000,
+                currency: "usd".into(),
+                status: "succeeded".into(),
+            }))),
+            label: RefCell::new(Some(Ok(Label {
+                id: "tx_1".into(),
+                tracking_number: Some("9400100000000000000000".into()),
+                label_url: Some("https://labels.example/tx_1.pdf".into()),
+                carrier: Some("USPS".into()),
+                status: "SUCCESS".into(),
+            }))),
+            email: RefCell::new(Some(Ok(EmailReceipt {
+                message_id: Some("msg-1".into()),
+            }))),
+            charges: RefCell::new(Vec::new()),
+            labels: RefCell::new(Vec::new()),
+            emails: RefCell::new(Vec::new()),
+            loads: Cell::new(0),
+        }
+    }
+
+    fn answer<T>(slot: &RefCell<Option<Result<T, ProviderError>>>) -> Result<T, ProviderError> {
+        slot.borrow_mut()
+            .take()
+            .expect("a provider was called twice")
+    }
+}
+
+impl Effects for Fake {
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    fn load_order(&self) -> Result<Option<Order>, Failure> {
+        self.loads.set(self.loads.get() + 1);
+        Ok(self.stored.borrow().clone())
+    }
+
+    fn save_order(&self, order: &Order) -> Result<(), Failure> {
+        self.saves.borrow_mut().push(order.status);
+        *self.stored.borrow_mut() = Some(order.clone());
+        Ok(())
+    }
+
+    fn create_charge(&self, request: &ChargeRequest) -> Result<Charge, ProviderError> {
+        self.charges.borrow_mut().push(request.clone());
+        Self::answer(&self.charge)
+    }
+
+    fn create_label(&self, request: &LabelRequest) -> Result<Label, ProviderError> {
+        self.labels.borrow_mut().push(request.clone());
+        Self::answer(&self.label)
+    }
+
+    fn send_email(&self, message: &EmailMessage) -> Result<EmailReceipt, ProviderError> {
+        self.emails.borrow_mut().push(message.clone());
+        Self::answer(&self.email)
+    }
+
+    fn log(&self, _message: &str) {}
+}
+
+fn example_input() -> OrderInput {
+    input::parse(
+        br#"{"items":[{"productId":"prod-123","quantity":2,"price":2500}],
+             "customer":{"email":"alice@example.com","name":"Alice Smith"},
+             "shipping":{"street":"123 Main St","city":"SF","state":"CA","zip":"94105","country":"US"}}"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn happy_path_confirms_with_charge_label_and_email() {
+    let fake = Fake::new();
+    let order = process_order(&fake, "order-001", &example_input()).unwrap();
+    assert_eq!(order.status, OrderStatus::Confirmed);
+    assert_eq!(order.total, 5000);
+    assert_eq!(order.charge_id.as_deref(), Some("ch_1"));
+    assert_eq!(
+        order.tracking_number.as_deref(),
+        Some("9400100000000000000000")
+    );
+    assert_eq!(
+        order.label_url.as_deref(),
+        Some("https://labels.example/tx_1.pdf")
+    );
+    assert!(order.email_sent);
+    assert!(order.failures.is_empty());
+    assert_eq!(order.failure_reason, None);
+    assert_eq!(
+        *fake.saves.borrow(),
+        [
+            OrderStatus::Pending,
+            OrderStatus::Paid,
+            OrderStatus::Confirmed
+        ]
+    );
+    assert_eq!(fake.stored.borrow().as_ref(), Some(&order));
+
+    let charge = &fake.charges.borrow()[0];
+    assert_eq!(charge.amount, 5000);
+    assert_eq!(charge.currency, "usd");
+    assert_eq!(charge.payment_method, None);
+    assert_eq!(charge.description, "Order order-001");
+    assert_eq!(charge.order_id, "order-001");
+    assert_eq!(charge.customer_email.as_deref(), Some("alice@example.com"));
+
+    let label = &fake.labels.borrow()[0];
+    assert_eq!(label.order_id, "order-001");
+    assert_eq!(label.to.name, "Alice Smith");
+    assert_eq!(label.to.street1, "123 Main St");
+    assert_eq!(label.to.zip, "94105");
+    assert_eq!(label.to.email.as_deref(), Some("alice@example.com"));
+    assert_eq!(label.parcels.len(), 1);
+    assert_eq!(label.parcels[0].weight, "2");
+    assert_eq!(label.parcels[0].mass_unit, "lb");
+    assert_eq!(
+        (
+            &*label.parcels[0].length,
+            &*label.parcels[0].width,
+            &*label.parcels[0].height
+        ),
+        ("10", "8", "4")
+    );
+
+    let email = &fake.emails.borrow()[0];
+    assert_eq!(email.to, "alice@example.com");
+    assert_eq!(email.to_name.as_deref(), Some("Alice Smith"));
+    assert_eq!(email.subject, "Your order order-001 is confirmed");
+    assert!(email.text.contains("50.00 USD"), "{}", email.text);
+    assert!(
+        email.text.contains("9400100000000000000000"),
+        "{}",
+        email.text
+    );
+    assert_eq!(email.order_id, "order-001");
+}
+
+#[test]
+fn an_existing_order_is_returned_unchanged() {
+    let fake = Fake::new();
+    let first = process_order(&fake, "order-001", &example_input()).unwrap();
+    let saves = fake.saves.borrow().len();
+    *fake.charge.borrow_mut() = None; // a second charge would panic
+    let second = process_order(&fake, "order-001", &example_input()).unwrap();
+    assert_eq!(first, second);
+    assert_eq!(fake.charges.borrow().len(), 1);
+    assert_eq!(fake.saves.borrow().len(), saves);
+}
+
+#[test]
+fn a_decline_fails_the_payment_without_label_or_email() {
+    let fake = Fake::new();
+    *fake.charge.borrow_mut() = Some(Err(ProviderError::Declined(Decline {
+        code: "card_declined".into(),
+        message: "Your card was declined.".into(),
+        charge_id: Some("ch_failed".into()),
+    })));
+    let order = process_order(&fake, "order-002", &example_input()).unwrap();
+    assert_eq!(order.status, OrderStatus::PaymentFailed);
+    assert_eq!(
+        order.failure_reason.as_deref(),
+        Some("card_declined: Your card was declined.")
+    );
+    assert_eq!(order.failures.len(), 1);
+    assert_eq!(order.failures[0].step, "payment");
+    assert_eq!(
+        order.failures[0].error,
+        "card_declined: Your card was declined."
+    );
+    assert_eq!(order.charge_id, None);
+    assert!(!order.email_sent);
+    assert!(fake.labels.borrow().is_empty());
+    assert!(fake.emails.borrow().is_empty());
+    assert_eq!(
+        *fake.saves.borrow(),
+        [OrderStatus::Pending, OrderStatus::PaymentFailed]
+    );
+}
+
+#[test]
+fn invalid_and_unauthorized_payments_fail_with_the_message() {
+    for err in [
+        ProviderError::InvalidRequest("Amount must be at least 50 cents".into()),
+        ProviderError::Unauthorized("Invalid API Key provided".into()),
+    ] {
+        let fake = Fake::new();
+        let expected = match &err {
+            ProviderError::InvalidRequest(m) | ProviderError::Unauthorized(m) => m.clone(),
+            _ => unreachable!(),
+        };
+        *fake.charge.borrow_mut() = Some(Err(err));
+        let order = process_order(&fake, "o", &example_input()).unwrap();
+        assert_eq!(order.status, OrderStatus::PaymentFailed);
+        assert_eq!(order.failure_reason.as_deref(), Some(expected.as_str()));
+    }
+}
+
+#[test]
+fn rate_limits_and_outages_are_retryable_and_leave_the_order_pending() {
+    for err in [
+        ProviderError::RateLimited(Some(1000)),
+        ProviderError::RateLimited(None),
+        ProviderError::Unavailable("stripe HTTP 503".into()),
+    ] {
+        let fake = Fake::new();
+        *fake.charge.borrow_mut() = Some(Err(err));
+        let failure = process_order(&fake, "o", &example_input()).unwrap_err();
+        assert!(!failure.is_terminal(), "{failure}");
+        assert_eq!(failure.code, 503);
+        assert_eq!(*fake.saves.borrow(), [OrderStatus::Pending]);
+        assert!(fake.labels.borrow().is_empty());
+    }
+}
+
+#[test]
+fn a_retry_resumes_its_pending_order_with_the_same_calls() {
+    let fake = Fake::new();
+    *fake.charge.borrow_mut() = Some(Err(ProviderError::Unavailable("timeout".into())));
+    process_order(&fake, "o", &example_input()).unwrap_err();
+
+    // The same invocation, retried: it finds its own pending order and charges again.
+    let retry = Fake {
+        attempt: 2,
+        stored: RefCell::new(fake.stored.borrow().clone()),
+        ..Fake::new()
+    };
+    let order = process_order(&retry, "o", &example_input()).unwrap();
+    assert_eq!(order.status, OrderStatus::Confirmed);
+    assert_eq!(retry.charges.borrow().len(), 1);
+    assert_eq!(
+        *retry.saves.borrow(),
+        [
+            OrderStatus::Pending,
+            OrderStatus::Paid,
+            OrderStatus::Confirmed
+        ]
+    );
+
+    // A first attempt of another invocation leaves the pending order alone.
+    let other = Fake {
+        stored: RefCell::new(fake.stored.borrow().clone()),
+        ..Fake::new()
+    };
+    let order = process_order(&other, "o", &example_input()).unwrap();
+    assert_eq!(order.status, OrderStatus::Pending);
+    assert!(other.charges.borrow().is_empty());
+}
+
+#[test]
+fn shipping_and_email_failures_are_recorded_and_the_order_confirmed() {
+    let fake = Fake::new();
+    *fake.label.borrow_mut() = Some(Err(ProviderError::Unavailable("shippo HTTP 503".into())));
+    *fake.email.borrow_mut() = Some(Err(ProviderError::RateLimited(Some(2000))));
+    let order = process_order(&fake, "o", &example_input()).unwrap();
+    assert_eq!(order.status, OrderStatus::Confirmed);
+    assert_eq!(order.charge_id.as_deref(), Some("ch_1"));
+    assert_eq!(order.tracking_number, None);
+    assert_eq!(order.label_url, None);
+    assert!(!order.email_sent);
+    let failures: Vec<(&str, &str)> = order
+        .failures
+        .iter()
+        .map(|f| (f.step.as_str(), f.error.as_str()))
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            ("shipping", "unavailable: shippo HTTP 503"),
+            ("email", "rate limited: retry after 2000 ms"),
+        ]
+    );
+    assert_eq!(order.failure_reason, None);
+    assert!(fake.emails.borrow()[0].text.contains("not available yet"));
+}
+
+#[test]
+fn payment_method_and_currency_reach_the_charge() {
+    let mut input = example_input();
+    input.payment_method = Some("pm_card_visa".into());
+    input.currency = "eur".into();
+    let order = Order::pending("o", input.total, &input.currency);
+    let charge = charge_request(&order, &input);
+    assert_eq!(charge.payment_method.as_deref(), Some("pm_card_visa"));
+    assert_eq!(charge.currency, "eur");
+}

@@ -1,0 +1,147 @@
+//! The order as stored under state key `order` and returned by `ProcessOrder` and `GetOrder`:
+//! exactly `orderId, status, total, currency, chargeId, trackingNumber, labelUrl, emailSent,
+//! failures, failureReason` (absent values as `null`).
+
+use serde::{Deserialize, Serialize};
+
+/// State key holding the order.
+pub const ORDER_KEY: &str = "order";
+
+/// Where an order is in its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Saved, not charged yet.
+    Pending,
+    /// Charged; label and email still to do.
+    Paid,
+    /// The charge was refused; final.
+    PaymentFailed,
+    /// Charged, label and email attempted; final.
+    Confirmed,
+}
+
+/// An optional step that failed without stopping the flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepFailure {
+    /// `payment`, `shipping` or `email`.
+    pub step: String,
+    pub error: String,
+}
+
+/// The order record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub order_id: String,
+    pub status: OrderStatus,
+    /// Minor units (cents).
+    pub total: u64,
+    /// Lowercase ISO code.
+    pub currency: String,
+    pub charge_id: Option<String>,
+    pub tracking_number: Option<String>,
+    pub label_url: Option<String>,
+    pub email_sent: bool,
+    pub failures: Vec<StepFailure>,
+    pub failure_reason: Option<String>,
+}
+
+impl Order {
+    /// A new pending order.
+    pub fn pending(order_id: &str, total: u64, currency: &str) -> Self {
+        Self {
+            order_id: order_id.to_owned(),
+            status: OrderStatus::Pending,
+            total,
+            currency: currency.to_owned(),
+            charge_id: None,
+            tracking_number: None,
+            label_url: None,
+            email_sent: false,
+            failures: Vec::new(),
+            failure_reason: None,
+        }
+    }
+
+    /// Whether the flow ended (`payment_failed` or `confirmed`).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.status,
+            OrderStatus::PaymentFailed | OrderStatus::Confirmed
+        )
+    }
+
+    /// Records a failed optional step.
+    pub fn record_failure(&mut self, step: &str, error: String) {
+        self.failures.push(StepFailure {
+            step: step.to_owned(),
+            error,
+        });
+    }
+
+    /// The total as text, e.g. `50.00 USD`.
+    pub fn display_total(&self) -> String {
+        format!(
+            "{}.{:02} {}",
+            self.total / 100,
+            self.total % 100,
+            self.currency.to_ascii_uppercase()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_exactly_the_documented_keys() {
+        let mut order = Order::pending("order-001", 5000, "usd");
+        let value = serde_json::to_value(&order).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "orderId": "order-001",
+                "status": "pending",
+                "total": 5000,
+                "currency": "usd",
+                "chargeId": null,
+                "trackingNumber": null,
+                "labelUrl": null,
+                "emailSent": false,
+                "failures": [],
+                "failureReason": null
+            })
+        );
+
+        order.status = OrderStatus::PaymentFailed;
+        order.failure_reason = Some("card_declined: Your card was declined.".into());
+        order.record_failure("payment", "card_declined: Your card was declined.".into());
+        let value = serde_json::to_value(&order).unwrap();
+        assert_eq!(value["status"], "payment_failed");
+        assert_eq!(
+            value["failures"],
+            serde_json::json!([{"step": "payment", "error": "card_declined: Your card was declined."}])
+        );
+        let back: Order = serde_json::from_value(value).unwrap();
+        assert_eq!(back, order);
+    }
+
+    #[test]
+    fn statuses_and_totals() {
+        let mut order = Order::pending("o", 5, "usd");
+        assert!(!order.is_final());
+        assert_eq!(order.display_total(), "0.05 USD");
+        order.total = 123_456;
+        assert_eq!(order.display_total(), "1234.56 USD");
+        order.status = OrderStatus::Paid;
+        assert!(!order.is_final());
+        order.status = OrderStatus::Confirmed;
+        assert!(order.is_final());
+        assert_eq!(
+            serde_json::to_value(OrderStatus::Confirmed).unwrap(),
+            "confirmed"
+        );
+    }
+}
