@@ -1,0 +1,259 @@
+//! Test harness: the real host (in-process, on 127.0.0.1:0) with the real guest components and
+//! the fake provider API on loopback. Effects are counted at the fake.
+
+use std::path::{Path, PathBuf};
+
+use cairn::config::{ServerConfig, bundled_components, provider_settings, runtime_settings};
+use cairn::http_api::ingress::IngressConfig;
+use cairn::mock::{MockConfig, MockServer};
+use cairn::server::Server;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub struct Cairn {
+    pub server: Server,
+    pub mock: MockServer,
+    pub http: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+    options: Options,
+}
+
+async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> Server {
+    let providers = provider_settings(&|_| None, Some(&mock.base_url())).expect("settings");
+    let mut runtime = runtime_settings(providers, Some(cache_dir()));
+    runtime.retry.initial_delay = std::time::Duration::from_millis(10);
+    runtime.retry.max_delay = std::time::Duration::from_millis(100);
+    runtime.retry.max_attempts = options.max_attempts;
+    runtime.fail_point = options.fail_after_entry.map(cairn::journal::FailPoint::new);
+    cairn::server::start(ServerConfig {
+        ingress_addr: "127.0.0.1:0".parse().unwrap(),
+        admin_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}", data_dir.join("cairn.db").display()),
+        components: bundled_components(Path::new(test_artifacts::COMPONENTS_DIR)),
+        ingress: options.ingress.clone(),
+        runtime,
+    })
+    .await
+    .expect("starting cairn")
+}
+
+/// A reply from Cairn: status, JSON body and invocation id header.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub invocation_id: Option<String>,
+}
+
+/// Where compiled components are cached across test runs (compiling is the slow part).
+fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join("cairn-test-compile-cache")
+}
+
+/// How to start a test host.
+#[derive(Clone)]
+pub struct Options {
+    pub mock: MockConfig,
+    /// Stop one attempt right after this journal entry (a crash stand-in).
+    pub fail_after_entry: Option<u32>,
+    pub max_attempts: u32,
+    pub ingress: IngressConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mock: MockConfig {
+                decline_rate: 0.0,
+                delay_ms: (0, 0),
+            },
+            fail_after_entry: None,
+            max_attempts: 5,
+            ingress: IngressConfig::default(),
+        }
+    }
+}
+
+impl Cairn {
+    /// A host with a fake API that never declines and never waits.
+    pub async fn start() -> Cairn {
+        Self::start_opts(Options::default()).await
+    }
+
+    pub async fn start_with(mock: MockConfig) -> Cairn {
+        Self::start_opts(Options {
+            mock,
+            ..Options::default()
+        })
+        .await
+    }
+
+    pub async fn start_opts(options: Options) -> Cairn {
+        let mock = MockServer::start("127.0.0.1:0".parse().unwrap(), options.mock.clone())
+            .await
+            .expect("starting the fake provider API");
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let server = start_server(&mock, data_dir.path(), &options).await;
+        Cairn {
+            server,
+            mock,
+            http: reqwest::Client::new(),
+            data_dir,
+            options,
+        }
+    }
+
+    /// Stops the host and starts a new one over the same data dir and fake API.
+    pub async fn restart(self) -> Cairn {
+        let Cairn {
+            server,
+            mock,
+            http,
+            data_dir,
+            options,
+        } = self;
+        server.shutdown().await;
+        let server = start_server(&mock, data_dir.path(), &options).await;
+        Cairn {
+            server,
+            mock,
+            http,
+            data_dir,
+            options,
+        }
+    }
+
+    pub fn ingress(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.ingress_addr)
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.admin_addr)
+    }
+
+    /// POSTs raw bytes with a content type to the ingress.
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+        let mut req = self.http.post(self.ingress(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        reply(req.send().await.expect("ingress request")).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.post_raw(
+            path,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    pub async fn process_order(&self, order_id: &str, input: &Value) -> Reply {
+        self.post(
+            &format!("/OrderOrchestrator/{order_id}/ProcessOrder"),
+            input,
+        )
+        .await
+    }
+
+    pub async fn get_order(&self, order_id: &str) -> Reply {
+        self.post_raw(
+            &format!("/OrderOrchestrator/{order_id}/GetOrder"),
+            None,
+            Vec::new(),
+        )
+        .await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Reply {
+        reply(
+            self.http
+                .get(self.admin(path))
+                .send()
+                .await
+                .expect("admin request"),
+        )
+        .await
+    }
+
+    /// `GET /_mock/stats` of the fake API.
+    pub async fn stats(&self) -> Value {
+        self.http
+            .get(format!("{}/_mock/stats", self.mock.base_url()))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats json")
+    }
+
+    /// `GET /_mock/requests?provider=...`: what reached the fake, as it arrived.
+    pub async fn requests(&self, provider: &str) -> Vec<Value> {
+        self.http
+            .get(format!(
+                "{}/_mock/requests?provider={provider}",
+                self.mock.base_url()
+            ))
+            .send()
+            .await
+            .expect("requests")
+            .json()
+            .await
+            .expect("requests json")
+    }
+
+    /// `POST /_mock/faults`.
+    pub async fn fault(&self, faults: Value) {
+        let status = self
+            .http
+            .post(format!("{}/_mock/faults", self.mock.base_url()))
+            .json(&faults)
+            .send()
+            .await
+            .expect("faults")
+            .status();
+        assert!(status.is_success(), "setting faults: {status}");
+    }
+
+    pub async fn count_rows(&self, table: cairn::storage::Table) -> i64 {
+        self.server
+            .runtime
+            .storage
+            .count_rows(table)
+            .await
+            .expect("count rows")
+    }
+}
+
+async fn reply(resp: reqwest::Response) -> Reply {
+    let status = resp.status();
+    let invocation_id = resp
+        .headers()
+        .get("x-cairn-invocation-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = resp.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Reply {
+        status,
+        body,
+        invocation_id,
+    }
+}
+
+/// The README's order, with `email` as the customer.
+pub fn order_input(email: &str) -> Value {
+    json!({
+        "items": [{"productId": "prod-123", "quantity": 2, "price": 2500}],
+        "customer": {"email": email, "name": "Alice Smith"},
+        "shipping": {"street": "123 Main St", "city": "SF", "state": "CA", "zip": "94105", "country": "US"}
+    })
+}
+
+/// A counter from the fake's stats, 0 when absent.
+pub fn count(stats: &Value, pointer: &str) -> u64 {
+    stats.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
+}

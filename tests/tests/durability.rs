@@ -1,0 +1,418 @@
+//! Durability (issue 3), in-process: replay after a stop at every step, divergence, retries,
+//! ingress idempotency keys, `/send` + output, one exclusive invocation per key, and bad input
+//! that writes nothing. The kill -9 test with child processes is in `crash.rs`.
+
+use cairn::journal::{Entry, EntryKind};
+use cairn::storage::{Created, NewInvocation, Table};
+use cairn_e2e::{Cairn, Options, count, order_input};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The journal of the uninterrupted order has this many entries (get, set pending, charge,
+/// set paid, label, email, set confirmed): the fail point is tried after each one.
+const ORDER_ENTRIES: u32 = 7;
+
+#[tokio::test]
+async fn an_order_stopped_after_any_step_resumes_with_the_same_effects() {
+    let reference = Cairn::start().await;
+    let reply = reference
+        .process_order("order-ref", &order_input("ref@example.com"))
+        .await;
+    let journal = reference
+        .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
+        .await
+        .body["journal"]
+        .as_array()
+        .unwrap()
+        .len() as u32;
+    assert_eq!(
+        journal, ORDER_ENTRIES,
+        "the order's journal changed; update ORDER_ENTRIES"
+    );
+
+    for step in 0..ORDER_ENTRIES {
+        let cairn = Cairn::start_opts(Options {
+            fail_after_entry: Some(step),
+            ..Options::default()
+        })
+        .await;
+        let reply = cairn
+            .process_order("order-stop", &order_input("stop@example.com"))
+            .await;
+        assert_eq!(
+            reply.status, 200,
+            "stopped after entry {step}: {:?}",
+            reply.body
+        );
+        assert_eq!(
+            reply.body["status"], "confirmed",
+            "stopped after entry {step}"
+        );
+        let inv = cairn
+            .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
+            .await
+            .body;
+        assert_eq!(inv["attempt"], 2, "stopped after entry {step}: one retry");
+        assert_eq!(
+            inv["journal"].as_array().unwrap().len() as u32,
+            ORDER_ENTRIES
+        );
+        let stats = cairn.stats().await;
+        for counter in ["/charges/total", "/labels/total", "/emails/total"] {
+            assert_eq!(
+                count(&stats, counter),
+                1,
+                "stopped after entry {step}: {counter} {stats}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_changed_component_replaying_an_old_journal_is_reported_as_diverged() {
+    let cairn = Cairn::start().await;
+    let runtime = cairn.server.runtime.clone();
+    let registry = runtime.registry();
+    let (deployment, _) = registry.service("OrderOrchestrator").unwrap();
+    // An unfinished invocation whose journal says the component first read state "cart".
+    let created = runtime
+        .storage
+        .create_invocation(&NewInvocation {
+            id: "inv_diverging".into(),
+            service: "OrderOrchestrator".into(),
+            handler: "ProcessOrder".into(),
+            key: Some("order-div".into()),
+            input: order_input("div@example.com").to_string().into_bytes(),
+            deployment_id: deployment.id.clone(),
+            providers: registry.active_providers(),
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(created, Created::New(_)));
+    let recorded = Entry {
+        index: 0,
+        kind: EntryKind::State,
+        name: "get".into(),
+        args_digest: cairn::journal::digest("cart").unwrap(),
+        result: b"null".to_vec(),
+        detail: None,
+        started_at: 0,
+        duration_us: 0,
+    };
+    runtime
+        .storage
+        .append("inv_diverging", &recorded, None)
+        .await
+        .unwrap();
+    drop(registry);
+
+    // Recovery at start replays it.
+    let cairn = cairn.restart().await;
+    let inv = wait_until_done(&cairn, "inv_diverging").await;
+    assert_eq!(inv["status"], "failed", "{inv}");
+    assert_eq!(inv["failure"]["kind"], "diverged", "{inv}");
+    assert_eq!(inv["failure"]["divergence"]["entry"], 0, "{inv}");
+    let message = inv["failure"]["message"].as_str().unwrap();
+    assert!(message.contains("entry 0"), "{message}");
+    assert_eq!(
+        inv["journal"].as_array().unwrap().len(),
+        1,
+        "nothing appended after divergence"
+    );
+    let stats = cairn.stats().await;
+    assert_eq!(
+        count(&stats, "/requests/stripe"),
+        0,
+        "no side effect: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_that_fails_twice_then_succeeds_takes_three_attempts_and_one_effect() {
+    let cairn = Cairn::start().await;
+    cairn
+        .fault(json!({"stripe": {"fail_next": 2, "status": 503}}))
+        .await;
+    let reply = cairn
+        .process_order("order-flaky", &order_input("flaky@example.com"))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body["status"], "confirmed");
+    let inv = cairn
+        .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
+        .await
+        .body;
+    assert_eq!(inv["attempt"], 3, "{inv}");
+    let stats = cairn.stats().await;
+    assert_eq!(count(&stats, "/requests/stripe"), 3, "{stats}");
+    assert_eq!(count(&stats, "/charges/total"), 1, "{stats}");
+    assert_eq!(count(&stats, "/charges/by_order/order-flaky"), 1, "{stats}");
+}
+
+#[tokio::test]
+async fn retries_run_out_and_the_invocation_fails_with_its_last_error() {
+    let cairn = Cairn::start_opts(Options {
+        max_attempts: 3,
+        ..Options::default()
+    })
+    .await;
+    cairn
+        .fault(json!({"stripe": {"fail_next": 1_000_000, "status": 503}}))
+        .await;
+    let reply = cairn
+        .process_order("order-down", &order_input("down@example.com"))
+        .await;
+    assert_eq!(reply.status, 503, "{:?}", reply.body);
+    assert_eq!(reply.body["error"], "retries_exhausted");
+    let inv = cairn
+        .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
+        .await
+        .body;
+    assert_eq!(inv["status"], "failed");
+    assert_eq!(inv["attempt"], 3);
+    assert!(
+        inv["failure"]["message"].as_str().unwrap().len() > 3,
+        "{inv}"
+    );
+    let stats = cairn.stats().await;
+    assert_eq!(count(&stats, "/requests/stripe"), 3, "{stats}");
+    assert_eq!(count(&stats, "/charges/total"), 0, "{stats}");
+}
+
+#[tokio::test]
+async fn a_declined_card_is_terminal_and_never_retried() {
+    let cairn = Cairn::start().await;
+    let reply = cairn
+        .process_order("order-nope", &order_input("x+decline@example.com"))
+        .await;
+    assert_eq!(reply.body["status"], "payment_failed");
+    let inv = cairn
+        .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
+        .await
+        .body;
+    assert_eq!(inv["attempt"], 1);
+    assert_eq!(count(&cairn.stats().await, "/requests/stripe"), 1);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_result_and_rejects_another_body() {
+    let cairn = Cairn::start().await;
+    let post = |body: Value| {
+        let cairn = &cairn;
+        async move {
+            let resp = cairn
+                .http
+                .post(cairn.ingress("/OrderOrchestrator/order-idem/ProcessOrder"))
+                .header("idempotency-key", "client-key-1")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let id = resp
+                .headers()
+                .get("x-cairn-invocation-id")
+                .map(|v| v.to_str().unwrap().to_string());
+            (resp.status(), id, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (s1, id1, b1) = post(order_input("idem@example.com")).await;
+    let (s2, id2, b2) = post(order_input("idem@example.com")).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(id1, id2, "the same invocation");
+    assert_eq!(b1, b2);
+    let rows = cairn.count_rows(Table::Invocations).await;
+    assert_eq!(rows, 1);
+
+    let (s3, _, b3) = post(order_input("someone-else@example.com")).await;
+    assert_eq!(s3, StatusCode::UNPROCESSABLE_ENTITY, "{b3}");
+    assert!(
+        b3["message"].as_str().unwrap().contains("client-key-1"),
+        "{b3}"
+    );
+    assert_eq!(
+        cairn.count_rows(Table::Invocations).await,
+        rows,
+        "nothing written"
+    );
+    assert_eq!(count(&cairn.stats().await, "/charges/total"), 1);
+}
+
+#[tokio::test]
+async fn send_returns_at_once_and_the_output_can_be_awaited() {
+    let cairn = Cairn::start_with(cairn::mock::MockConfig {
+        decline_rate: 0.0,
+        delay_ms: (50, 50),
+    })
+    .await;
+    let reply = cairn
+        .post(
+            "/OrderOrchestrator/order-send/ProcessOrder/send",
+            &order_input("send@example.com"),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    let id = reply.body["invocationId"].as_str().unwrap().to_string();
+    assert_eq!(reply.invocation_id.as_deref(), Some(id.as_str()));
+    let output = cairn
+        .http
+        .get(cairn.ingress(&format!("/invocations/{id}/output")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(output.status(), 200);
+    let order: Value = output.json().await.unwrap();
+    assert_eq!(order["status"], "confirmed");
+    let missing = cairn
+        .http
+        .get(cairn.ingress("/invocations/inv_nope/output"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let listed = cairn
+        .admin_get("/invocations?status=succeeded&service=OrderOrchestrator&key=order-send")
+        .await;
+    let list = listed.body["invocations"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{:?}", listed.body);
+    assert_eq!(list[0]["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_calls_on_one_key_give_one_answer_and_one_charge() {
+    let cairn = Cairn::start().await;
+    let input = order_input("crowd@example.com");
+    let calls = (0..200).map(|_| cairn.process_order("order-crowd", &input));
+    let replies = futures::future::join_all(calls).await;
+    let first = &replies[0].body;
+    assert_eq!(first["status"], "confirmed", "{first}");
+    for reply in &replies {
+        assert_eq!(reply.status, 200);
+        assert_eq!(&reply.body, first);
+    }
+    let stats = cairn.stats().await;
+    assert_eq!(count(&stats, "/charges/total"), 1, "{stats}");
+    assert_eq!(count(&stats, "/labels/total"), 1, "{stats}");
+    assert_eq!(count(&stats, "/emails/total"), 1, "{stats}");
+}
+
+#[tokio::test]
+async fn bad_requests_at_the_ingress_get_json_errors_and_write_no_row() {
+    let cairn = Cairn::start().await;
+    let order = order_input("bad@example.com").to_string().into_bytes();
+    let big = vec![b' '; (1 << 20) + 10];
+    // (name, method, path, content type, body, expected status)
+    type Case<'a> = (
+        &'a str,
+        reqwest::Method,
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        u16,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "malformed JSON",
+            reqwest::Method::POST,
+            "/OrderOrchestrator/k/ProcessOrder",
+            Some("application/json"),
+            b"{oops".to_vec(),
+            400,
+        ),
+        (
+            "wrong content type",
+            reqwest::Method::POST,
+            "/OrderOrchestrator/k/ProcessOrder",
+            Some("text/plain"),
+            order.clone(),
+            415,
+        ),
+        (
+            "too large",
+            reqwest::Method::POST,
+            "/OrderOrchestrator/k/ProcessOrder",
+            Some("application/json"),
+            big,
+            413,
+        ),
+        (
+            "unknown service",
+            reqwest::Method::POST,
+            "/Nope/k/ProcessOrder",
+            Some("application/json"),
+            order.clone(),
+            404,
+        ),
+        (
+            "unknown handler",
+            reqwest::Method::POST,
+            "/OrderOrchestrator/k/Nope",
+            Some("application/json"),
+            order.clone(),
+            404,
+        ),
+        (
+            "wrong method",
+            reqwest::Method::GET,
+            "/OrderOrchestrator/k/ProcessOrder",
+            None,
+            Vec::new(),
+            405,
+        ),
+        (
+            "missing key",
+            reqwest::Method::POST,
+            "/OrderOrchestrator/ProcessOrder",
+            Some("application/json"),
+            order.clone(),
+            400,
+        ),
+        (
+            "no route",
+            reqwest::Method::POST,
+            "/a/b/c/d/e",
+            None,
+            Vec::new(),
+            404,
+        ),
+        (
+            "empty idempotency key",
+            reqwest::Method::POST,
+            "/OrderOrchestrator/k/ProcessOrder",
+            Some("application/json"),
+            order.clone(),
+            400,
+        ),
+    ];
+    for (name, method, path, content_type, body, status) in cases {
+        let mut req = cairn.http.request(method, cairn.ingress(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        if name == "empty idempotency key" {
+            req = req.header("idempotency-key", "");
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{name}");
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(
+            body["error"].is_string() && body["message"].is_string(),
+            "{name}: {body}"
+        );
+    }
+    assert_eq!(cairn.count_rows(Table::Invocations).await, 0);
+    assert_eq!(cairn.count_rows(Table::Journal).await, 0);
+    assert_eq!(cairn.count_rows(Table::State).await, 0);
+}
+
+async fn wait_until_done(cairn: &Cairn, id: &str) -> Value {
+    for _ in 0..200 {
+        let inv = cairn.admin_get(&format!("/invocations/{id}")).await.body;
+        if inv["status"] != "running" {
+            return inv;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("invocation {id} did not finish");
+}
