@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::http_api::ingress::IngressConfig;
 use crate::outbound::{Origin, Policy, Secret};
 use crate::runtime::{ProviderRole, ProviderSettings, RetryPolicy, RuntimeSettings};
 
@@ -19,7 +20,7 @@ pub struct ServerConfig {
     pub database_url: String,
     /// Components deployed at start (no-op when already deployed with the same bytes).
     pub components: Vec<PathBuf>,
-    pub max_body_bytes: usize,
+    pub ingress: IngressConfig,
     pub runtime: RuntimeSettings,
 }
 
@@ -39,7 +40,10 @@ pub fn bundled_components(dir: &Path) -> Vec<PathBuf> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{var} is not set: the {role} provider needs an API key (or run with MOCK_MODE=true)")]
-    MissingKey { var: &'static str, role: &'static str },
+    MissingKey {
+        var: &'static str,
+        role: &'static str,
+    },
     #[error("{var}: {message}")]
     Invalid { var: &'static str, message: String },
 }
@@ -61,7 +65,11 @@ const ROLES: [RoleSpec; 3] = [
         default_base: "https://api.stripe.com",
         key_var: "STRIPE_API_KEY",
         mock_key: "sk_test_cairn_mock",
-        settings: &[("default-payment-method", "STRIPE_DEFAULT_PAYMENT_METHOD", "tok_visa")],
+        settings: &[(
+            "default-payment-method",
+            "STRIPE_DEFAULT_PAYMENT_METHOD",
+            "tok_visa",
+        )],
     },
     RoleSpec {
         role: ProviderRole::Email,
@@ -82,7 +90,11 @@ const ROLES: [RoleSpec; 3] = [
         mock_key: "shippo_test_cairn_mock",
         settings: &[
             ("carrier-account", "SHIPPO_CARRIER_ACCOUNT", ""),
-            ("servicelevel-token", "SHIPPO_SERVICELEVEL_TOKEN", "usps_priority"),
+            (
+                "servicelevel-token",
+                "SHIPPO_SERVICELEVEL_TOKEN",
+                "usps_priority",
+            ),
             ("label-file-type", "SHIPPO_LABEL_FILE_TYPE", "PDF_4x6"),
             ("from-name", "SHIPPO_FROM_NAME", "Cairn Shop"),
             ("from-street1", "SHIPPO_FROM_STREET1", "215 Clayton St."),
@@ -115,12 +127,12 @@ pub fn provider_settings(
         })?;
         let key = match mock_base {
             Some(_) => spec.mock_key.to_string(),
-            None => env(spec.key_var)
-                .filter(|k| !k.trim().is_empty())
-                .ok_or(ConfigError::MissingKey {
+            None => env(spec.key_var).filter(|k| !k.trim().is_empty()).ok_or(
+                ConfigError::MissingKey {
                     var: spec.key_var,
                     role: spec.role.as_str(),
-                })?,
+                },
+            )?,
         };
         let mut config = BTreeMap::from([("api-base".to_string(), base)]);
         for (name, var, default) in spec.settings {
@@ -159,6 +171,7 @@ pub fn runtime_settings(
         memory_limit: 64 << 20,
         retry: RetryPolicy::default(),
         cache_dir,
+        fail_point: None,
     }
 }
 
@@ -192,7 +205,12 @@ mod tests {
             assert_eq!(s.config["api-base"], "http://127.0.0.1:4000");
             assert_eq!(s.policy.allow[0].to_string(), "http://127.0.0.1:4000");
         }
-        assert!(settings[&ProviderRole::Payments].policy.secrets.contains_key("STRIPE_API_KEY"));
+        assert!(
+            settings[&ProviderRole::Payments]
+                .policy
+                .secrets
+                .contains_key("STRIPE_API_KEY")
+        );
     }
 
     #[test]

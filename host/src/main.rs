@@ -7,10 +7,15 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use cairn::config::{self, ServerConfig};
+use cairn::http_api::ingress::IngressConfig;
 use cairn::mock::{MockConfig, MockServer};
 
 #[derive(Parser)]
-#[command(name = "cairn", version, about = "A durable-execution host for WebAssembly components")]
+#[command(
+    name = "cairn",
+    version,
+    about = "A durable-execution host for WebAssembly components"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,6 +56,9 @@ struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CAIRN_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// How long an ingress `Idempotency-Key` is remembered, in hours.
+    #[arg(long, env = "CAIRN_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
+    idempotency_retention_hours: u64,
     /// Linear-memory cap of each component instance, in MiB.
     #[arg(long, env = "CAIRN_MEMORY_LIMIT_MB", default_value_t = 64)]
     memory_limit_mb: usize,
@@ -70,9 +78,10 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::MockProviders { listen } => {
-            let mock = MockServer::start(listen, MockConfig::from_env().map_err(anyhow::Error::msg)?)
-                .await
-                .with_context(|| format!("binding {listen}"))?;
+            let mock =
+                MockServer::start(listen, MockConfig::from_env().map_err(anyhow::Error::msg)?)
+                    .await
+                    .with_context(|| format!("binding {listen}"))?;
             tracing::info!(base_url = %mock.base_url(), "fake provider API is listening");
             tokio::signal::ctrl_c().await?;
             mock.shutdown().await;
@@ -96,7 +105,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
     let env = |var: &str| std::env::var(var).ok();
-    let providers = config::provider_settings(&env, mock.as_ref().map(|m| m.base_url()).as_deref())?;
+    let providers =
+        config::provider_settings(&env, mock.as_ref().map(|m| m.base_url()).as_deref())?;
     let mut runtime = config::runtime_settings(providers, Some(args.data_dir.join("cache")));
     runtime.memory_limit = args.memory_limit_mb << 20;
     runtime.retry.max_attempts = args.max_attempts.max(1);
@@ -107,15 +117,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let dir = components_dir(args.components_dir.as_deref())?;
         config::bundled_components(&dir)
     };
-    let database_url = args.database_url.unwrap_or_else(|| {
-        format!("sqlite://{}", args.data_dir.join("cairn.db").display())
-    });
+    let database_url = args
+        .database_url
+        .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("cairn.db").display()));
     let server = cairn::server::start(ServerConfig {
         ingress_addr: args.ingress_addr,
         admin_addr: args.admin_addr,
         database_url,
         components,
-        max_body_bytes: args.max_body_bytes,
+        ingress: IngressConfig {
+            max_body_bytes: args.max_body_bytes,
+            idempotency_retention: std::time::Duration::from_secs(
+                args.idempotency_retention_hours * 3600,
+            ),
+            ..IngressConfig::default()
+        },
         runtime,
     })
     .await?;

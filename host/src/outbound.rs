@@ -49,7 +49,9 @@ impl Origin {
     fn of(url: &reqwest::Url) -> Result<Origin, String> {
         let scheme = url.scheme().to_string();
         if scheme != "http" && scheme != "https" {
-            return Err(format!("scheme {scheme:?} is not allowed (http or https only)"));
+            return Err(format!(
+                "scheme {scheme:?} is not allowed (http or https only)"
+            ));
         }
         let host = url
             .host_str()
@@ -135,7 +137,9 @@ impl Outbound {
         let origin = Origin::of(&url).map_err(HttpError::InvalidRequest)?;
         if !policy.allow.contains(&origin) {
             tracing::warn!(%origin, "outbound request refused: not on the allow-list");
-            return Err(HttpError::Denied(format!("{origin} is not on this component's allow-list")));
+            return Err(HttpError::Denied(format!(
+                "{origin} is not on this component's allow-list"
+            )));
         }
         if req.body.len() > policy.max_request_bytes {
             return Err(HttpError::TooLarge(format!(
@@ -164,7 +168,12 @@ impl Outbound {
         let headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(classify)? {
@@ -259,6 +268,9 @@ mod tests {
 
     #[test]
     fn secret_debug_is_redacted() {
-        assert_eq!(format!("{:?}", Secret::new("sk_live_x")), "Secret(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Secret::new("sk_live_x")),
+            "Secret(<redacted>)"
+        );
     }
 }

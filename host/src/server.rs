@@ -40,13 +40,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
 
     let restored = restore(&runtime).await?;
     for path in &config.components {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("reading component {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
         deploy(&runtime, bytes)
             .await
             .with_context(|| format!("deploying {}", path.display()))?;
     }
-    tracing::info!(restored, bundled = config.components.len(), "deployments ready");
+    tracing::info!(
+        restored,
+        bundled = config.components.len(),
+        "deployments ready"
+    );
 
     let unfinished = runtime.storage.unfinished_invocations().await?;
     if !unfinished.is_empty() {
@@ -71,7 +75,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let tasks = vec![
         serve(
             ingress_listener,
-            ingress::router(runtime.clone(), config.max_body_bytes),
+            ingress::router(runtime.clone(), config.ingress.clone()),
             stopped.clone(),
         ),
         serve(admin_listener, admin::router(runtime.clone()), stopped),

@@ -1,6 +1,8 @@
 //! `cairn:commerce/payments` as imported by services: forwarded to the deployed payments provider.
 
-use crate::bindings::commerce_types::{Charge, ChargeRequest, ProviderError, Refund, RefundRequest};
+use crate::bindings::commerce_types::{
+    Charge, ChargeRequest, ProviderError, Refund, RefundRequest,
+};
 use crate::bindings::orchestrator::cairn::commerce::payments::Host;
 use crate::runtime::HostState;
 use crate::runtime::providers::{ProviderCall, ProviderOutput};

@@ -23,7 +23,10 @@ impl HostState {
         let role = call.role();
         let svc = self.service(name)?;
         let deployment = svc.providers.get(role.as_str()).cloned().ok_or_else(|| {
-            misuse(format!("no {} provider is deployed for this invocation", role.as_str()))
+            misuse(format!(
+                "no {} provider is deployed for this invocation",
+                role.as_str()
+            ))
         })?;
         let runtime = svc.runtime.clone();
         let args = call.clone();
@@ -31,8 +34,11 @@ impl HostState {
             .record(EntryKind::Call, name, &args, |live| async move {
                 let (output, exchanges) =
                     providers::invoke(&runtime, &deployment, &live.idempotency_key, call).await?;
+                let soft = output.is_retryable_error();
                 let value = pick(output).ok_or_else(|| {
-                    JournalError::Effect(format!("provider answered {name} with another call's result"))
+                    JournalError::Effect(format!(
+                        "provider answered {name} with another call's result"
+                    ))
                 })?;
                 Ok(Effect {
                     value,
@@ -42,6 +48,7 @@ impl HostState {
                         "exchanges": exchanges,
                     })),
                     state: None,
+                    soft,
                 })
             })
             .await

@@ -10,7 +10,11 @@ impl Host for HostState {
         svc.journal.step_begin(&name).map_err(trap)
     }
 
-    async fn end(&mut self, name: String, outcome: Result<Vec<u8>, String>) -> wasmtime::Result<()> {
+    async fn end(
+        &mut self,
+        name: String,
+        outcome: Result<Vec<u8>, String>,
+    ) -> wasmtime::Result<()> {
         let svc = self.service("run.end")?;
         svc.journal.step_end(&name, outcome).await.map_err(trap)
     }

@@ -8,10 +8,12 @@ use crate::storage::StateOp;
 
 /// The object key, or a trap for stateless services.
 fn object_key(svc: &ServiceCtx) -> wasmtime::Result<String> {
-    svc.info
-        .key
-        .clone()
-        .ok_or_else(|| misuse(format!("service {} has no keys, so no state", svc.info.service)))
+    svc.info.key.clone().ok_or_else(|| {
+        misuse(format!(
+            "service {} has no keys, so no state",
+            svc.info.service
+        ))
+    })
 }
 
 fn writable(svc: &ServiceCtx, op: &str) -> wasmtime::Result<()> {
@@ -33,7 +35,9 @@ impl Host for HostState {
         let wanted = name.clone();
         svc.journal
             .record(EntryKind::State, "get", &name, |_| async move {
-                Ok(Effect::value(storage.state_get(&service, &key, &wanted).await?))
+                Ok(Effect::value(
+                    storage.state_get(&service, &key, &wanted).await?,
+                ))
             })
             .await
             .map_err(trap)
@@ -50,11 +54,7 @@ impl Host for HostState {
         };
         svc.journal
             .record(EntryKind::State, "set", &args, |_| async move {
-                Ok(Effect {
-                    value: (),
-                    detail: None,
-                    state: Some(op),
-                })
+                Ok(Effect::with_state((), op))
             })
             .await
             .map_err(trap)
@@ -67,11 +67,7 @@ impl Host for HostState {
         let op = StateOp::Clear { name: name.clone() };
         svc.journal
             .record(EntryKind::State, "clear", &name, |_| async move {
-                Ok(Effect {
-                    value: (),
-                    detail: None,
-                    state: Some(op),
-                })
+                Ok(Effect::with_state((), op))
             })
             .await
             .map_err(trap)
@@ -83,11 +79,7 @@ impl Host for HostState {
         writable(svc, "clear-all")?;
         svc.journal
             .record(EntryKind::State, "clear-all", &(), |_| async move {
-                Ok(Effect {
-                    value: (),
-                    detail: None,
-                    state: Some(StateOp::ClearAll),
-                })
+                Ok(Effect::with_state((), StateOp::ClearAll))
             })
             .await
             .map_err(trap)

@@ -27,10 +27,15 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
     Router::new()
         .route("/health", get(health).fallback(wrong_method))
         .route("/invocations", get(list_invocations).fallback(wrong_method))
-        .route("/invocations/{id}", get(get_invocation).fallback(wrong_method))
+        .route(
+            "/invocations/{id}",
+            get(get_invocation).fallback(wrong_method),
+        )
         .route(
             "/deployments",
-            get(list_deployments).post(create_deployment).fallback(wrong_method),
+            get(list_deployments)
+                .post(create_deployment)
+                .fallback(wrong_method),
         )
         .route("/services", get(list_services).fallback(wrong_method))
         .fallback(no_route)
@@ -163,6 +168,10 @@ async fn create_deployment(
             other => ApiError::bad_request(other.to_string()),
         })?;
     let created = admin.runtime.registry().deployments.len() > before;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(deployment_json(&deployment, true))))
 }

@@ -1,8 +1,10 @@
 //! Ingress (default 127.0.0.1:8080): `POST /{service}/{handler}` and
-//! `POST /{service}/{key}/{handler}`. JSON in, JSON out; the invocation id comes back in
+//! `POST /{service}/{key}/{handler}` (add `/send` to return at once with the invocation id),
+//! `GET /invocations/{id}/output`. JSON in, JSON out; the invocation id comes back in
 //! `x-cairn-invocation-id`. Bad requests are refused before anything is written.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -10,35 +12,77 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::json;
 
 use super::ApiError;
 use super::error::{no_route, wrong_method};
 use crate::bindings::handler::ServiceKind;
 use crate::runtime::{Runtime, invoke};
-use crate::storage::{NewInvocation, Outcome};
+use crate::storage::{Created, InvocationStatus, NewInvocation, Outcome};
 
 pub const INVOCATION_ID_HEADER: &str = "x-cairn-invocation-id";
+
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// Ingress settings.
+#[derive(Debug, Clone)]
+pub struct IngressConfig {
+    pub max_body_bytes: usize,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_retention: Duration,
+    /// How long `GET /invocations/{id}/output` waits for a running invocation.
+    pub output_wait: Duration,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        IngressConfig {
+            max_body_bytes: 1 << 20,
+            idempotency_retention: Duration::from_secs(24 * 3600),
+            output_wait: Duration::from_secs(60),
+        }
+    }
+}
 
 #[derive(Clone)]
 struct Ingress {
     runtime: Arc<Runtime>,
+    config: Arc<IngressConfig>,
 }
 
-pub fn router(runtime: Arc<Runtime>, max_body_bytes: usize) -> Router {
+/// Whether the caller waits for the result or only for acceptance (`/send`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Call,
+    Send,
+}
+
+pub fn router(runtime: Arc<Runtime>, config: IngressConfig) -> Router {
+    let max_body_bytes = config.max_body_bytes;
     Router::new()
+        .route(
+            "/invocations/{id}/output",
+            get(get_output).fallback(wrong_method),
+        )
         .route(
             "/{service}/{handler}",
             post(call_service).fallback(wrong_method),
         )
         .route(
             "/{service}/{key}/{handler}",
-            post(call_keyed).fallback(wrong_method),
+            post(call_keyed_or_send_service).fallback(wrong_method),
+        )
+        .route(
+            "/{service}/{key}/{handler}/send",
+            post(send_keyed).fallback(wrong_method),
         )
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(Ingress { runtime })
+        .with_state(Ingress {
+            runtime,
+            config: Arc::new(config),
+        })
 }
 
 async fn call_service(
@@ -47,26 +91,96 @@ async fn call_service(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    call(&ingress.runtime, service, None, handler, &headers, body).await
+    let target = Target {
+        service,
+        key: None,
+        handler,
+    };
+    call(&ingress, target, Mode::Call, &headers, body).await
 }
 
-async fn call_keyed(
+/// `/{service}/{key}/{handler}` on a keyed object, or `/{service}/{handler}/send` on a service.
+async fn call_keyed_or_send_service(
     State(ingress): State<Ingress>,
     Path((service, key, handler)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    call(&ingress.runtime, service, Some(key), handler, &headers, body).await
+    let keyed = ingress
+        .runtime
+        .registry()
+        .service(&service)
+        .is_some_and(|(_, info)| info.kind == ServiceKind::KeyedObject);
+    let (target, mode) = if !keyed && handler == "send" {
+        (
+            Target {
+                service,
+                key: None,
+                handler: key,
+            },
+            Mode::Send,
+        )
+    } else {
+        (
+            Target {
+                service,
+                key: Some(key),
+                handler,
+            },
+            Mode::Call,
+        )
+    };
+    call(&ingress, target, mode, &headers, body).await
 }
 
-async fn call(
-    runtime: &Arc<Runtime>,
+async fn send_keyed(
+    State(ingress): State<Ingress>,
+    Path((service, key, handler)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let target = Target {
+        service,
+        key: Some(key),
+        handler,
+    };
+    call(&ingress, target, Mode::Send, &headers, body).await
+}
+
+/// `GET /invocations/{id}/output`: the result, waiting for it while the invocation runs.
+async fn get_output(
+    State(ingress): State<Ingress>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let storage = &ingress.runtime.storage;
+    if storage.invocation(&id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no invocation {id:?}")));
+    }
+    match wait_for_outcome(&ingress.runtime, &id, ingress.config.output_wait).await? {
+        Some(outcome) => Ok(respond(&id, outcome)),
+        None => Ok(accepted(&id, "running")),
+    }
+}
+
+struct Target {
     service: String,
     key: Option<String>,
     handler: String,
+}
+
+async fn call(
+    ingress: &Ingress,
+    target: Target,
+    mode: Mode,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let runtime = &ingress.runtime;
+    let Target {
+        service,
+        key,
+        handler,
+    } = target;
     let registry = runtime.registry();
     let Some((deployment, info)) = registry.service(&service) else {
         return Err(ApiError::not_found(format!("unknown service {service:?}")));
@@ -94,6 +208,7 @@ async fn call(
             "service {service} has no handler {handler:?}"
         )));
     }
+    let idempotency_key = idempotency_key(headers)?;
     let input = read_body(headers, body)?;
     let new = NewInvocation {
         id: new_invocation_id(),
@@ -103,17 +218,119 @@ async fn call(
         input: input.to_vec(),
         deployment_id: deployment.id.clone(),
         providers: registry.active_providers(),
-        idempotency_key: None,
+        idempotency: idempotency_key
+            .map(|k| (k, ingress.config.idempotency_retention.as_millis() as i64)),
     };
     drop(registry);
-    let invocation = runtime.storage.create_invocation(&new).await?;
+    let invocation = match runtime.storage.create_invocation(&new).await? {
+        Created::New(invocation) => invocation,
+        Created::Existing(existing) => {
+            if !same_input(&existing.input, &new.input) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    format!(
+                        "Idempotency-Key {:?} was already used for {} with a different body \
+                         (invocation {}); use a new key for a different request",
+                        existing.idempotency_key.as_deref().unwrap_or_default(),
+                        new.target(),
+                        existing.id
+                    ),
+                ));
+            }
+            // The same request again: the first invocation's result, never a second run.
+            if mode == Mode::Send {
+                return Ok(accepted(&existing.id, existing.status.as_str()));
+            }
+            let wait = ingress.config.output_wait;
+            return match wait_for_outcome(runtime, &existing.id, wait).await? {
+                Some(outcome) => Ok(respond(&existing.id, outcome)),
+                None => Ok(accepted(&existing.id, "running")),
+            };
+        }
+    };
     let id = invocation.id.clone();
     // The invocation runs to its end even if the caller goes away.
     let task_runtime = runtime.clone();
-    let outcome = tokio::spawn(async move { invoke(&task_runtime, invocation).await })
-        .await
-        .map_err(ApiError::internal)?;
+    let task = tokio::spawn(async move { invoke(&task_runtime, invocation).await });
+    if mode == Mode::Send {
+        return Ok(accepted(&id, "accepted"));
+    }
+    let outcome = task.await.map_err(ApiError::internal)?;
     Ok(respond(&id, outcome))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
+        .trim();
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 255 characters",
+        ));
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// Two bodies are the same request when they are equal as JSON (or as bytes).
+fn same_input(a: &[u8], b: &[u8]) -> bool {
+    if a == b {
+        return true;
+    }
+    match (
+        serde_json::from_slice::<serde_json::Value>(a),
+        serde_json::from_slice::<serde_json::Value>(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Polls storage until invocation `id` has ended (works whichever host runs it), or `None` when
+/// `wait` passes first.
+async fn wait_for_outcome(
+    runtime: &Runtime,
+    id: &str,
+    wait: Duration,
+) -> Result<Option<Outcome>, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let Some(invocation) = runtime.storage.invocation(id).await? else {
+            return Err(ApiError::not_found(format!("no invocation {id:?}")));
+        };
+        match (invocation.status, invocation.output, invocation.failure) {
+            (InvocationStatus::Succeeded, output, _) => {
+                return Ok(Some(Outcome::Succeeded(output.unwrap_or_default())));
+            }
+            (InvocationStatus::Failed, _, Some(failure)) => {
+                return Ok(Some(Outcome::Failed(failure)));
+            }
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// 202 for an invocation accepted (or still running).
+fn accepted(id: &str, status: &str) -> Response {
+    let mut response = (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "invocationId": id, "status": status })),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert(INVOCATION_ID_HEADER, value);
+    }
+    response
 }
 
 /// Checks the body: JSON (or empty), right content type, within the size limit.
@@ -121,7 +338,11 @@ fn read_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "payload_too_large", "request body is larger than the limit")
+            ApiError::new(
+                status,
+                "payload_too_large",
+                "request body is larger than the limit",
+            )
         } else {
             ApiError::bad_request(format!("could not read the request body: {rejection}"))
         }
@@ -130,7 +351,10 @@ fn read_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
         return Ok(body);
     }
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
-        let content_type = content_type.to_str().unwrap_or_default().to_ascii_lowercase();
+        let content_type = content_type
+            .to_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let essence = content_type.split(';').next().unwrap_or_default().trim();
         if essence != "application/json" && !essence.ends_with("+json") {
             return Err(ApiError::new(
@@ -150,10 +374,17 @@ fn respond(id: &str, outcome: Outcome) -> Response {
     let id_header = HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("invalid"));
     let mut response = match outcome {
         Outcome::Succeeded(output) => {
-            let body = if output.is_empty() { b"null".to_vec() } else { output };
+            let body = if output.is_empty() {
+                b"null".to_vec()
+            } else {
+                output
+            };
             (
                 StatusCode::OK,
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
                 body,
             )
                 .into_response()
@@ -163,7 +394,11 @@ fn respond(id: &str, outcome: Outcome) -> Response {
                 .ok()
                 .filter(|s| s.is_client_error() || s.is_server_error())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let code = if failure.kind == "terminal" { "terminal_failure" } else { "retries_exhausted" };
+            let code = match failure.kind.as_str() {
+                "terminal" => "terminal_failure",
+                "diverged" => "diverged",
+                _ => "retries_exhausted",
+            };
             (
                 status,
                 axum::Json(json!({
@@ -175,7 +410,9 @@ fn respond(id: &str, outcome: Outcome) -> Response {
                 .into_response()
         }
     };
-    response.headers_mut().insert(INVOCATION_ID_HEADER, id_header);
+    response
+        .headers_mut()
+        .insert(INVOCATION_ID_HEADER, id_header);
     response
 }
 

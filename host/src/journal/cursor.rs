@@ -25,6 +25,10 @@ pub struct Effect<R> {
     pub detail: Option<serde_json::Value>,
     /// A state mutation committed in the same transaction as the entry.
     pub state: Option<StateOp>,
+    /// A retryable failure of the effect (provider unavailable, rate limited). When it is the
+    /// last entry of an attempt, the next attempt performs the call again instead of replaying
+    /// the failure (see [`Entry::is_soft`]).
+    pub soft: bool,
 }
 
 impl<R> Effect<R> {
@@ -33,7 +37,36 @@ impl<R> Effect<R> {
             value,
             detail: None,
             state: None,
+            soft: false,
         }
+    }
+
+    pub fn with_state(value: R, op: StateOp) -> Self {
+        Effect {
+            state: Some(op),
+            ..Effect::value(value)
+        }
+    }
+}
+
+/// Stops an attempt right after entry `after_entry` is durable, once: a test stand-in for a
+/// crash at that point (the next attempt must replay up to it and continue).
+#[derive(Debug)]
+pub struct FailPoint {
+    pub after_entry: u32,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl FailPoint {
+    pub fn new(after_entry: u32) -> Arc<Self> {
+        Arc::new(FailPoint {
+            after_entry,
+            fired: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn fires_at(&self, index: u32) -> bool {
+        index == self.after_entry && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -45,6 +78,7 @@ pub struct Journal {
     recorded: Vec<Entry>,
     next: u32,
     open_step: Option<String>,
+    fail_point: Option<Arc<FailPoint>>,
 }
 
 impl Journal {
@@ -55,6 +89,7 @@ impl Journal {
         key: Arc<str>,
         storage: Arc<dyn Storage>,
         recorded: Vec<Entry>,
+        fail_point: Option<Arc<FailPoint>>,
     ) -> Self {
         Journal {
             invocation_id,
@@ -64,6 +99,7 @@ impl Journal {
             recorded,
             next: 0,
             open_step: None,
+            fail_point,
         }
     }
 
@@ -123,6 +159,9 @@ impl Journal {
         if let Some(extra) = effect.detail {
             detail["effect"] = extra;
         }
+        if effect.soft {
+            detail["soft"] = serde_json::Value::Bool(true);
+        }
         let entry = Entry {
             index,
             kind,
@@ -146,6 +185,13 @@ impl Journal {
             .await?;
         self.recorded.push(entry);
         self.next += 1;
+        if let Some(point) = &self.fail_point
+            && point.fires_at(index)
+        {
+            return Err(JournalError::Effect(format!(
+                "fail point after entry {index}"
+            )));
+        }
         Ok(effect.value)
     }
 

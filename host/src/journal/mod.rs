@@ -6,7 +6,7 @@
 
 mod cursor;
 
-pub use cursor::{Effect, Journal, Live};
+pub use cursor::{Effect, FailPoint, Journal, Live};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -64,6 +64,18 @@ pub struct Entry {
     /// Unix ms when the call started.
     pub started_at: i64,
     pub duration_us: i64,
+}
+
+impl Entry {
+    /// A recorded retryable failure of an effect. If it closes a failed attempt, the guest did
+    /// nothing durable with it, so the next attempt drops it and performs the call again (with
+    /// the same idempotency key, as the index is the same).
+    pub fn is_soft(&self) -> bool {
+        self.detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .is_some_and(|d| d["soft"] == serde_json::Value::Bool(true))
+    }
 }
 
 /// Why a journaled call could not complete. Becomes a trap in the guest.
@@ -139,9 +151,11 @@ fn bytes_as_text(value: serde_json::Value) -> serde_json::Value {
                 _ => Value::Array(items.into_iter().map(bytes_as_text).collect()),
             }
         }
-        Value::Object(map) => {
-            Value::Object(map.into_iter().map(|(k, v)| (k, bytes_as_text(v))).collect())
-        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, bytes_as_text(v)))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -153,19 +167,30 @@ mod tests {
     #[test]
     fn digest_is_stable_and_argument_sensitive() {
         // Golden: the digest format is persisted; changing it breaks replay of old journals.
-        assert_eq!(digest(&("order",)).unwrap(), "3a3119cb811187bd3830b295da05d0ce");
+        assert_eq!(
+            digest(&("order",)).unwrap(),
+            "3a3119cb811187bd3830b295da05d0ce"
+        );
         assert_ne!(digest(&("order",)).unwrap(), digest(&("orders",)).unwrap());
     }
 
     #[test]
     fn preview_shows_bytes_as_text() {
         let args = serde_json::json!({"key": "order", "value": [123, 125]});
-        assert_eq!(preview(&args), serde_json::json!({"key": "order", "value": "{}"}));
+        assert_eq!(
+            preview(&args),
+            serde_json::json!({"key": "order", "value": "{}"})
+        );
     }
 
     #[test]
     fn kinds_round_trip() {
-        for kind in [EntryKind::State, EntryKind::Run, EntryKind::Http, EntryKind::Call] {
+        for kind in [
+            EntryKind::State,
+            EntryKind::Run,
+            EntryKind::Http,
+            EntryKind::Call,
+        ] {
             assert_eq!(EntryKind::parse(kind.as_str()), Some(kind));
         }
     }

@@ -32,7 +32,10 @@ pub enum DeployError {
 }
 
 /// Deploys `bytes`. Deploying bytes already deployed returns the existing deployment.
-pub async fn deploy(runtime: &Arc<Runtime>, bytes: Vec<u8>) -> Result<Arc<Deployment>, DeployError> {
+pub async fn deploy(
+    runtime: &Arc<Runtime>,
+    bytes: Vec<u8>,
+) -> Result<Arc<Deployment>, DeployError> {
     let id = hex::encode(Sha256::digest(&bytes));
     if let Some(existing) = runtime.registry().deployments.get(&id) {
         return Ok(existing.clone());
@@ -135,10 +138,19 @@ async fn describe(
 ) -> Result<crate::bindings::handler::ServiceInfo, DeployError> {
     let fail = |e: wasmtime::Error| DeployError::Describe(format!("{e:#}"));
     let service_pre = ServicePre::new(pre.clone()).map_err(fail)?;
-    let state = HostState::new(id.into(), Role::Describe, runtime.settings.memory_limit, 0);
+    let state = HostState::new(
+        id.into(),
+        Role::Describe,
+        runtime.settings.memory_limit,
+        0,
+        Some(0),
+    );
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|s| &mut s.limits);
-    let instance = service_pre.instantiate_async(&mut store).await.map_err(fail)?;
+    let instance = service_pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(fail)?;
     let info = instance
         .cairn_durable_handler()
         .call_describe(&mut store)

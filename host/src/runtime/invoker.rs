@@ -39,7 +39,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Delay before attempt `attempt + 1`, with ±25 % jitter.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let base = self.initial_delay.as_secs_f64() * self.factor.powi(attempt.saturating_sub(1) as i32);
+        let base =
+            self.initial_delay.as_secs_f64() * self.factor.powi(attempt.saturating_sub(1) as i32);
         let capped = base.min(self.max_delay.as_secs_f64());
         let jitter: f64 = rand::random_range(0.75..=1.25);
         Duration::from_secs_f64(capped * jitter)
@@ -49,7 +50,10 @@ impl RetryPolicy {
 /// How one attempt ended.
 enum Attempt {
     Output(Vec<u8>),
-    Failed { retryable: bool, failure: FailureRecord },
+    Failed {
+        retryable: bool,
+        failure: FailureRecord,
+    },
 }
 
 /// Runs `inv` until it succeeds, fails terminally, or runs out of attempts; commits and returns
@@ -87,7 +91,11 @@ pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
 
 fn exclusive(runtime: &Runtime, inv: &Invocation) -> bool {
     let registry = runtime.registry();
-    match registry.deployments.get(&inv.deployment_id).map(|d| &d.kind) {
+    match registry
+        .deployments
+        .get(&inv.deployment_id)
+        .map(|d| &d.kind)
+    {
         Some(DeploymentKind::Service(info)) => {
             info.kind == ServiceKind::KeyedObject
                 && info
@@ -107,22 +115,36 @@ async fn run_attempt(runtime: &Arc<Runtime>, inv: &Invocation, attempt: u32) -> 
             kind: "terminal".into(),
             code,
             message,
+            divergence: None,
         },
     };
     let registry = runtime.registry();
     let Some(deployment) = registry.deployments.get(&inv.deployment_id).cloned() else {
-        return terminal(500, format!("deployment {} is not loaded", inv.deployment_id));
+        return terminal(
+            500,
+            format!("deployment {} is not loaded", inv.deployment_id),
+        );
     };
-    let recorded = match runtime.storage.journal(&inv.id).await {
+    let mut recorded = match runtime.storage.journal(&inv.id).await {
         Ok(entries) => entries,
         Err(e) => return host_failure(JournalError::Storage(e)),
     };
+    // A retryable provider failure that ended the previous attempt is performed again.
+    if let Some(last) = recorded.last()
+        && last.is_soft()
+    {
+        if let Err(e) = runtime.storage.truncate_journal(&inv.id, last.index).await {
+            return host_failure(JournalError::Storage(e));
+        }
+        recorded.pop();
+    }
     let journal = Journal::new(
         inv.id.as_str().into(),
         inv.service.as_str().into(),
         inv.key.clone().unwrap_or_default().into(),
         runtime.storage.clone(),
         recorded,
+        runtime.settings.fail_point.clone(),
     );
     let ctx = ServiceCtx {
         info: context::Invocation {
@@ -143,6 +165,7 @@ async fn run_attempt(runtime: &Arc<Runtime>, inv: &Invocation, attempt: u32) -> 
         Role::Service(Box::new(ctx)),
         runtime.settings.memory_limit,
         seed_of(&inv.id),
+        Some(inv.created_at),
     );
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|s| &mut s.limits);
@@ -170,6 +193,7 @@ async fn run_attempt(runtime: &Arc<Runtime>, inv: &Invocation, attempt: u32) -> 
                 },
                 code: failure.code,
                 message: failure.message,
+                divergence: None,
             },
         },
         Err(trap) => match trap.downcast::<JournalError>() {
@@ -181,6 +205,7 @@ async fn run_attempt(runtime: &Arc<Runtime>, inv: &Invocation, attempt: u32) -> 
                     kind: "retryable".into(),
                     code: 500,
                     message: format!("guest trapped: {trap:#}"),
+                    divergence: None,
                 },
             },
         },
@@ -189,17 +214,28 @@ async fn run_attempt(runtime: &Arc<Runtime>, inv: &Invocation, attempt: u32) -> 
 
 fn host_failure(e: JournalError) -> Attempt {
     let retryable = e.is_retryable();
-    let code = match &e {
-        JournalError::Divergence { .. } => 409,
-        JournalError::Misuse(_) => 500,
-        _ => 503,
+    let (kind, code, divergence) = match &e {
+        // The component no longer matches its journal: stop, perform nothing more, say where.
+        JournalError::Divergence {
+            index,
+            recorded,
+            actual,
+        } => (
+            "diverged",
+            500,
+            Some(serde_json::json!({"entry": index, "recorded": recorded, "actual": actual})),
+        ),
+        JournalError::Misuse(_) => ("terminal", 500, None),
+        _ if retryable => ("retryable", 503, None),
+        _ => ("terminal", 500, None),
     };
     Attempt::Failed {
         retryable,
         failure: FailureRecord {
-            kind: if retryable { "retryable" } else { "terminal" }.into(),
+            kind: kind.into(),
             code,
             message: e.to_string(),
+            divergence,
         },
     }
 }

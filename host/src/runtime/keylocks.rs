@@ -43,7 +43,8 @@ mod tests {
         // Another key proceeds at once.
         let _other = locks.lock("S", "b").await;
         // The same key waits.
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), locks.lock("S", "a"));
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), locks.lock("S", "a"));
         assert!(waiting.await.is_err());
         drop(first);
         let _again = locks.lock("S", "a").await;

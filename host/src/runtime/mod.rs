@@ -1,6 +1,7 @@
 //! The component runtime: the wasmtime engine, the linker with every capability, the deployed
 //! components, and the invoker that runs one invocation.
 
+mod clock;
 mod deploy;
 mod invoker;
 mod keylocks;
@@ -43,6 +44,8 @@ pub struct RuntimeSettings {
     pub retry: RetryPolicy,
     /// Where compiled components are cached across restarts.
     pub cache_dir: Option<PathBuf>,
+    /// Test hook: stop one attempt right after a given journal entry.
+    pub fail_point: Option<Arc<crate::journal::FailPoint>>,
 }
 
 pub struct Runtime {

@@ -54,6 +54,22 @@ pub enum ProviderOutput {
     Label(Result<Label, ProviderError>),
 }
 
+impl ProviderOutput {
+    /// The provider said "try again later": unavailable or rate limited.
+    pub fn is_retryable_error(&self) -> bool {
+        let error = match self {
+            ProviderOutput::Charge(r) => r.as_ref().err(),
+            ProviderOutput::Refund(r) => r.as_ref().err(),
+            ProviderOutput::Email(r) => r.as_ref().err(),
+            ProviderOutput::Label(r) => r.as_ref().err(),
+        };
+        matches!(
+            error,
+            Some(ProviderError::Unavailable(_) | ProviderError::RateLimited(_))
+        )
+    }
+}
+
 /// Runs `call` on provider deployment `deployment_id`. Returns the answer and the provider's HTTP
 /// exchanges. A provider trap is a retryable effect failure: nothing is journaled.
 pub async fn invoke(
@@ -68,10 +84,17 @@ pub async fn invoke(
         .deployments
         .get(deployment_id)
         .cloned()
-        .ok_or_else(|| JournalError::Misuse(format!("provider deployment {deployment_id} is gone")))?;
-    let settings = runtime.settings.providers.get(&role).cloned().ok_or_else(|| {
-        JournalError::Misuse(format!("no settings for provider role {}", role.as_str()))
-    })?;
+        .ok_or_else(|| {
+            JournalError::Misuse(format!("provider deployment {deployment_id} is gone"))
+        })?;
+    let settings = runtime
+        .settings
+        .providers
+        .get(&role)
+        .cloned()
+        .ok_or_else(|| {
+            JournalError::Misuse(format!("no settings for provider role {}", role.as_str()))
+        })?;
     let ctx = ProviderCtx {
         idempotency_key: idempotency_key.to_string(),
         config: settings.config,
@@ -85,36 +108,52 @@ pub async fn invoke(
         Role::Provider(Box::new(ctx)),
         runtime.settings.memory_limit,
         seed,
+        None,
     );
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|s| &mut s.limits);
     let pre = deployment.pre.clone();
     let trapped = |e: wasmtime::Error| {
-        JournalError::Effect(format!("provider {} ({deployment_id}) trapped: {e:#}", role.as_str()))
+        JournalError::Effect(format!(
+            "provider {} ({deployment_id}) trapped: {e:#}",
+            role.as_str()
+        ))
     };
     let output = match call {
         ProviderCall::CreateCharge(req) => {
             let p = PaymentsProviderPre::new(pre).map_err(trapped)?;
             let i = p.instantiate_async(&mut store).await.map_err(trapped)?;
-            let r = i.cairn_commerce_payments().call_create_charge(&mut store, &req).await;
+            let r = i
+                .cairn_commerce_payments()
+                .call_create_charge(&mut store, &req)
+                .await;
             ProviderOutput::Charge(r.map_err(trapped)?)
         }
         ProviderCall::RefundCharge(req) => {
             let p = PaymentsProviderPre::new(pre).map_err(trapped)?;
             let i = p.instantiate_async(&mut store).await.map_err(trapped)?;
-            let r = i.cairn_commerce_payments().call_refund_charge(&mut store, &req).await;
+            let r = i
+                .cairn_commerce_payments()
+                .call_refund_charge(&mut store, &req)
+                .await;
             ProviderOutput::Refund(r.map_err(trapped)?)
         }
         ProviderCall::SendEmail(msg) => {
             let p = EmailProviderPre::new(pre).map_err(trapped)?;
             let i = p.instantiate_async(&mut store).await.map_err(trapped)?;
-            let r = i.cairn_commerce_email().call_send_email(&mut store, &msg).await;
+            let r = i
+                .cairn_commerce_email()
+                .call_send_email(&mut store, &msg)
+                .await;
             ProviderOutput::Email(r.map_err(trapped)?)
         }
         ProviderCall::CreateLabel(req) => {
             let p = ShippingProviderPre::new(pre).map_err(trapped)?;
             let i = p.instantiate_async(&mut store).await.map_err(trapped)?;
-            let r = i.cairn_commerce_shipping().call_create_label(&mut store, &req).await;
+            let r = i
+                .cairn_commerce_shipping()
+                .call_create_label(&mut store, &req)
+                .await;
             ProviderOutput::Label(r.map_err(trapped)?)
         }
     };
@@ -158,9 +197,10 @@ mod tests {
         let text = r#"{"Err":{"Declined":{"code":"card_declined","message":"Your card was declined.","charge_id":"ch_2"}}}"#;
         assert_eq!(serde_json::to_string(&declined).unwrap(), text);
         let back: Result<Charge, ProviderError> = serde_json::from_str(text).unwrap();
-        assert!(matches!(back, Err(ProviderError::Declined(d)) if d.charge_id.as_deref() == Some("ch_2")));
-        let unavailable: Result<Label, ProviderError> =
-            Err(ProviderError::RateLimited(Some(1500)));
+        assert!(
+            matches!(back, Err(ProviderError::Declined(d)) if d.charge_id.as_deref() == Some("ch_2"))
+        );
+        let unavailable: Result<Label, ProviderError> = Err(ProviderError::RateLimited(Some(1500)));
         assert_eq!(
             serde_json::to_string(&unavailable).unwrap(),
             r#"{"Err":{"RateLimited":1500}}"#

@@ -9,6 +9,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::Runtime;
+use super::clock::{ReplayMonotonicClock, ReplayWallClock, Ticks};
 use crate::bindings::context;
 use crate::journal::{Journal, JournalError};
 use crate::outbound::Policy;
@@ -54,18 +55,39 @@ pub struct ProviderCtx {
 }
 
 impl HostState {
-    pub fn new(component: Arc<str>, role: Role, memory_limit: usize, seed: u64) -> Self {
+    /// `clock_start_ms`: for services, the invocation's creation time, which makes WASI clocks
+    /// replay deterministically; `None` (providers, whose calls are journaled as a whole) gives
+    /// the real clocks.
+    pub fn new(
+        component: Arc<str>,
+        role: Role,
+        memory_limit: usize,
+        seed: u64,
+        clock_start_ms: Option<i64>,
+    ) -> Self {
         use rand::SeedableRng;
         // Deterministic randomness: seeded per invocation, so a replayed guest sees the same
         // bytes (invariant 6). No env, args, preopens or sockets: the guest gets nothing else.
-        let wasi = WasiCtx::builder()
+        let mut builder = WasiCtx::builder();
+        builder
             .secure_random(rand::rngs::StdRng::seed_from_u64(seed))
-            .insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15))
+            .insecure_random(rand::rngs::StdRng::seed_from_u64(
+                seed ^ 0x9e37_79b9_7f4a_7c15,
+            ))
             .insecure_random_seed(u128::from(seed))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if let Some(start_ms) = clock_start_ms {
+            let ticks = Ticks::default();
+            builder
+                .wall_clock(ReplayWallClock {
+                    start: std::time::Duration::from_millis(start_ms.max(0) as u64),
+                    ticks: ticks.clone(),
+                })
+                .monotonic_clock(ReplayMonotonicClock { ticks });
+        }
+        let wasi = builder.build();
         HostState {
             wasi,
             table: ResourceTable::new(),

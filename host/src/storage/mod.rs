@@ -82,10 +82,14 @@ impl InvocationStatus {
 /// Why an invocation ended without output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureRecord {
-    /// `terminal` or `retryable` (a retryable failure is final once attempts ran out).
+    /// `terminal`, `retryable` (final once attempts ran out) or `diverged` (the component no
+    /// longer matches its journal).
     pub kind: String,
     pub code: u16,
     pub message: String,
+    /// For `diverged`: which entry, what was recorded, what the guest asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<serde_json::Value>,
 }
 
 /// An invocation to create.
@@ -99,11 +103,34 @@ pub struct NewInvocation {
     pub deployment_id: String,
     /// Provider role → deployment id, pinned for the invocation's whole life.
     pub providers: BTreeMap<String, String>,
-    pub idempotency_key: Option<String>,
+    /// With a key: (the key, how long it is remembered in ms). The same key for the same target
+    /// within that time returns the existing invocation instead of creating one.
+    pub idempotency: Option<(String, i64)>,
+}
+
+impl NewInvocation {
+    /// What an ingress idempotency key is scoped to.
+    pub fn target(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.service,
+            self.key.as_deref().unwrap_or(""),
+            self.handler
+        )
+    }
+}
+
+/// Result of [`Storage::create_invocation`].
+#[derive(Debug, Clone)]
+pub enum Created {
+    New(Invocation),
+    /// The idempotency key was already used for this target: the invocation it created.
+    Existing(Invocation),
 }
 
 /// A stored invocation.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Invocation {
     pub id: String,
     pub service: String,
@@ -157,6 +184,7 @@ pub struct InvocationFilter {
 
 /// A stored component.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeploymentRecord {
     pub id: String,
     pub kind: String,
@@ -170,7 +198,7 @@ pub struct DeploymentRecord {
 
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
-    async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Invocation>;
+    async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Created>;
     async fn invocation(&self, id: &str) -> StorageResult<Option<Invocation>>;
     async fn list_invocations(&self, filter: &InvocationFilter) -> StorageResult<Vec<Invocation>>;
     async fn unfinished_invocations(&self) -> StorageResult<Vec<Invocation>>;
@@ -186,8 +214,15 @@ pub trait Storage: Send + Sync + 'static {
         state: Option<(StateScope<'_>, &StateOp)>,
     ) -> StorageResult<()>;
 
-    async fn state_get(&self, service: &str, key: &str, name: &str)
-    -> StorageResult<Option<Vec<u8>>>;
+    /// Removes the entries from `from_index` on (a soft failure closing a failed attempt).
+    async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()>;
+
+    async fn state_get(
+        &self,
+        service: &str,
+        key: &str,
+        name: &str,
+    ) -> StorageResult<Option<Vec<u8>>>;
     async fn state_keys(&self, service: &str, key: &str) -> StorageResult<Vec<String>>;
 
     async fn put_deployment(&self, d: &DeploymentRecord) -> StorageResult<()>;

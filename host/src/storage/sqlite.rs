@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    DeploymentRecord, FailureRecord, Invocation, InvocationFilter, InvocationStatus,
+    Created, DeploymentRecord, FailureRecord, Invocation, InvocationFilter, InvocationStatus,
     NewInvocation, Outcome, StateOp, StateScope, Storage, StorageError, StorageResult, Table,
     now_ms,
 };
@@ -88,10 +88,52 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> StorageResult<Entry> {
 
 #[async_trait]
 impl Storage for SqliteStorage {
-    async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Invocation> {
+    async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Created> {
         let now = now_ms();
         let providers = serde_json::to_string(&inv.providers)
             .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        if let Some((key, retention_ms)) = &inv.idempotency {
+            let target = inv.target();
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE target = ? AND idempotency_key = ? AND created_at < ?",
+            )
+            .bind(&target)
+            .bind(key)
+            .bind(now - retention_ms)
+            .execute(&mut *tx)
+            .await?;
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (target, idempotency_key, invocation_id, created_at) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT (target, idempotency_key) DO NOTHING",
+            )
+            .bind(&target)
+            .bind(key)
+            .bind(&inv.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == 0 {
+                let existing: String = sqlx::query_scalar(
+                    "SELECT invocation_id FROM idempotency_keys WHERE target = ? AND idempotency_key = ?",
+                )
+                .bind(&target)
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return self
+                    .invocation(&existing)
+                    .await?
+                    .map(Created::Existing)
+                    .ok_or_else(|| {
+                        StorageError::Corrupt(format!(
+                            "idempotency key points at missing {existing}"
+                        ))
+                    });
+            }
+        }
         sqlx::query(
             "INSERT INTO invocations (id, service, handler, object_key, status, input, deployment_id, \
              providers, attempt, idempotency_key, created_at, updated_at) \
@@ -104,12 +146,13 @@ impl Storage for SqliteStorage {
         .bind(&inv.input)
         .bind(&inv.deployment_id)
         .bind(&providers)
-        .bind(&inv.idempotency_key)
+        .bind(inv.idempotency.as_ref().map(|(k, _)| k))
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(Invocation {
+        tx.commit().await?;
+        Ok(Created::New(Invocation {
             id: inv.id.clone(),
             service: inv.service.clone(),
             handler: inv.handler.clone(),
@@ -121,11 +164,11 @@ impl Storage for SqliteStorage {
             deployment_id: inv.deployment_id.clone(),
             providers: inv.providers.clone(),
             attempt: 1,
-            idempotency_key: inv.idempotency_key.clone(),
+            idempotency_key: inv.idempotency.as_ref().map(|(k, _)| k.clone()),
             created_at: now,
             updated_at: now,
             completed_at: None,
-        })
+        }))
     }
 
     async fn invocation(&self, id: &str) -> StorageResult<Option<Invocation>> {
@@ -265,6 +308,15 @@ impl Storage for SqliteStorage {
             }
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()> {
+        sqlx::query("DELETE FROM journal WHERE invocation_id = ? AND idx >= ?")
+            .bind(id)
+            .bind(i64::from(from_index))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
