@@ -11,8 +11,6 @@ use crate::order::{ORDER_KEY, Order};
 
 /// The flow's side effects. Each method is one import call (logging excepted).
 pub trait Effects {
-    /// The attempt number of the invocation (1 on the first).
-    fn attempt(&self) -> u32;
     /// The stored order, if any.
     fn load_order(&self) -> Result<Option<Order>, Failure>;
     /// Stores the order.
@@ -36,10 +34,6 @@ impl<'a> HostEffects<'a> {
 }
 
 impl Effects for HostEffects<'_> {
-    fn attempt(&self) -> u32 {
-        self.ctx.invocation().attempt
-    }
-
     fn load_order(&self) -> Result<Option<Order>, Failure> {
         Ok(self.ctx.get(ORDER_KEY)?)
     }

@@ -1,13 +1,15 @@
 //! The `ProcessOrder` flow, over [`Effects`]:
 //!
 //! 1. An order already stored under the key is returned unchanged (state-based idempotency: no
-//!    second charge). The one exception is a *retry* of an invocation (attempt > 1) that finds
-//!    its order still `pending` or `paid`: it resumes the order instead of freezing it there.
+//!    second charge). A retried invocation does not get here with its own order: the host
+//!    replays its journal, so the state reads and provider calls it already made answer as
+//!    recorded.
 //! 2. Save the order `pending`, charge the total. A decline, invalid request or refused
-//!    credentials make the order `payment_failed` (saved and returned, HTTP 200); rate limiting
-//!    or an unavailable provider is a retryable 503 and leaves the order `pending`.
+//!    credentials make the order `payment_failed` (saved and returned, HTTP 200); a charge a
+//!    crash left in doubt makes it `payment_in_doubt` (saved and returned, no label, no email);
+//!    rate limiting or an unavailable provider is a retryable 503 and leaves the order `pending`.
 //! 3. Save it `paid`; buy a label and send the confirmation email. Both are optional: a failure
-//!    is recorded on the order and the flow goes on.
+//!    (an in-doubt call included) is recorded on the order and the flow goes on.
 //! 4. Save it `confirmed` and return it.
 
 use cairn_sdk::Failure;
@@ -25,39 +27,34 @@ pub fn process_order(
     order_id: &str,
     input: &OrderInput,
 ) -> Result<Order, Failure> {
-    let mut order = match fx.load_order()? {
-        Some(existing) if existing.is_final() || fx.attempt() <= 1 => return Ok(existing),
-        Some(unfinished) => {
-            fx.log(&format!(
-                "order {order_id}: resuming from {:?} on attempt {}",
-                unfinished.status,
-                fx.attempt()
-            ));
-            unfinished
-        }
-        None => Order::pending(order_id, input.total, &input.currency),
-    };
+    if let Some(existing) = fx.load_order()? {
+        return Ok(existing);
+    }
+    let mut order = Order::pending(order_id, input.total, &input.currency);
+    fx.save_order(&order)?;
 
-    if order.status == OrderStatus::Pending {
-        fx.save_order(&order)?;
-        match fx.create_charge(&charge_request(&order, input)) {
-            Ok(charge) => {
-                order.status = OrderStatus::Paid;
-                order.charge_id = Some(charge.id);
-                fx.save_order(&order)?;
+    match fx.create_charge(&charge_request(&order, input)) {
+        Ok(charge) => {
+            order.status = OrderStatus::Paid;
+            order.charge_id = Some(charge.id);
+            fx.save_order(&order)?;
+        }
+        Err(err) => {
+            if let Some(failure) = retryable(&err) {
+                return Err(failure);
             }
-            Err(err) => {
-                if let Some(failure) = retryable(&err) {
-                    return Err(failure);
-                }
-                let reason = payment_failure_reason(&err);
+            let reason = payment_failure_reason(&err);
+            order.status = if matches!(err, ProviderError::InDoubt(_)) {
+                fx.log(&format!("order {order_id}: payment in doubt: {reason}"));
+                OrderStatus::PaymentInDoubt
+            } else {
                 fx.log(&format!("order {order_id}: payment failed: {reason}"));
-                order.status = OrderStatus::PaymentFailed;
-                order.record_failure("payment", reason.clone());
-                order.failure_reason = Some(reason);
-                fx.save_order(&order)?;
-                return Ok(order);
-            }
+                OrderStatus::PaymentFailed
+            };
+            order.record_failure("payment", reason.clone());
+            order.failure_reason = Some(reason);
+            fx.save_order(&order)?;
+            return Ok(order);
         }
     }
 
@@ -159,7 +156,8 @@ fn retryable(err: &ProviderError) -> Option<Failure> {
     }
 }
 
-/// `failureReason` of a refused payment: `<code>: <message>` for a decline, else the message.
+/// `failureReason` of a refused payment: `<code>: <message>` for a decline, `in doubt: <message>`
+/// for a charge a crash left in doubt, else the message.
 fn payment_failure_reason(err: &ProviderError) -> String {
     match err {
         ProviderError::Declined(decline) => format!("{}: {}", decline.code, decline.message),
@@ -179,6 +177,7 @@ fn describe(err: &ProviderError) -> String {
         ProviderError::RateLimited(Some(ms)) => format!("rate limited: retry after {ms} ms"),
         ProviderError::RateLimited(None) => "rate limited".to_owned(),
         ProviderError::Unavailable(m) => format!("unavailable: {m}"),
+        ProviderError::InDoubt(m) => format!("in doubt: {m}"),
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! - `ProcessOrder` (exclusive): validate the input, then pending → charge → paid → label →
 //!   email → confirmed, saving the order under state key `order` at each stage
-//!   (see [`flow`]). An order that already exists is returned unchanged.
+//!   (see [`flow`]); a refused charge ends in `payment_failed`, one a crash left in doubt in
+//!   `payment_in_doubt`. An order that already exists is returned unchanged.
 //! - `GetOrder` (shared): the stored order, or a terminal 404.
 
 mod effects;

@@ -17,6 +17,9 @@ pub enum OrderStatus {
     Paid,
     /// The charge was refused; final.
     PaymentFailed,
+    /// A crash left the charge in doubt and the payments provider could neither deduplicate nor
+    /// look it up: the customer may or may not have been charged. Final; needs an operator.
+    PaymentInDoubt,
     /// Charged, label and email attempted; final.
     Confirmed,
 }
@@ -62,14 +65,6 @@ impl Order {
             failures: Vec::new(),
             failure_reason: None,
         }
-    }
-
-    /// Whether the flow ended (`payment_failed` or `confirmed`).
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self.status,
-            OrderStatus::PaymentFailed | OrderStatus::Confirmed
-        )
     }
 
     /// Records a failed optional step.
@@ -131,17 +126,21 @@ mod tests {
     #[test]
     fn statuses_and_totals() {
         let mut order = Order::pending("o", 5, "usd");
-        assert!(!order.is_final());
         assert_eq!(order.display_total(), "0.05 USD");
         order.total = 123_456;
         assert_eq!(order.display_total(), "1234.56 USD");
-        order.status = OrderStatus::Paid;
-        assert!(!order.is_final());
-        order.status = OrderStatus::Confirmed;
-        assert!(order.is_final());
-        assert_eq!(
-            serde_json::to_value(OrderStatus::Confirmed).unwrap(),
-            "confirmed"
-        );
+        for (status, wire) in [
+            (OrderStatus::Pending, "pending"),
+            (OrderStatus::Paid, "paid"),
+            (OrderStatus::PaymentFailed, "payment_failed"),
+            (OrderStatus::PaymentInDoubt, "payment_in_doubt"),
+            (OrderStatus::Confirmed, "confirmed"),
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), wire);
+            assert_eq!(
+                serde_json::from_value::<OrderStatus>(wire.into()).unwrap(),
+                status
+            );
+        }
     }
 }

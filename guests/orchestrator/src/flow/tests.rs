@@ -8,7 +8,6 @@ use crate::input;
 
 /// A fake world: scripted provider answers, recorded calls.
 struct Fake {
-    attempt: u32,
     stored: RefCell<Option<Order>>,
     saves: RefCell<Vec<OrderStatus>>,
     charge: RefCell<Option<Result<Charge, ProviderError>>>,
@@ -23,7 +22,6 @@ struct Fake {
 impl Fake {
     fn new() -> Self {
         Self {
-            attempt: 1,
             stored: RefCell::new(None),
             saves: RefCell::new(Vec::new()),
             charge: RefCell::new(Some(Ok(Charge {
@@ -57,10 +55,6 @@ impl Fake {
 }
 
 impl Effects for Fake {
-    fn attempt(&self) -> u32 {
-        self.attempt
-    }
-
     fn load_order(&self) -> Result<Option<Order>, Failure> {
         self.loads.set(self.loads.get() + 1);
         Ok(self.stored.borrow().clone())
@@ -244,37 +238,91 @@ fn rate_limits_and_outages_are_retryable_and_leave_the_order_pending() {
 }
 
 #[test]
-fn a_retry_resumes_its_pending_order_with_the_same_calls() {
-    let fake = Fake::new();
-    *fake.charge.borrow_mut() = Some(Err(ProviderError::Unavailable("timeout".into())));
-    process_order(&fake, "o", &example_input()).unwrap_err();
+fn an_unfinished_order_is_returned_unchanged_too() {
+    // A retried invocation replays its journal and never gets here with its own order; any other
+    // invocation that finds a pending or paid order leaves it alone.
+    for status in [OrderStatus::Pending, OrderStatus::Paid] {
+        let mut stored = Order::pending("o", 5000, "usd");
+        stored.status = status;
+        let fake = Fake {
+            stored: RefCell::new(Some(stored.clone())),
+            ..Fake::new()
+        };
+        let order = process_order(&fake, "o", &example_input()).unwrap();
+        assert_eq!(order, stored);
+        assert!(fake.charges.borrow().is_empty());
+        assert!(fake.labels.borrow().is_empty());
+        assert!(fake.emails.borrow().is_empty());
+        assert!(fake.saves.borrow().is_empty());
+        assert_eq!(fake.loads.get(), 1);
+    }
+}
 
-    // The same invocation, retried: it finds its own pending order and charges again.
-    let retry = Fake {
-        attempt: 2,
-        stored: RefCell::new(fake.stored.borrow().clone()),
-        ..Fake::new()
-    };
-    let order = process_order(&retry, "o", &example_input()).unwrap();
-    assert_eq!(order.status, OrderStatus::Confirmed);
-    assert_eq!(retry.charges.borrow().len(), 1);
+#[test]
+fn a_payment_in_doubt_stops_the_order_without_label_or_email() {
+    let fake = Fake::new();
+    *fake.charge.borrow_mut() = Some(Err(ProviderError::InDoubt(
+        "create-charge was not repeated (at-most-once)".into(),
+    )));
+    let order = process_order(&fake, "order-003", &example_input()).unwrap();
+    assert_eq!(order.status, OrderStatus::PaymentInDoubt);
+    let reason = "in doubt: create-charge was not repeated (at-most-once)";
+    assert_eq!(order.failure_reason.as_deref(), Some(reason));
+    assert_eq!(order.failures.len(), 1);
+    assert_eq!(order.failures[0].step, "payment");
+    assert_eq!(order.failures[0].error, reason);
+    assert_eq!(order.charge_id, None);
+    assert!(!order.email_sent);
+    assert!(fake.labels.borrow().is_empty());
+    assert!(fake.emails.borrow().is_empty());
     assert_eq!(
-        *retry.saves.borrow(),
+        *fake.saves.borrow(),
+        [OrderStatus::Pending, OrderStatus::PaymentInDoubt]
+    );
+    assert_eq!(fake.stored.borrow().as_ref(), Some(&order));
+    let json = serde_json::to_value(&order).unwrap();
+    assert_eq!(json["status"], "payment_in_doubt");
+    assert_eq!(json["failureReason"], reason);
+}
+
+#[test]
+fn shipping_and_email_in_doubt_are_recorded_and_the_order_confirmed() {
+    let fake = Fake::new();
+    *fake.label.borrow_mut() = Some(Err(ProviderError::InDoubt(
+        "create-label: not found by lookup".into(),
+    )));
+    *fake.email.borrow_mut() = Some(Err(ProviderError::InDoubt(
+        "send-email was not repeated (at-most-once)".into(),
+    )));
+    let order = process_order(&fake, "o", &example_input()).unwrap();
+    assert_eq!(order.status, OrderStatus::Confirmed);
+    assert_eq!(order.charge_id.as_deref(), Some("ch_1"));
+    assert_eq!(order.tracking_number, None);
+    assert!(!order.email_sent);
+    let failures: Vec<(&str, &str)> = order
+        .failures
+        .iter()
+        .map(|f| (f.step.as_str(), f.error.as_str()))
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            ("shipping", "in doubt: create-label: not found by lookup"),
+            (
+                "email",
+                "in doubt: send-email was not repeated (at-most-once)"
+            ),
+        ]
+    );
+    assert_eq!(order.failure_reason, None);
+    assert_eq!(
+        *fake.saves.borrow(),
         [
             OrderStatus::Pending,
             OrderStatus::Paid,
             OrderStatus::Confirmed
         ]
     );
-
-    // A first attempt of another invocation leaves the pending order alone.
-    let other = Fake {
-        stored: RefCell::new(fake.stored.borrow().clone()),
-        ..Fake::new()
-    };
-    let order = process_order(&other, "o", &example_input()).unwrap();
-    assert_eq!(order.status, OrderStatus::Pending);
-    assert!(other.charges.borrow().is_empty());
 }
 
 #[test]

@@ -7,6 +7,10 @@
 //! SendGrid has no idempotency key: a re-executed call can send twice, which is why the host
 //! journals the result. [`request`] builds the wire format, [`response`] reads the answer; both
 //! are pure and unit-tested.
+//!
+//! It also exports `cairn:commerce/email-recovery`: with no idempotency key and no lookup short
+//! of the paid Email Activity add-on, a send left in doubt by a crash is `none` safe (the host
+//! applies its in-doubt policy) and `find-email` never finds anything.
 
 mod request;
 mod response;
@@ -14,8 +18,11 @@ mod response;
 use cairn_sdk::http::{HttpError, RequestBuilder, Response};
 
 use crate::bindings::cairn::commerce::provider_context;
-use crate::bindings::cairn::commerce::types::{EmailMessage, EmailReceipt, ProviderError};
+use crate::bindings::cairn::commerce::types::{
+    EmailMessage, EmailReceipt, ProviderError, RetrySafety,
+};
 use crate::bindings::exports::cairn::commerce::email::Guest;
+use crate::bindings::exports::cairn::commerce::email_recovery::Guest as RecoveryGuest;
 use crate::request::Settings;
 
 mod bindings {
@@ -40,6 +47,21 @@ impl Guest for SendGridEmail {
     }
 }
 
+impl RecoveryGuest for SendGridEmail {
+    fn safety(operation: String) -> RetrySafety {
+        retry_safety(&operation)
+    }
+
+    fn find_email(_msg: EmailMessage) -> Result<Option<EmailReceipt>, ProviderError> {
+        Ok(None)
+    }
+}
+
+/// How `operation` can be repeated: Mail Send has neither an idempotency key nor a free lookup.
+fn retry_safety(_operation: &str) -> RetrySafety {
+    RetrySafety::None
+}
+
 /// Sends a request; no response at all is `unavailable` when retrying may help.
 fn send(request: RequestBuilder) -> Result<Response, ProviderError> {
     let request = request.build().map_err(|err| transport_error(&err))?;
@@ -55,6 +77,26 @@ fn transport_error(err: &HttpError) -> ProviderError {
         ProviderError::Unavailable(format!("sendgrid: {err}"))
     } else {
         ProviderError::InvalidRequest(format!("sendgrid: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_safe_to_repeat_and_nothing_is_found() {
+        assert_eq!(retry_safety("send-email"), RetrySafety::None);
+        assert_eq!(retry_safety("anything"), RetrySafety::None);
+        let msg = EmailMessage {
+            to: "alice@example.com".into(),
+            to_name: None,
+            subject: "s".into(),
+            text: "t".into(),
+            html: None,
+            order_id: "o".into(),
+        };
+        assert_eq!(<SendGridEmail as RecoveryGuest>::find_email(msg), Ok(None));
     }
 }
 

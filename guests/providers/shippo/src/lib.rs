@@ -7,15 +7,22 @@
 //! host. The order rides in `metadata` (`order <id>`). Shippo has no idempotency key for this
 //! call, which is why the host journals the result. [`request`] builds the wire format,
 //! [`response`] reads the answer; both are pure and unit-tested.
+//!
+//! It also exports `cairn:commerce/shipping-recovery` ([`lookup`]): a purchase left in doubt is
+//! `lookup` safe, and `find-label` pages through the account's transactions for the order's
+//! reference.
 
+mod lookup;
 mod request;
 mod response;
 
 use cairn_sdk::http::{HttpError, RequestBuilder, Response};
 
 use crate::bindings::cairn::commerce::provider_context;
-use crate::bindings::cairn::commerce::types::{Label, LabelRequest, ProviderError};
+use crate::bindings::cairn::commerce::types::{Label, LabelRequest, ProviderError, RetrySafety};
 use crate::bindings::exports::cairn::commerce::shipping::Guest;
+use crate::bindings::exports::cairn::commerce::shipping_recovery::Guest as RecoveryGuest;
+use crate::lookup::Search;
 use crate::request::Settings;
 
 mod bindings {
@@ -40,6 +47,29 @@ impl Guest for ShippoShipping {
         }
         let response = send(request::create_transaction(&settings, &req))?;
         response::label(&response)
+    }
+}
+
+impl RecoveryGuest for ShippoShipping {
+    fn safety(operation: String) -> RetrySafety {
+        lookup::retry_safety(&operation)
+    }
+
+    fn find_label(req: LabelRequest) -> Result<Option<Label>, ProviderError> {
+        let settings = Settings::from_lookup(provider_context::config);
+        match lookup::find_label(&settings, &req, send)? {
+            Search::Found(label) => Ok(Some(label)),
+            Search::NotFound => Ok(None),
+            Search::GaveUp => {
+                cairn_sdk::log::warn(format!(
+                    "shippo: no label for order {} in the newest {} transactions; \
+                     searched no further",
+                    req.order_id,
+                    lookup::MAX_PAGES * lookup::PAGE_SIZE
+                ));
+                Ok(None)
+            }
+        }
     }
 }
 

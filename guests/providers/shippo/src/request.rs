@@ -160,8 +160,8 @@ pub fn create_transaction(settings: &Settings, req: &LabelRequest) -> RequestBui
     builder.json(&body)
 }
 
-/// `order <id>`, cut to Shippo's 100 characters.
-fn metadata(order_id: &str) -> String {
+/// `order <id>`, cut to Shippo's 100 characters: the reference `find-label` matches on.
+pub fn metadata(order_id: &str) -> String {
     format!("order {order_id}")
         .chars()
         .take(METADATA_MAX_CHARS)

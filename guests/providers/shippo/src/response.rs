@@ -16,16 +16,38 @@ use serde_json::Value;
 
 use crate::bindings::cairn::commerce::types::{Label, ProviderError};
 
+/// A Shippo Transaction, as far as a label needs it.
 #[derive(Deserialize)]
-struct TransactionObject {
+pub struct TransactionObject {
     object_id: String,
-    status: Option<String>,
+    pub status: Option<String>,
     tracking_number: Option<String>,
     label_url: Option<String>,
     /// A rate object (instalabel) or a rate id (purchase from a rate).
     rate: Option<Value>,
+    /// The merchant reference, `order <id>`.
+    pub metadata: Option<String>,
     #[serde(default)]
     messages: Vec<Message>,
+}
+
+impl TransactionObject {
+    /// The label this transaction bought (empty strings as `None`, the carrier from an inline
+    /// rate object).
+    pub fn into_label(self) -> Label {
+        Label {
+            id: self.object_id,
+            tracking_number: self.tracking_number.filter(|t| !t.is_empty()),
+            label_url: self.label_url.filter(|u| !u.is_empty()),
+            carrier: self
+                .rate
+                .as_ref()
+                .and_then(|rate| rate.get("provider"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            status: self.status.unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -46,22 +68,10 @@ pub fn label(response: &Response) -> Result<Label, ProviderError> {
             "shippo HTTP {status}: unreadable transaction: {err}"
         ))
     })?;
-    let tx_status = tx.status.unwrap_or_default();
-    if tx_status == "ERROR" {
+    if tx.status.as_deref() == Some("ERROR") {
         return Err(transaction_error(&tx.messages));
     }
-    Ok(Label {
-        id: tx.object_id,
-        tracking_number: tx.tracking_number.filter(|t| !t.is_empty()),
-        label_url: tx.label_url.filter(|u| !u.is_empty()),
-        carrier: tx
-            .rate
-            .as_ref()
-            .and_then(|rate| rate.get("provider"))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        status: tx_status,
-    })
+    Ok(tx.into_label())
 }
 
 /// A transaction that failed at the carrier.
@@ -97,7 +107,7 @@ fn transaction_error(messages: &[Message]) -> ProviderError {
 }
 
 /// A non-2xx answer as a provider error (see the module table).
-fn error(response: &Response) -> ProviderError {
+pub fn error(response: &Response) -> ProviderError {
     let status = response.status();
     let body: Option<Value> = response.json().ok();
     let mut messages = Vec::new();

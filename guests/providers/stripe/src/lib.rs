@@ -6,7 +6,11 @@
 //! the host, and the host's per-call idempotency key as `Idempotency-Key`, so a re-executed call
 //! cannot charge twice. [`request`] builds the wire format, [`response`] reads Stripe's answers
 //! and errors; both are pure and unit-tested.
+//!
+//! It also exports `cairn:commerce/payments-recovery` ([`recovery`]): both operations are safe
+//! to repeat with the same idempotency key, and `find-charge` searches the order's charges.
 
+mod recovery;
 mod request;
 mod response;
 
@@ -14,9 +18,10 @@ use cairn_sdk::http::{HttpError, RequestBuilder, Response};
 
 use crate::bindings::cairn::commerce::provider_context;
 use crate::bindings::cairn::commerce::types::{
-    Charge, ChargeRequest, ProviderError, Refund, RefundRequest,
+    Charge, ChargeRequest, ProviderError, Refund, RefundRequest, RetrySafety,
 };
 use crate::bindings::exports::cairn::commerce::payments::Guest;
+use crate::bindings::exports::cairn::commerce::payments_recovery::Guest as RecoveryGuest;
 use crate::request::Settings;
 
 mod bindings {
@@ -46,6 +51,18 @@ impl Guest for StripePayments {
         let key = provider_context::idempotency_key();
         let response = send(request::create_refund(&settings, &key, &req))?;
         response::refund(&response, &req)
+    }
+}
+
+impl RecoveryGuest for StripePayments {
+    fn safety(operation: String) -> RetrySafety {
+        recovery::retry_safety(&operation)
+    }
+
+    fn find_charge(req: ChargeRequest) -> Result<Option<Charge>, ProviderError> {
+        let settings = Settings::from_lookup(provider_context::config);
+        let response = send(recovery::find_charge(&settings, &req))?;
+        recovery::found_charge(&response, &req)
     }
 }
 
