@@ -1,4 +1,4 @@
-//! The `cairn` binary: `cairn serve`, `cairn mock-providers`.
+//! The `cairn` command line: `cairn serve`, `cairn mock-providers`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use cairn::config::{self, ServerConfig};
-use cairn::http_api::ingress::IngressConfig;
-use cairn::mock::{MockConfig, MockServer};
+use crate::config::{self, ServerConfig};
+use crate::http_api::ingress::IngressConfig;
+use crate::mock::{MockConfig, MockServer};
 
 #[derive(Parser)]
 #[command(
@@ -67,8 +67,15 @@ struct ServeArgs {
     max_attempts: u32,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Runs the command line (the `cairn` binary's `main`).
+pub fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -120,7 +127,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let database_url = args
         .database_url
         .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("cairn.db").display()));
-    let server = cairn::server::start(ServerConfig {
+    let server = crate::server::start(ServerConfig {
         ingress_addr: args.ingress_addr,
         admin_addr: args.admin_addr,
         database_url,

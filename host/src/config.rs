@@ -171,6 +171,7 @@ pub fn runtime_settings(
         memory_limit: 64 << 20,
         retry: RetryPolicy::default(),
         cache_dir,
+        in_doubt: BTreeMap::new(),
         fail_point: None,
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod bindings;
 pub mod capabilities;
+pub mod cli;
 pub mod config;
 pub mod http_api;
 pub mod journal;

@@ -24,7 +24,11 @@ async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> 
     runtime.retry.initial_delay = std::time::Duration::from_millis(10);
     runtime.retry.max_delay = std::time::Duration::from_millis(100);
     runtime.retry.max_attempts = options.max_attempts;
-    runtime.fail_point = options.fail_after_entry.map(cairn::journal::FailPoint::new);
+    runtime.fail_point = match (options.fail_after_entry, options.fail_before_recording) {
+        (Some(entry), _) => Some(cairn::journal::FailPoint::at(entry, false)),
+        (None, Some(entry)) => Some(cairn::journal::FailPoint::at(entry, true)),
+        (None, None) => None,
+    };
     cairn::server::start(ServerConfig {
         ingress_addr: "127.0.0.1:0".parse().unwrap(),
         admin_addr: "127.0.0.1:0".parse().unwrap(),
@@ -54,8 +58,10 @@ fn cache_dir() -> PathBuf {
 #[derive(Clone)]
 pub struct Options {
     pub mock: MockConfig,
-    /// Stop one attempt right after this journal entry (a crash stand-in).
+    /// Stop one attempt right after this journal entry is durable (a crash stand-in).
     pub fail_after_entry: Option<u32>,
+    /// Stop one attempt after this entry's effect happened but before it is recorded.
+    pub fail_before_recording: Option<u32>,
     pub max_attempts: u32,
     pub ingress: IngressConfig,
 }
@@ -68,6 +74,7 @@ impl Default for Options {
                 delay_ms: (0, 0),
             },
             fail_after_entry: None,
+            fail_before_recording: None,
             max_attempts: 5,
             ingress: IngressConfig::default(),
         }

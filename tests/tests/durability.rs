@@ -416,3 +416,58 @@ async fn wait_until_done(cairn: &Cairn, id: &str) -> Value {
     }
     panic!("invocation {id} did not finish");
 }
+
+/// Journal positions of the provider calls in an order (see ORDER_ENTRIES).
+const CHARGE_ENTRY: u32 = 2;
+const LABEL_ENTRY: u32 = 4;
+const EMAIL_ENTRY: u32 = 5;
+
+#[tokio::test]
+async fn a_call_left_in_doubt_by_a_crash_never_takes_effect_twice() {
+    for entry in [CHARGE_ENTRY, LABEL_ENTRY, EMAIL_ENTRY] {
+        let cairn = Cairn::start_opts(Options {
+            fail_before_recording: Some(entry),
+            ..Options::default()
+        })
+        .await;
+        let reply = cairn
+            .process_order("order-doubt", &order_input("doubt@example.com"))
+            .await;
+        assert_eq!(reply.status, 200, "entry {entry}: {:?}", reply.body);
+        let order = &reply.body;
+        assert_eq!(order["status"], "confirmed", "entry {entry}: {order}");
+        let stats = cairn.stats().await;
+        // The effect happened once, whatever the attempt that follows the crash does.
+        for counter in ["/charges/total", "/labels/total", "/emails/total"] {
+            assert_eq!(
+                count(&stats, counter),
+                1,
+                "entry {entry}: {counter} {stats}"
+            );
+        }
+        let inv = cairn
+            .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
+            .await
+            .body;
+        let recovery = inv["journal"][entry as usize]["detail"]["effect"]["recovery"].clone();
+        match entry {
+            // Stripe deduplicates on the idempotency key: the call is simply made again.
+            CHARGE_ENTRY => {
+                assert_eq!(recovery, Value::Null, "{inv}");
+                assert_eq!(count(&stats, "/replays"), 1, "Stripe replayed: {stats}");
+                assert!(order["chargeId"].is_string());
+            }
+            // Shippo has no idempotency key: the label bought before the crash is looked up.
+            LABEL_ENTRY => {
+                assert_eq!(recovery, "in doubt: found by lookup", "{inv}");
+                assert!(order["trackingNumber"].is_string(), "{order}");
+            }
+            // SendGrid has neither: at most once, recorded as in doubt.
+            _ => {
+                assert_eq!(recovery, "in doubt: not repeated (at-most-once)", "{inv}");
+                assert_eq!(order["emailSent"], false, "{order}");
+                assert_eq!(order["failures"][0]["step"], "email", "{order}");
+            }
+        }
+    }
+}

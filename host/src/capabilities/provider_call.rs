@@ -29,24 +29,24 @@ impl HostState {
             ))
         })?;
         let runtime = svc.runtime.clone();
+        let invocation_id = svc.info.id.clone();
         let args = call.clone();
         svc.journal
             .record(EntryKind::Call, name, &args, |live| async move {
-                let (output, exchanges) =
-                    providers::invoke(&runtime, &deployment, &live.idempotency_key, call).await?;
-                let soft = output.is_retryable_error();
-                let value = pick(output).ok_or_else(|| {
+                let performed =
+                    providers::perform(&runtime, &invocation_id, &deployment, &live, call).await?;
+                let soft = performed.output.is_retryable_error();
+                let value = pick(performed.output).ok_or_else(|| {
                     JournalError::Effect(format!(
                         "provider answered {name} with another call's result"
                     ))
                 })?;
+                let mut detail = performed.detail;
+                detail["provider"] = json!(deployment);
+                detail["idempotency_key"] = json!(live.idempotency_key);
                 Ok(Effect {
                     value,
-                    detail: Some(json!({
-                        "provider": deployment,
-                        "idempotency_key": live.idempotency_key,
-                        "exchanges": exchanges,
-                    })),
+                    detail: Some(detail),
                     state: None,
                     soft,
                 })

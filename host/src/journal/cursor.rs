@@ -49,24 +49,34 @@ impl<R> Effect<R> {
     }
 }
 
-/// Stops an attempt right after entry `after_entry` is durable, once: a test stand-in for a
-/// crash at that point (the next attempt must replay up to it and continue).
+/// Stops one attempt at entry `entry`, once: a test stand-in for a crash at that point. The
+/// next attempt must replay up to it and continue.
 #[derive(Debug)]
 pub struct FailPoint {
-    pub after_entry: u32,
+    pub entry: u32,
+    /// `false`: right after the entry is durable. `true`: after the live effect happened but
+    /// before it is recorded (the call is then in doubt).
+    pub before_recording: bool,
     fired: std::sync::atomic::AtomicBool,
 }
 
 impl FailPoint {
     pub fn new(after_entry: u32) -> Arc<Self> {
+        Self::at(after_entry, false)
+    }
+
+    pub fn at(entry: u32, before_recording: bool) -> Arc<Self> {
         Arc::new(FailPoint {
-            after_entry,
+            entry,
+            before_recording,
             fired: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    fn fires_at(&self, index: u32) -> bool {
-        index == self.after_entry && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+    fn fires_at(&self, index: u32, before_recording: bool) -> bool {
+        index == self.entry
+            && before_recording == self.before_recording
+            && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -153,6 +163,13 @@ impl Journal {
             idempotency_key: format!("{}-{}", self.invocation_id, index),
         })
         .await?;
+        if let Some(point) = &self.fail_point
+            && point.fires_at(index, true)
+        {
+            return Err(JournalError::Effect(format!(
+                "fail point before recording entry {index}"
+            )));
+        }
         let result =
             serde_json::to_vec(&effect.value).map_err(|e| JournalError::Codec(e.to_string()))?;
         let mut detail = serde_json::json!({ "args": preview(args) });
@@ -186,7 +203,7 @@ impl Journal {
         self.recorded.push(entry);
         self.next += 1;
         if let Some(point) = &self.fail_point
-            && point.fires_at(index)
+            && point.fires_at(index, false)
         {
             return Err(JournalError::Effect(format!(
                 "fail point after entry {index}"

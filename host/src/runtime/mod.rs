@@ -44,6 +44,8 @@ pub struct RuntimeSettings {
     pub retry: RetryPolicy,
     /// Where compiled components are cached across restarts.
     pub cache_dir: Option<PathBuf>,
+    /// In-doubt policy per operation (`email.send-email`...); see [`providers::InDoubtPolicy`].
+    pub in_doubt: BTreeMap<String, providers::InDoubtPolicy>,
     /// Test hook: stop one attempt right after a given journal entry.
     pub fail_point: Option<Arc<crate::journal::FailPoint>>,
 }
@@ -56,6 +58,10 @@ pub struct Runtime {
     pub registry: RwLock<Registry>,
     pub settings: RuntimeSettings,
     pub locks: KeyLocks,
+    /// "deployment/operation" → what the provider said about repeating it.
+    pub(crate) retry_safety: std::sync::Mutex<
+        std::collections::HashMap<String, crate::bindings::commerce_types::RetrySafety>,
+    >,
 }
 
 impl Runtime {
@@ -80,6 +86,7 @@ impl Runtime {
             registry: RwLock::new(Registry::default()),
             settings,
             locks: KeyLocks::default(),
+            retry_safety: Default::default(),
         }))
     }
 

@@ -1,5 +1,6 @@
 //! Running one provider call: a fresh, separately limited store for the provider component,
-//! told the call's idempotency key and its role's configuration.
+//! told the call's idempotency key and its role's configuration, with the crash protocol for
+//! APIs that cannot deduplicate (started marker, lookup, in-doubt policy).
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use wasmtime::Store;
 use super::{HostState, ProviderCtx, ProviderRole, Role, Runtime};
 use crate::bindings::commerce_types::{
     Charge, ChargeRequest, EmailMessage, EmailReceipt, Label, LabelRequest, ProviderError, Refund,
-    RefundRequest,
+    RefundRequest, RetrySafety,
 };
 use crate::bindings::email_provider::EmailProviderPre;
 use crate::bindings::payments_provider::PaymentsProviderPre;
@@ -70,15 +71,143 @@ impl ProviderOutput {
     }
 }
 
-/// Runs `call` on provider deployment `deployment_id`. Returns the answer and the provider's HTTP
-/// exchanges. A provider trap is a retryable effect failure: nothing is journaled.
-pub async fn invoke(
+/// What to do about a call a crash left in doubt when its API can neither deduplicate nor look
+/// it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InDoubtPolicy {
+    /// Do not repeat it; record it as in doubt (`provider-error::in-doubt`).
+    AtMostOnce,
+    /// Repeat it (it may then happen twice).
+    AtLeastOnce,
+}
+
+impl InDoubtPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "at-most-once" => Some(InDoubtPolicy::AtMostOnce),
+            "at-least-once" => Some(InDoubtPolicy::AtLeastOnce),
+            _ => None,
+        }
+    }
+
+    /// The default for an operation: email is at most once, everything else at least once.
+    pub fn default_for(operation: &str) -> Self {
+        if operation == "email.send-email" {
+            InDoubtPolicy::AtMostOnce
+        } else {
+            InDoubtPolicy::AtLeastOnce
+        }
+    }
+}
+
+/// A provider instance ready for calls, in its own store.
+enum Instance {
+    Payments(crate::bindings::payments_provider::PaymentsProvider),
+    Email(crate::bindings::email_provider::EmailProvider),
+    Shipping(crate::bindings::shipping_provider::ShippingProvider),
+}
+
+/// The effect of one provider call, as the journal entry records it.
+pub struct Performed {
+    pub output: ProviderOutput,
+    /// The provider's HTTP exchanges and how an in-doubt call was resolved.
+    pub detail: serde_json::Value,
+}
+
+/// Performs `call` (entry `index` of invocation `invocation_id`) on provider deployment
+/// `deployment_id`, safely across crashes: unless the provider's API deduplicates on the
+/// idempotency key, a durable "started" marker precedes the call; finding one means an earlier
+/// attempt crashed mid-call, and the call is then looked up, repeated or declared in doubt
+/// according to the provider's retry safety and the operation's policy.
+pub async fn perform(
+    runtime: &Arc<Runtime>,
+    invocation_id: &str,
+    deployment_id: &str,
+    live: &crate::journal::Live,
+    call: ProviderCall,
+) -> Result<Performed, JournalError> {
+    let role = call.role();
+    let (mut store, instance) =
+        instantiate(runtime, deployment_id, &live.idempotency_key, role).await?;
+    let trapped = |e: wasmtime::Error| {
+        JournalError::Effect(format!(
+            "provider {} ({deployment_id}) trapped: {e:#}",
+            role.as_str()
+        ))
+    };
+    let operation = call.name();
+    let safety = retry_safety(runtime, deployment_id, operation, &mut store, &instance)
+        .await
+        .map_err(trapped)?;
+    let mut recovery = serde_json::Value::Null;
+    if safety != RetrySafety::IdempotencyKey {
+        let in_doubt = runtime
+            .storage
+            .mark_call_started(invocation_id, live.index, operation, &live.idempotency_key)
+            .await?;
+        if in_doubt {
+            let policy = runtime
+                .settings
+                .in_doubt
+                .get(operation)
+                .copied()
+                .unwrap_or_else(|| InDoubtPolicy::default_for(operation));
+            tracing::warn!(
+                invocation = invocation_id,
+                entry = live.index,
+                operation,
+                ?safety,
+                ?policy,
+                "provider call in doubt after a crash"
+            );
+            if safety == RetrySafety::Lookup {
+                if let Some(found) = find(&mut store, &instance, &call).await.map_err(trapped)? {
+                    return Ok(done(
+                        store,
+                        found,
+                        serde_json::json!("in doubt: found by lookup"),
+                    ));
+                }
+                recovery = serde_json::json!("in doubt: not found by lookup, called again");
+            } else if policy == InDoubtPolicy::AtMostOnce {
+                let output = in_doubt_output(
+                    &call,
+                    format!(
+                        "{operation} was started before a crash and cannot be checked; not repeated (at-most-once)"
+                    ),
+                );
+                return Ok(done(
+                    store,
+                    output,
+                    serde_json::json!("in doubt: not repeated (at-most-once)"),
+                ));
+            } else {
+                recovery = serde_json::json!("in doubt: called again (at-least-once)");
+            }
+        }
+    }
+    let output = invoke(&mut store, &instance, call).await.map_err(trapped)?;
+    Ok(done(store, output, recovery))
+}
+
+fn done(store: Store<HostState>, output: ProviderOutput, recovery: serde_json::Value) -> Performed {
+    let exchanges = match store.into_data().role {
+        Role::Provider(ctx) => ctx.exchanges,
+        _ => Vec::new(),
+    };
+    let mut detail = serde_json::json!({ "exchanges": exchanges });
+    if !recovery.is_null() {
+        detail["recovery"] = recovery;
+    }
+    Performed { output, detail }
+}
+
+async fn instantiate(
     runtime: &Arc<Runtime>,
     deployment_id: &str,
     idempotency_key: &str,
-    call: ProviderCall,
-) -> Result<(ProviderOutput, Vec<serde_json::Value>), JournalError> {
-    let role = call.role();
+    role: ProviderRole,
+) -> Result<(Store<HostState>, Instance), JournalError> {
     let deployment = runtime
         .registry()
         .deployments
@@ -102,12 +231,11 @@ pub async fn invoke(
         runtime: runtime.clone(),
         exchanges: Vec::new(),
     };
-    let seed = seed_of(idempotency_key);
     let state = HostState::new(
         deployment_id.into(),
         Role::Provider(Box::new(ctx)),
         runtime.settings.memory_limit,
-        seed,
+        seed_of(idempotency_key),
         None,
     );
     let mut store = Store::new(&runtime.engine, state);
@@ -115,53 +243,166 @@ pub async fn invoke(
     let pre = deployment.pre.clone();
     let trapped = |e: wasmtime::Error| {
         JournalError::Effect(format!(
-            "provider {} ({deployment_id}) trapped: {e:#}",
+            "provider {} ({deployment_id}) failed to start: {e:#}",
             role.as_str()
         ))
     };
-    let output = match call {
-        ProviderCall::CreateCharge(req) => {
-            let p = PaymentsProviderPre::new(pre).map_err(trapped)?;
-            let i = p.instantiate_async(&mut store).await.map_err(trapped)?;
-            let r = i
-                .cairn_commerce_payments()
-                .call_create_charge(&mut store, &req)
-                .await;
-            ProviderOutput::Charge(r.map_err(trapped)?)
+    let instance = match role {
+        ProviderRole::Payments => Instance::Payments(
+            PaymentsProviderPre::new(pre)
+                .map_err(trapped)?
+                .instantiate_async(&mut store)
+                .await
+                .map_err(trapped)?,
+        ),
+        ProviderRole::Email => Instance::Email(
+            EmailProviderPre::new(pre)
+                .map_err(trapped)?
+                .instantiate_async(&mut store)
+                .await
+                .map_err(trapped)?,
+        ),
+        ProviderRole::Shipping => Instance::Shipping(
+            ShippingProviderPre::new(pre)
+                .map_err(trapped)?
+                .instantiate_async(&mut store)
+                .await
+                .map_err(trapped)?,
+        ),
+    };
+    Ok((store, instance))
+}
+
+/// The provider's retry safety for `operation`, asked once per deployment and cached.
+async fn retry_safety(
+    runtime: &Runtime,
+    deployment_id: &str,
+    operation: &str,
+    store: &mut Store<HostState>,
+    instance: &Instance,
+) -> wasmtime::Result<RetrySafety> {
+    let cache_key = format!("{deployment_id}/{operation}");
+    if let Some(safety) = runtime
+        .retry_safety
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&cache_key)
+    {
+        return Ok(*safety);
+    }
+    let function = operation
+        .split_once('.')
+        .map_or(operation, |(_, f)| f)
+        .to_string();
+    let safety = match instance {
+        Instance::Payments(i) => {
+            i.cairn_commerce_payments_recovery()
+                .call_safety(&mut *store, &function)
+                .await?
         }
-        ProviderCall::RefundCharge(req) => {
-            let p = PaymentsProviderPre::new(pre).map_err(trapped)?;
-            let i = p.instantiate_async(&mut store).await.map_err(trapped)?;
-            let r = i
-                .cairn_commerce_payments()
-                .call_refund_charge(&mut store, &req)
-                .await;
-            ProviderOutput::Refund(r.map_err(trapped)?)
+        Instance::Email(i) => {
+            i.cairn_commerce_email_recovery()
+                .call_safety(&mut *store, &function)
+                .await?
         }
-        ProviderCall::SendEmail(msg) => {
-            let p = EmailProviderPre::new(pre).map_err(trapped)?;
-            let i = p.instantiate_async(&mut store).await.map_err(trapped)?;
-            let r = i
-                .cairn_commerce_email()
-                .call_send_email(&mut store, &msg)
-                .await;
-            ProviderOutput::Email(r.map_err(trapped)?)
-        }
-        ProviderCall::CreateLabel(req) => {
-            let p = ShippingProviderPre::new(pre).map_err(trapped)?;
-            let i = p.instantiate_async(&mut store).await.map_err(trapped)?;
-            let r = i
-                .cairn_commerce_shipping()
-                .call_create_label(&mut store, &req)
-                .await;
-            ProviderOutput::Label(r.map_err(trapped)?)
+        Instance::Shipping(i) => {
+            i.cairn_commerce_shipping_recovery()
+                .call_safety(&mut *store, &function)
+                .await?
         }
     };
-    let exchanges = match store.into_data().role {
-        Role::Provider(ctx) => ctx.exchanges,
-        _ => Vec::new(),
+    runtime
+        .retry_safety
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(cache_key, safety);
+    Ok(safety)
+}
+
+/// Looks up the effect of an in-doubt call; `None` when the provider finds nothing (or has no
+/// lookup for this operation).
+async fn find(
+    store: &mut Store<HostState>,
+    instance: &Instance,
+    call: &ProviderCall,
+) -> wasmtime::Result<Option<ProviderOutput>> {
+    let found = match (instance, call) {
+        (Instance::Payments(i), ProviderCall::CreateCharge(req)) => {
+            match i
+                .cairn_commerce_payments_recovery()
+                .call_find_charge(&mut *store, req)
+                .await?
+            {
+                Ok(Some(charge)) => Some(ProviderOutput::Charge(Ok(charge))),
+                Ok(None) => None,
+                Err(e) => Some(ProviderOutput::Charge(Err(e))),
+            }
+        }
+        (Instance::Email(i), ProviderCall::SendEmail(msg)) => {
+            match i
+                .cairn_commerce_email_recovery()
+                .call_find_email(&mut *store, msg)
+                .await?
+            {
+                Ok(Some(receipt)) => Some(ProviderOutput::Email(Ok(receipt))),
+                Ok(None) => None,
+                Err(e) => Some(ProviderOutput::Email(Err(e))),
+            }
+        }
+        (Instance::Shipping(i), ProviderCall::CreateLabel(req)) => {
+            match i
+                .cairn_commerce_shipping_recovery()
+                .call_find_label(&mut *store, req)
+                .await?
+            {
+                Ok(Some(label)) => Some(ProviderOutput::Label(Ok(label))),
+                Ok(None) => None,
+                Err(e) => Some(ProviderOutput::Label(Err(e))),
+            }
+        }
+        _ => None,
     };
-    Ok((output, exchanges))
+    Ok(found)
+}
+
+async fn invoke(
+    store: &mut Store<HostState>,
+    instance: &Instance,
+    call: ProviderCall,
+) -> wasmtime::Result<ProviderOutput> {
+    Ok(match (instance, call) {
+        (Instance::Payments(i), ProviderCall::CreateCharge(req)) => ProviderOutput::Charge(
+            i.cairn_commerce_payments()
+                .call_create_charge(&mut *store, &req)
+                .await?,
+        ),
+        (Instance::Payments(i), ProviderCall::RefundCharge(req)) => ProviderOutput::Refund(
+            i.cairn_commerce_payments()
+                .call_refund_charge(&mut *store, &req)
+                .await?,
+        ),
+        (Instance::Email(i), ProviderCall::SendEmail(msg)) => ProviderOutput::Email(
+            i.cairn_commerce_email()
+                .call_send_email(&mut *store, &msg)
+                .await?,
+        ),
+        (Instance::Shipping(i), ProviderCall::CreateLabel(req)) => ProviderOutput::Label(
+            i.cairn_commerce_shipping()
+                .call_create_label(&mut *store, &req)
+                .await?,
+        ),
+        (_, call) => wasmtime::bail!("{} sent to a provider of another role", call.name()),
+    })
+}
+
+fn in_doubt_output(call: &ProviderCall, message: String) -> ProviderOutput {
+    let error = ProviderError::InDoubt(message);
+    match call {
+        ProviderCall::CreateCharge(_) => ProviderOutput::Charge(Err(error)),
+        ProviderCall::RefundCharge(_) => ProviderOutput::Refund(Err(error)),
+        ProviderCall::SendEmail(_) => ProviderOutput::Email(Err(error)),
+        ProviderCall::CreateLabel(_) => ProviderOutput::Label(Err(error)),
+    }
 }
 
 /// A per-call seed for the provider's WASI randomness.

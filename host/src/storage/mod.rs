@@ -214,6 +214,16 @@ pub trait Storage: Send + Sync + 'static {
         state: Option<(StateScope<'_>, &StateOp)>,
     ) -> StorageResult<()>;
 
+    /// Records, durably, that provider call `index` is starting. Returns `true` when a marker
+    /// was already there: an earlier attempt started this call and never recorded its result.
+    async fn mark_call_started(
+        &self,
+        id: &str,
+        index: u32,
+        name: &str,
+        idempotency_key: &str,
+    ) -> StorageResult<bool>;
+
     /// Removes the entries from `from_index` on (a soft failure closing a failed attempt).
     async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()>;
 

@@ -226,6 +226,7 @@ impl Storage for SqliteStorage {
                 Some(serde_json::to_string(f).map_err(|e| StorageError::Corrupt(e.to_string()))?),
             ),
         };
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE invocations SET status = ?, output = ?, failure = ?, updated_at = ?, completed_at = ? \
              WHERE id = ?",
@@ -236,8 +237,13 @@ impl Storage for SqliteStorage {
         .bind(now)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM call_markers WHERE invocation_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -274,6 +280,15 @@ impl Storage for SqliteStorage {
         .bind(entry.duration_us)
         .execute(&mut *tx)
         .await?;
+        // A soft failure may have come after the effect (a lost response): the marker stays, so a
+        // repeat of the call is treated as in doubt.
+        if entry.kind == EntryKind::Call && !entry.is_soft() {
+            sqlx::query("DELETE FROM call_markers WHERE invocation_id = ? AND idx = ?")
+                .bind(id)
+                .bind(i64::from(entry.index))
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some((scope, op)) = state {
             match op {
                 StateOp::Set { name, value } => {
@@ -309,6 +324,28 @@ impl Storage for SqliteStorage {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn mark_call_started(
+        &self,
+        id: &str,
+        index: u32,
+        name: &str,
+        idempotency_key: &str,
+    ) -> StorageResult<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO call_markers (invocation_id, idx, name, idempotency_key, started_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (invocation_id, idx) DO NOTHING",
+        )
+        .bind(id)
+        .bind(i64::from(index))
+        .bind(name)
+        .bind(idempotency_key)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 0)
     }
 
     async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()> {

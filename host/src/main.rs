@@ -1,0 +1,5 @@
+//! The `cairn` binary.
+
+fn main() -> anyhow::Result<()> {
+    cairn::cli::main()
+}
