@@ -1,4 +1,5 @@
-//! SQLite implementation of [`Storage`]: one file under the data dir, WAL, `synchronous=FULL`.
+//! SQLite implementation of [`Storage`]: one file under the data dir, WAL, `synchronous=FULL`,
+//! a read pool and one group-committing writer.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,14 +11,19 @@ use sqlx::{Row, SqlitePool};
 use super::{
     Created, DeploymentRecord, FailureRecord, Invocation, InvocationFilter, InvocationStatus,
     NewInvocation, Outcome, StateOp, StateScope, Storage, StorageError, StorageResult, Table,
-    now_ms,
 };
 use crate::journal::{Entry, EntryKind};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+mod writer;
+
+use writer::{Write, Writer, Written};
+
+/// Reads go through a pool; every write goes through the one [`Writer`] (group commit).
 pub struct SqliteStorage {
     pool: SqlitePool,
+    writer: Writer,
 }
 
 impl SqliteStorage {
@@ -30,13 +36,14 @@ impl SqliteStorage {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| StorageError::Migration(e.to_string()))?;
-        Ok(SqliteStorage { pool })
+        let writer = Writer::spawn(writer::connect(&options).await?);
+        Ok(SqliteStorage { pool, writer })
     }
 }
 
@@ -89,86 +96,24 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> StorageResult<Entry> {
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Created> {
-        let now = now_ms();
-        let providers = serde_json::to_string(&inv.providers)
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        let mut tx = self.pool.begin().await?;
-        if let Some((key, retention_ms)) = &inv.idempotency {
-            let target = inv.target();
-            sqlx::query(
-                "DELETE FROM idempotency_keys WHERE target = ? AND idempotency_key = ? AND created_at < ?",
-            )
-            .bind(&target)
-            .bind(key)
-            .bind(now - retention_ms)
-            .execute(&mut *tx)
-            .await?;
-            let claimed = sqlx::query(
-                "INSERT INTO idempotency_keys (target, idempotency_key, invocation_id, created_at) \
-                 VALUES (?, ?, ?, ?) ON CONFLICT (target, idempotency_key) DO NOTHING",
-            )
-            .bind(&target)
-            .bind(key)
-            .bind(&inv.id)
-            .bind(now)
-            .execute(&mut *tx)
+        match self
+            .writer
+            .write(Write::CreateInvocation(inv.clone()))
             .await?
-            .rows_affected();
-            if claimed == 0 {
-                let existing: String = sqlx::query_scalar(
-                    "SELECT invocation_id FROM idempotency_keys WHERE target = ? AND idempotency_key = ?",
-                )
-                .bind(&target)
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                return self
-                    .invocation(&existing)
-                    .await?
-                    .map(Created::Existing)
-                    .ok_or_else(|| {
-                        StorageError::Corrupt(format!(
-                            "idempotency key points at missing {existing}"
-                        ))
-                    });
-            }
+        {
+            Written::ExistingInvocation(existing) => self
+                .invocation(&existing)
+                .await?
+                .map(Created::Existing)
+                .ok_or_else(|| {
+                    StorageError::Corrupt(format!("idempotency key points at missing {existing}"))
+                }),
+            _ => self
+                .invocation(&inv.id)
+                .await?
+                .map(Created::New)
+                .ok_or_else(|| StorageError::Corrupt(format!("invocation {} vanished", inv.id))),
         }
-        sqlx::query(
-            "INSERT INTO invocations (id, service, handler, object_key, status, input, deployment_id, \
-             providers, attempt, idempotency_key, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, 'running', ?, ?, ?, 1, ?, ?, ?)",
-        )
-        .bind(&inv.id)
-        .bind(&inv.service)
-        .bind(&inv.handler)
-        .bind(&inv.key)
-        .bind(&inv.input)
-        .bind(&inv.deployment_id)
-        .bind(&providers)
-        .bind(inv.idempotency.as_ref().map(|(k, _)| k))
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Created::New(Invocation {
-            id: inv.id.clone(),
-            service: inv.service.clone(),
-            handler: inv.handler.clone(),
-            key: inv.key.clone(),
-            status: InvocationStatus::Running,
-            input: inv.input.clone(),
-            output: None,
-            failure: None,
-            deployment_id: inv.deployment_id.clone(),
-            providers: inv.providers.clone(),
-            attempt: 1,
-            idempotency_key: inv.idempotency.as_ref().map(|(k, _)| k.clone()),
-            created_at: now,
-            updated_at: now,
-            completed_at: None,
-        }))
     }
 
     async fn invocation(&self, id: &str) -> StorageResult<Option<Invocation>> {
@@ -207,44 +152,23 @@ impl Storage for SqliteStorage {
     }
 
     async fn set_attempt(&self, id: &str, attempt: u32) -> StorageResult<()> {
-        sqlx::query("UPDATE invocations SET attempt = ?, updated_at = ? WHERE id = ?")
-            .bind(i64::from(attempt))
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.writer
+            .write(Write::SetAttempt {
+                id: id.to_string(),
+                attempt,
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn complete(&self, id: &str, outcome: &Outcome) -> StorageResult<()> {
-        let now = now_ms();
-        let (status, output, failure) = match outcome {
-            Outcome::Succeeded(out) => (InvocationStatus::Succeeded, Some(out.as_slice()), None),
-            Outcome::Failed(f) => (
-                InvocationStatus::Failed,
-                None,
-                Some(serde_json::to_string(f).map_err(|e| StorageError::Corrupt(e.to_string()))?),
-            ),
-        };
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE invocations SET status = ?, output = ?, failure = ?, updated_at = ?, completed_at = ? \
-             WHERE id = ?",
-        )
-        .bind(status.as_str())
-        .bind(output)
-        .bind(failure)
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM call_markers WHERE invocation_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.writer
+            .write(Write::Complete {
+                id: id.to_string(),
+                outcome: outcome.clone(),
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn journal(&self, id: &str) -> StorageResult<Vec<Entry>> {
@@ -264,66 +188,16 @@ impl Storage for SqliteStorage {
         entry: &Entry,
         state: Option<(StateScope<'_>, &StateOp)>,
     ) -> StorageResult<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO journal (invocation_id, idx, kind, name, args_digest, result, detail, \
-             started_at, duration_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(i64::from(entry.index))
-        .bind(entry.kind.as_str())
-        .bind(&entry.name)
-        .bind(&entry.args_digest)
-        .bind(&entry.result)
-        .bind(&entry.detail)
-        .bind(entry.started_at)
-        .bind(entry.duration_us)
-        .execute(&mut *tx)
-        .await?;
-        // A soft failure may have come after the effect (a lost response): the marker stays, so a
-        // repeat of the call is treated as in doubt.
-        if entry.kind == EntryKind::Call && !entry.is_soft() {
-            sqlx::query("DELETE FROM call_markers WHERE invocation_id = ? AND idx = ?")
-                .bind(id)
-                .bind(i64::from(entry.index))
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some((scope, op)) = state {
-            match op {
-                StateOp::Set { name, value } => {
-                    sqlx::query(
-                        "INSERT INTO state (service, object_key, name, value) VALUES (?, ?, ?, ?) \
-                         ON CONFLICT (service, object_key, name) DO UPDATE SET value = excluded.value",
-                    )
-                    .bind(scope.service)
-                    .bind(scope.key)
-                    .bind(name)
-                    .bind(value)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                StateOp::Clear { name } => {
-                    sqlx::query(
-                        "DELETE FROM state WHERE service = ? AND object_key = ? AND name = ?",
-                    )
-                    .bind(scope.service)
-                    .bind(scope.key)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                StateOp::ClearAll => {
-                    sqlx::query("DELETE FROM state WHERE service = ? AND object_key = ?")
-                        .bind(scope.service)
-                        .bind(scope.key)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+        self.writer
+            .write(Write::Append {
+                id: id.to_string(),
+                entry: entry.clone(),
+                state: state.map(|(scope, op)| {
+                    (scope.service.to_string(), scope.key.to_string(), op.clone())
+                }),
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn mark_call_started(
@@ -333,28 +207,26 @@ impl Storage for SqliteStorage {
         name: &str,
         idempotency_key: &str,
     ) -> StorageResult<bool> {
-        let inserted = sqlx::query(
-            "INSERT INTO call_markers (invocation_id, idx, name, idempotency_key, started_at) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (invocation_id, idx) DO NOTHING",
-        )
-        .bind(id)
-        .bind(i64::from(index))
-        .bind(name)
-        .bind(idempotency_key)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(inserted == 0)
+        let written = self
+            .writer
+            .write(Write::MarkCallStarted {
+                id: id.to_string(),
+                index,
+                name: name.to_string(),
+                idempotency_key: idempotency_key.to_string(),
+            })
+            .await?;
+        Ok(matches!(written, Written::AlreadyMarked(true)))
     }
 
     async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()> {
-        sqlx::query("DELETE FROM journal WHERE invocation_id = ? AND idx >= ?")
-            .bind(id)
-            .bind(i64::from(from_index))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.writer
+            .write(Write::TruncateJournal {
+                id: id.to_string(),
+                from_index,
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn state_get(
@@ -388,26 +260,10 @@ impl Storage for SqliteStorage {
     }
 
     async fn put_deployment(&self, d: &DeploymentRecord) -> StorageResult<()> {
-        let describe = d
-            .describe
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO deployments (id, kind, name, size, describe, component, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&d.id)
-        .bind(&d.kind)
-        .bind(&d.name)
-        .bind(d.size)
-        .bind(describe)
-        .bind(&d.component)
-        .bind(d.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.writer
+            .write(Write::PutDeployment(d.clone()))
+            .await
+            .map(|_| ())
     }
 
     async fn deployments(&self) -> StorageResult<Vec<DeploymentRecord>> {
