@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, ServerConfig};
 use crate::http_api::ingress::IngressConfig;
 use crate::mock::{MockConfig, MockServer};
+use crate::runtime::providers::InDoubtPolicy;
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +66,20 @@ struct ServeArgs {
     /// Attempts per invocation (first included) for retryable failures.
     #[arg(long, env = "CAIRN_MAX_ATTEMPTS", default_value_t = 5)]
     max_attempts: u32,
+    /// Retry policy for every service, e.g. `initial=100ms,factor=2,max-delay=10s,max-attempts=5`.
+    #[arg(long, env = "CAIRN_RETRY", default_value = "")]
+    retry: String,
+    /// Retry policy of one service, `NAME=SPEC` (repeat the flag; the variable separates with `;`).
+    #[arg(
+        long = "service-retry",
+        env = "CAIRN_SERVICE_RETRY",
+        value_delimiter = ';'
+    )]
+    service_retry: Vec<String>,
+    /// What to do with a provider call a crash left in doubt, `OPERATION=at-most-once|at-least-once`
+    /// (default: email.send-email=at-most-once, others at-least-once).
+    #[arg(long = "in-doubt", env = "CAIRN_IN_DOUBT", value_delimiter = ',')]
+    in_doubt: Vec<String>,
 }
 
 /// Runs the command line (the `cairn` binary's `main`).
@@ -117,6 +132,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut runtime = config::runtime_settings(providers, Some(args.data_dir.join("cache")));
     runtime.memory_limit = args.memory_limit_mb << 20;
     runtime.retry.max_attempts = args.max_attempts.max(1);
+    runtime.retry = runtime
+        .retry
+        .with(&args.retry)
+        .map_err(|e| anyhow::anyhow!("CAIRN_RETRY / --retry: {e}"))?;
+    for item in args.service_retry.iter().filter(|i| !i.trim().is_empty()) {
+        let (service, spec) = item
+            .split_once('=')
+            .with_context(|| format!("--service-retry {item:?}: expected NAME=SPEC"))?;
+        let policy = runtime
+            .retry
+            .with(spec)
+            .map_err(|e| anyhow::anyhow!("--service-retry {service}: {e}"))?;
+        runtime
+            .service_retry
+            .insert(service.trim().to_string(), policy);
+    }
+    for item in args.in_doubt.iter().filter(|i| !i.trim().is_empty()) {
+        let policy = item
+            .split_once('=')
+            .and_then(|(op, p)| Some((op.trim().to_string(), InDoubtPolicy::parse(p.trim())?)))
+            .with_context(|| {
+                format!("--in-doubt {item:?}: expected OPERATION=at-most-once|at-least-once")
+            })?;
+        runtime.in_doubt.insert(policy.0, policy.1);
+    }
 
     let components = if args.no_bundled {
         Vec::new()

@@ -170,6 +170,7 @@ pub fn runtime_settings(
         service_policy: Arc::new(Policy::deny_all()),
         memory_limit: 64 << 20,
         retry: RetryPolicy::default(),
+        service_retry: BTreeMap::new(),
         cache_dir,
         in_doubt: BTreeMap::new(),
         fail_point: None,

@@ -24,6 +24,10 @@ async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> 
     runtime.retry.initial_delay = std::time::Duration::from_millis(10);
     runtime.retry.max_delay = std::time::Duration::from_millis(100);
     runtime.retry.max_attempts = options.max_attempts;
+    for (service, spec) in &options.service_retry {
+        let policy = runtime.retry.with(spec).expect("retry spec");
+        runtime.service_retry.insert(service.clone(), policy);
+    }
     runtime.fail_point = match (options.fail_after_entry, options.fail_before_recording) {
         (Some(entry), _) => Some(cairn::journal::FailPoint::at(entry, false)),
         (None, Some(entry)) => Some(cairn::journal::FailPoint::at(entry, true)),
@@ -63,6 +67,8 @@ pub struct Options {
     /// Stop one attempt after this entry's effect happened but before it is recorded.
     pub fail_before_recording: Option<u32>,
     pub max_attempts: u32,
+    /// Retry policy specs per service (overriding `max_attempts`).
+    pub service_retry: Vec<(String, String)>,
     pub ingress: IngressConfig,
 }
 
@@ -76,6 +82,7 @@ impl Default for Options {
             fail_after_entry: None,
             fail_before_recording: None,
             max_attempts: 5,
+            service_retry: Vec::new(),
             ingress: IngressConfig::default(),
         }
     }

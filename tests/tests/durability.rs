@@ -181,6 +181,32 @@ async fn retries_run_out_and_the_invocation_fails_with_its_last_error() {
 }
 
 #[tokio::test]
+async fn a_service_retry_policy_overrides_the_global_one() {
+    let cairn = Cairn::start_opts(Options {
+        max_attempts: 5,
+        service_retry: vec![(
+            "OrderOrchestrator".into(),
+            "max-attempts=2,initial=5ms".into(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    cairn
+        .fault(json!({"stripe": {"fail_next": 1_000_000, "status": 503}}))
+        .await;
+    let reply = cairn
+        .process_order("order-policy", &order_input("policy@example.com"))
+        .await;
+    assert_eq!(reply.status, 503, "{:?}", reply.body);
+    let inv = cairn
+        .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
+        .await
+        .body;
+    assert_eq!(inv["attempt"], 2, "{inv}");
+    assert_eq!(count(&cairn.stats().await, "/requests/stripe"), 2);
+}
+
+#[tokio::test]
 async fn a_declined_card_is_terminal_and_never_retried() {
     let cairn = Cairn::start().await;
     let reply = cairn

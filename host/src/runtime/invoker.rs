@@ -37,6 +37,44 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// This policy with the settings in `spec` changed, e.g.
+    /// `initial=100ms,factor=2,max-delay=10s,max-attempts=5` (durations in ms, s or m).
+    pub fn with(&self, spec: &str) -> Result<RetryPolicy, String> {
+        let mut policy = self.clone();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected name=value"))?;
+            let value = value.trim();
+            match name.trim() {
+                "initial" => policy.initial_delay = parse_duration(value)?,
+                "max-delay" => policy.max_delay = parse_duration(value)?,
+                "factor" => {
+                    policy.factor = value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|f| *f >= 1.0)
+                        .ok_or_else(|| format!("factor {value:?}: expected a number >= 1"))?;
+                }
+                "max-attempts" => {
+                    policy.max_attempts = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| {
+                            format!("max-attempts {value:?}: expected a whole number >= 1")
+                        })?;
+                }
+                other => {
+                    return Err(format!(
+                        "unknown retry setting {other:?} (initial, factor, max-delay, max-attempts)"
+                    ));
+                }
+            }
+        }
+        Ok(policy)
+    }
+
     /// Delay before attempt `attempt + 1`, with ±25 % jitter.
     pub fn delay(&self, attempt: u32) -> Duration {
         let base =
@@ -44,6 +82,22 @@ impl RetryPolicy {
         let capped = base.min(self.max_delay.as_secs_f64());
         let jitter: f64 = rand::random_range(0.75..=1.25);
         Duration::from_secs_f64(capped * jitter)
+    }
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{value:?}: add a unit (ms, s or m)"))?;
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?}: expected a number with a unit (ms, s or m)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        _ => Err(format!("{value:?}: unknown unit {unit:?} (ms, s or m)")),
     }
 }
 
@@ -63,7 +117,11 @@ pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
         (Some(key), true) => Some(runtime.locks.lock(&inv.service, key).await),
         _ => None,
     };
-    let policy = &runtime.settings.retry;
+    let policy = runtime
+        .settings
+        .service_retry
+        .get(&inv.service)
+        .unwrap_or(&runtime.settings.retry);
     let mut attempt = inv.attempt.max(1);
     let outcome = loop {
         match run_attempt(runtime, &inv, attempt).await {
@@ -237,5 +295,36 @@ fn host_failure(e: JournalError) -> Attempt {
             message: e.to_string(),
             divergence,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_specs_override_what_they_name() {
+        let base = RetryPolicy::default();
+        let p = base
+            .with("initial=50ms, max-attempts=3, max-delay=2s, factor=1.5")
+            .unwrap();
+        assert_eq!(p.initial_delay, Duration::from_millis(50));
+        assert_eq!(p.max_attempts, 3);
+        assert_eq!(p.max_delay, Duration::from_secs(2));
+        assert_eq!(p.factor, 1.5);
+        assert_eq!(base.with("").unwrap().max_attempts, base.max_attempts);
+        assert!(base.with("max-attempts=0").is_err());
+        assert!(base.with("initial=5").unwrap_err().contains("unit"));
+        assert!(base.with("colour=red").unwrap_err().contains("unknown"));
+    }
+
+    #[test]
+    fn delays_grow_and_are_capped() {
+        let p = RetryPolicy::default()
+            .with("initial=100ms,factor=2,max-delay=300ms")
+            .unwrap();
+        assert!(p.delay(1) <= Duration::from_millis(125));
+        assert!(p.delay(2) >= Duration::from_millis(150));
+        assert!(p.delay(10) <= Duration::from_millis(375));
     }
 }

@@ -42,6 +42,8 @@ pub struct RuntimeSettings {
     /// Linear-memory cap per store.
     pub memory_limit: usize,
     pub retry: RetryPolicy,
+    /// Per-service retry policies (service name → policy), overriding `retry`.
+    pub service_retry: BTreeMap<String, RetryPolicy>,
     /// Where compiled components are cached across restarts.
     pub cache_dir: Option<PathBuf>,
     /// In-doubt policy per operation (`email.send-email`...); see [`providers::InDoubtPolicy`].
