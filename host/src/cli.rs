@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the host: ingress, admin API, and the bundled components.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run only the fake Stripe/SendGrid/Shippo API.
     MockProviders {
         #[arg(long, env = "MOCK_LISTEN", default_value = "127.0.0.1:8090")]
@@ -98,7 +98,7 @@ async fn run() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::MockProviders { listen } => {
             let mock =
                 MockServer::start(listen, MockConfig::from_env().map_err(anyhow::Error::msg)?)
