@@ -8,11 +8,17 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// (constant name, crate artifact file name).
-const COMPONENTS: [(&str, &str); 4] = [
+const COMPONENTS: [(&str, &str); 10] = [
     ("ORDER_ORCHESTRATOR", "order_orchestrator.wasm"),
     ("STRIPE_PAYMENTS", "stripe_payments.wasm"),
     ("SENDGRID_EMAIL", "sendgrid_email.wasm"),
     ("SHIPPO_SHIPPING", "shippo_shipping.wasm"),
+    ("STEPS_SERVICE", "steps_service.wasm"),
+    ("HOSTILE_LOOP", "hostile_loop.wasm"),
+    ("HOSTILE_MEMORY", "hostile_memory.wasm"),
+    ("HOSTILE_RECURSION", "hostile_recursion.wasm"),
+    ("HOSTILE_NETWORK", "hostile_network.wasm"),
+    ("HOSTILE_SNOOP", "hostile_snoop.wasm"),
 ];
 
 fn main() {
