@@ -1,4 +1,5 @@
-//! The `cairn` command line: `cairn serve`, `cairn mock-providers`.
+//! The `cairn` command line: `cairn serve`, `cairn mock-providers`, and the admin commands
+//! (`cairn deploy`, `cairn deployments`, `cairn invocations`...: see [`crate::cli_admin`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,18 @@ struct Cli {
 enum Command {
     /// Run the host: ingress, admin API, and the bundled components.
     Serve(Box<ServeArgs>),
+    /// Benchmark a host in mock mode with zero provider delay (see docs/benchmarks.md).
+    Bench(Box<crate::bench::BenchArgs>),
+    /// Deploy a component (a service or a provider) through the admin API.
+    Deploy(crate::cli_admin::DeployArgs),
+    /// List the deployments of a running host.
+    Deployments(crate::cli_admin::AdminArgs),
+    /// Delete a deployment that is not active and that no running invocation uses.
+    Undeploy(crate::cli_admin::IdArgs),
+    /// List invocations (newest first), optionally by status, service or key.
+    Invocations(crate::cli_admin::InvocationsArgs),
+    /// Show one invocation with its journal.
+    Invocation(crate::cli_admin::IdArgs),
     /// Run only the fake Stripe/SendGrid/Shippo API.
     MockProviders {
         #[arg(long, env = "MOCK_LISTEN", default_value = "127.0.0.1:8090")]
@@ -63,6 +76,12 @@ struct ServeArgs {
     /// Linear-memory cap of each component instance, in MiB.
     #[arg(long, env = "CAIRN_MEMORY_LIMIT_MB", default_value_t = 64)]
     memory_limit_mb: usize,
+    /// Guest execution time per call, in milliseconds (a deployment's limits may set its own).
+    #[arg(long, env = "CAIRN_CPU_LIMIT_MS", default_value_t = 10_000)]
+    cpu_limit_ms: u64,
+    /// Invocations running at once (the others wait, holding no instance).
+    #[arg(long, env = "CAIRN_MAX_RUNNING", default_value_t = 512)]
+    max_running: usize,
     /// Attempts per invocation (first included) for retryable failures.
     #[arg(long, env = "CAIRN_MAX_ATTEMPTS", default_value_t = 5)]
     max_attempts: u32,
@@ -99,6 +118,12 @@ async fn run() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,
+        Command::Bench(args) => crate::bench::run(*args).await,
+        Command::Deploy(args) => crate::cli_admin::deploy(args).await,
+        Command::Deployments(args) => crate::cli_admin::deployments(args).await,
+        Command::Undeploy(args) => crate::cli_admin::undeploy(args).await,
+        Command::Invocations(args) => crate::cli_admin::invocations(args).await,
+        Command::Invocation(args) => crate::cli_admin::invocation(args).await,
         Command::MockProviders { listen } => {
             let mock =
                 MockServer::start(listen, MockConfig::from_env().map_err(anyhow::Error::msg)?)
@@ -116,11 +141,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let mock = if args.mock_mode {
-        let mock = MockServer::start(
-            "127.0.0.1:0".parse()?,
-            MockConfig::from_env().map_err(anyhow::Error::msg)?,
-        )
-        .await?;
+        let listen: SocketAddr = std::env::var("MOCK_LISTEN")
+            .unwrap_or_else(|_| "127.0.0.1:0".into())
+            .parse()
+            .context("MOCK_LISTEN: expected IP:PORT")?;
+        let mock = MockServer::start(listen, MockConfig::from_env().map_err(anyhow::Error::msg)?)
+            .await
+            .with_context(|| format!("binding the fake provider API on {listen}"))?;
         tracing::info!(base_url = %mock.base_url(), "mock mode: fake provider API started");
         Some(mock)
     } else {
@@ -131,6 +158,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config::provider_settings(&env, mock.as_ref().map(|m| m.base_url()).as_deref())?;
     let mut runtime = config::runtime_settings(providers, Some(args.data_dir.join("cache")));
     runtime.memory_limit = args.memory_limit_mb << 20;
+    runtime.max_running = args.max_running.max(1);
+    runtime.cpu_limit = std::time::Duration::from_millis(args.cpu_limit_ms.max(1));
     runtime.retry.max_attempts = args.max_attempts.max(1);
     runtime.retry = runtime
         .retry
@@ -192,7 +221,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The bundled components: the flag, else next to the binary, else the guests' build output.
-fn components_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(crate) fn components_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = flag {
         return Ok(dir.to_path_buf());
     }

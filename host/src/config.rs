@@ -116,9 +116,11 @@ pub fn provider_settings(
 ) -> Result<BTreeMap<ProviderRole, ProviderSettings>, ConfigError> {
     let mut out = BTreeMap::new();
     for spec in &ROLES {
-        let base = match mock_base {
-            Some(base) => base.to_string(),
-            None => env(spec.base_var).unwrap_or_else(|| spec.default_base.to_string()),
+        // A base the operator set (or mock mode's fake) may be on loopback or a private network.
+        let (base, explicit) = match (mock_base, env(spec.base_var)) {
+            (Some(base), _) => (base.to_string(), true),
+            (None, Some(base)) => (base, true),
+            (None, None) => (spec.default_base.to_string(), false),
         };
         let base = base.trim_end_matches('/').to_string();
         let origin = Origin::parse(&base).map_err(|message| ConfigError::Invalid {
@@ -145,6 +147,11 @@ pub fn provider_settings(
             }
         }
         let policy = Policy {
+            allow_private: if explicit {
+                vec![origin.clone()]
+            } else {
+                Vec::new()
+            },
             allow: vec![origin],
             secrets: BTreeMap::from([(spec.key_var.to_string(), Secret::new(key))]),
             ..Policy::deny_all()
@@ -168,7 +175,11 @@ pub fn runtime_settings(
     RuntimeSettings {
         providers,
         service_policy: Arc::new(Policy::deny_all()),
-        memory_limit: 64 << 20,
+        memory_limit: crate::runtime::limits::DEFAULT_MEMORY_LIMIT,
+        cpu_limit: crate::runtime::limits::DEFAULT_CPU_LIMIT,
+        max_component_bytes: 20 << 20,
+        compile_timeout: Duration::from_secs(60),
+        max_running: 512,
         retry: RetryPolicy::default(),
         service_retry: BTreeMap::new(),
         cache_dir,
@@ -227,6 +238,14 @@ mod tests {
         let stripe = &settings[&ProviderRole::Payments];
         assert_eq!(stripe.config["api-base"], "http://localhost:9999");
         assert_eq!(stripe.config["default-payment-method"], "pm_card_visa");
+        // Set by the operator: may be on loopback. The default public base may not.
+        assert_eq!(stripe.policy.allow_private, stripe.policy.allow);
+        assert!(
+            settings[&ProviderRole::Email]
+                .policy
+                .allow_private
+                .is_empty()
+        );
         assert_eq!(
             settings[&ProviderRole::Email].config["api-base"],
             "https://api.sendgrid.com"

@@ -5,9 +5,11 @@
 //! import call it makes goes through the [`journal`], which performs it live (the
 //! [`capabilities`]) or answers it from the record when replaying.
 
+pub mod bench;
 pub mod bindings;
 pub mod capabilities;
 pub mod cli;
+pub mod cli_admin;
 pub mod config;
 pub mod http_api;
 pub mod journal;

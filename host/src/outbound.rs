@@ -1,11 +1,25 @@
-//! Outbound HTTP on behalf of guests: allow-list, secret substitution, size and time limits.
+//! Outbound HTTP on behalf of guests: allow-list, address checks, secret substitution, size and
+//! time limits.
+//!
+//! A request goes out only to an origin (scheme, host, port) on the component's allow-list. On top
+//! of that, addresses that are not on the public internet (loopback, private, link-local such as
+//! the metadata service 169.254.169.254, ...) are refused unless the operator set the origin
+//! explicitly ([`Policy::allow_private`]: mock mode, a `*_API_BASE` variable): an IP literal must
+//! itself be listed, and the host resolves names itself and refuses one that resolves to such an
+//! address ([`guard`]). Redirects are never followed: the guest sees the 3xx, and following it
+//! is a new request, checked like the first. System proxy variables are ignored, so the address
+//! checked is the address connected to. A refusal is `http-error::denied` to the guest and a log
+//! line.
 //!
 //! Guests never hold a secret. A header value may contain `{{secret:NAME}}`; the host replaces it
 //! with the secret's value only when the destination is on the component's allow-list and the
 //! secret is granted to it. What is recorded (journal, logs) is the request as the guest wrote it.
 
-use std::collections::BTreeMap;
+pub mod guard;
+
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -64,6 +78,17 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// The address, when the host is an IP literal.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
@@ -74,6 +99,10 @@ impl fmt::Display for Origin {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub allow: Vec<Origin>,
+    /// Origins of `allow` the operator set explicitly: their host may be, or resolve to, a
+    /// loopback, private or link-local address. (Judged by host name: a name listed here may
+    /// resolve anywhere for every component that has it on its allow-list.)
+    pub allow_private: Vec<Origin>,
     pub secrets: BTreeMap<String, Secret>,
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
@@ -84,6 +113,7 @@ impl Policy {
     pub fn deny_all() -> Self {
         Policy {
             allow: Vec::new(),
+            allow_private: Vec::new(),
             secrets: BTreeMap::new(),
             max_request_bytes: 1 << 20,
             max_response_bytes: 4 << 20,
@@ -99,10 +129,22 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub fn new() -> anyhow::Result<Self> {
+    /// The client for components under `policies` (their explicit origins may resolve to
+    /// non-public addresses).
+    pub fn new<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> anyhow::Result<Self> {
+        let private_ok: HashSet<String> = policies
+            .into_iter()
+            .flat_map(|p| &p.allow_private)
+            .filter(|o| o.ip().is_none())
+            .map(|o| o.host.clone())
+            .collect();
         let client = reqwest::Client::builder()
             // A redirect could leave the allow-list: guests see the 3xx and decide.
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(guard::GuardedResolver {
+                private_ok: Arc::new(private_ok),
+            }))
             .pool_max_idle_per_host(64)
             .build()?;
         Ok(Outbound { client })
@@ -136,10 +178,14 @@ impl Outbound {
             .map_err(|e| HttpError::InvalidRequest(format!("invalid URL {:?}: {e}", req.url)))?;
         let origin = Origin::of(&url).map_err(HttpError::InvalidRequest)?;
         if !policy.allow.contains(&origin) {
-            tracing::warn!(%origin, "outbound request refused: not on the allow-list");
-            return Err(HttpError::Denied(format!(
-                "{origin} is not on this component's allow-list"
-            )));
+            return Err(HttpError::Denied(match origin.ip() {
+                Some(ip) => format!(
+                    "{origin}: IP literals ({} address) are refused unless the operator lists \
+                     the origin explicitly",
+                    guard::non_public(ip).unwrap_or("public")
+                ),
+                None => format!("{origin} is not on this component's allow-list"),
+            }));
         }
         if req.body.len() > policy.max_request_bytes {
             return Err(HttpError::TooLarge(format!(
@@ -194,7 +240,9 @@ impl Outbound {
 }
 
 fn classify(e: reqwest::Error) -> HttpError {
-    if e.is_timeout() {
+    if let Some(refused) = guard::refused_in(&e) {
+        HttpError::Denied(refused.to_string())
+    } else if e.is_timeout() {
         HttpError::Timeout
     } else if e.is_builder() {
         HttpError::InvalidRequest(e.to_string())
@@ -264,6 +312,85 @@ mod tests {
         let o = Origin::parse("https://api.stripe.com/v1/charges").unwrap();
         assert_eq!(o.to_string(), "https://api.stripe.com:443");
         assert!(Origin::parse("ftp://x").is_err());
+    }
+
+    fn get(url: &str) -> Request {
+        Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: Some(5_000),
+        }
+    }
+
+    /// A one-shot HTTP server on loopback answering 200 "ok"; returns its port.
+    async fn tiny_server() -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn ip_literals_and_names_of_private_addresses_are_refused_unless_explicit() {
+        let port = tiny_server().await;
+        let by_name = Origin::parse(&format!("http://localhost:{port}")).unwrap();
+        let by_ip = Origin::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let listed = Policy {
+            allow: vec![by_name.clone(), by_ip.clone()],
+            ..Policy::deny_all()
+        };
+        let explicit = Policy {
+            allow_private: vec![by_name.clone()],
+            ..listed.clone()
+        };
+
+        // Listed but not explicit: the name resolves to loopback, refused at connect time.
+        let strict = Outbound::new([&listed]).unwrap();
+        let (result, exchange) = strict.send(&listed, &get(&format!("{by_name}/x"))).await;
+        match result {
+            Err(HttpError::Denied(reason)) => {
+                assert!(reason.contains("loopback"), "{reason}")
+            }
+            other => panic!("expected denied, got {other:?}"),
+        }
+        assert!(exchange["response"]["error"].is_string());
+        // An IP literal on the list was listed explicitly.
+        let (result, _) = strict.send(&listed, &get(&format!("{by_ip}/x"))).await;
+        assert_eq!(result.unwrap().status, 200);
+        // Not listed: the metadata service, another loopback port.
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://127.0.0.1:1/",
+        ] {
+            match strict.send(&listed, &get(url)).await.0 {
+                Err(HttpError::Denied(reason)) => {
+                    assert!(reason.contains("IP literal"), "{reason}")
+                }
+                other => panic!("{url}: expected denied, got {other:?}"),
+            }
+        }
+        match strict.send(&listed, &get("http://[::1]:1/")).await.0 {
+            Err(HttpError::Denied(reason)) => assert!(reason.contains("loopback"), "{reason}"),
+            other => panic!("expected denied, got {other:?}"),
+        }
+
+        // Explicit: the name may resolve to loopback.
+        let lenient = Outbound::new([&explicit]).unwrap();
+        let (result, _) = lenient.send(&explicit, &get(&format!("{by_name}/x"))).await;
+        assert_eq!(result.unwrap().body, b"ok");
     }
 
     #[test]

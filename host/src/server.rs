@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
 use crate::http_api::{admin, ingress};
-use crate::runtime::{Runtime, deploy, invoke, restore};
+use crate::runtime::{Runtime, deploy_bundled, invoke, restore};
 
 /// A running server.
 pub struct Server {
@@ -42,7 +42,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     for path in &config.components {
         let bytes =
             std::fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
-        deploy(&runtime, bytes)
+        deploy_bundled(&runtime, bytes)
             .await
             .with_context(|| format!("deploying {}", path.display()))?;
     }

@@ -1,6 +1,9 @@
 //! Test harness: the real host (in-process, on 127.0.0.1:0) with the real guest components and
 //! the fake provider API on loopback. Effects are counted at the fake.
 
+pub mod components;
+pub mod logs;
+
 use std::path::{Path, PathBuf};
 
 use cairn::config::{ServerConfig, bundled_components, provider_settings, runtime_settings};
@@ -191,6 +194,109 @@ impl Cairn {
         .await
     }
 
+    /// `GET /invocations/{id}` on the admin API: the invocation with its journal.
+    pub async fn invocation(&self, reply: &Reply) -> Value {
+        let id = reply.invocation_id.as_deref().expect("an invocation id");
+        self.admin_get(&format!("/invocations/{id}")).await.body
+    }
+
+    /// `POST` of a JSON body to the admin API.
+    pub async fn admin_post(&self, path: &str, body: &Value) -> Reply {
+        reply(
+            self.http
+                .post(self.admin(path))
+                .json(body)
+                .send()
+                .await
+                .expect("admin request"),
+        )
+        .await
+    }
+
+    pub async fn admin_delete(&self, path: &str) -> Reply {
+        reply(
+            self.http
+                .delete(self.admin(path))
+                .send()
+                .await
+                .expect("admin request"),
+        )
+        .await
+    }
+
+    /// Deploys a component file through the admin API (`{"path": ..., "limits": ...}`).
+    pub async fn deploy_file(&self, path: &str, limits: Option<Value>) -> Reply {
+        let mut body = json!({ "path": path });
+        if let Some(limits) = limits {
+            body["limits"] = limits;
+        }
+        self.admin_post("/deployments", &body).await
+    }
+
+    /// Deploys component bytes (`Content-Type: application/wasm`); `query` carries limits.
+    pub async fn deploy_bytes(&self, bytes: Vec<u8>, query: &str) -> Reply {
+        reply(
+            self.http
+                .post(self.admin(&format!("/deployments{query}")))
+                .header("content-type", "application/wasm")
+                .body(bytes)
+                .send()
+                .await
+                .expect("admin request"),
+        )
+        .await
+    }
+
+    /// The id of the active deployment of `kind` (`payments`, `email`, `shipping`, `service`).
+    pub async fn active_deployment(&self, kind: &str) -> String {
+        let list = self.admin_get("/deployments").await.body;
+        let active: Vec<&Value> = list["deployments"]
+            .as_array()
+            .expect("deployments")
+            .iter()
+            .filter(|d| d["kind"] == kind && d["active"] == true)
+            .collect();
+        assert_eq!(active.len(), 1, "{list}");
+        active[0]["id"].as_str().expect("id").to_string()
+    }
+
+    /// Starts `ProcessOrder` on `order_id` without waiting (`/send`); returns the invocation id.
+    pub async fn send_order(&self, order_id: &str) -> String {
+        let reply = self
+            .post(
+                &format!("/OrderOrchestrator/{order_id}/ProcessOrder/send"),
+                &order_input("alice@example.com"),
+            )
+            .await;
+        assert_eq!(reply.status, 202, "{:?}", reply.body);
+        reply.invocation_id.expect("invocation id")
+    }
+
+    /// The ingress answer of invocation `id` (`GET /invocations/{id}/output`, waits for it).
+    pub async fn output(&self, id: &str) -> Reply {
+        let resp = self
+            .http
+            .get(self.ingress(&format!("/invocations/{id}/output")))
+            .send()
+            .await
+            .expect("output request");
+        let mut reply = reply(resp).await;
+        reply.invocation_id = Some(id.to_string());
+        reply
+    }
+
+    /// The admin view of invocation `id` once it is no longer running.
+    pub async fn finished_invocation(&self, id: &str) -> Value {
+        for _ in 0..3000 {
+            let inv = self.admin_get(&format!("/invocations/{id}")).await.body;
+            if inv["status"] != "running" {
+                return inv;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("invocation {id} still running after a minute");
+    }
+
     /// `GET /_mock/stats` of the fake API.
     pub async fn stats(&self) -> Value {
         self.http
@@ -229,6 +335,19 @@ impl Cairn {
             .expect("faults")
             .status();
         assert!(status.is_success(), "setting faults: {status}");
+    }
+
+    /// `POST /_mock/config`, e.g. `{"delay_ms": [0, 0]}`.
+    pub async fn mock_config(&self, config: Value) {
+        let status = self
+            .http
+            .post(format!("{}/_mock/config", self.mock.base_url()))
+            .json(&config)
+            .send()
+            .await
+            .expect("mock config")
+            .status();
+        assert!(status.is_success(), "setting the fake's config: {status}");
     }
 
     pub async fn count_rows(&self, table: cairn::storage::Table) -> i64 {

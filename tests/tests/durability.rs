@@ -48,10 +48,7 @@ async fn an_order_stopped_after_any_step_resumes_with_the_same_effects() {
             reply.body["status"], "confirmed",
             "stopped after entry {step}"
         );
-        let inv = cairn
-            .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
-            .await
-            .body;
+        let inv = cairn.invocation(&reply).await;
         assert_eq!(inv["attempt"], 2, "stopped after entry {step}: one retry");
         assert_eq!(
             inv["journal"].as_array().unwrap().len() as u32,
@@ -139,10 +136,7 @@ async fn a_provider_that_fails_twice_then_succeeds_takes_three_attempts_and_one_
         .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(reply.body["status"], "confirmed");
-    let inv = cairn
-        .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
-        .await
-        .body;
+    let inv = cairn.invocation(&reply).await;
     assert_eq!(inv["attempt"], 3, "{inv}");
     let stats = cairn.stats().await;
     assert_eq!(count(&stats, "/requests/stripe"), 3, "{stats}");
@@ -165,10 +159,7 @@ async fn retries_run_out_and_the_invocation_fails_with_its_last_error() {
         .await;
     assert_eq!(reply.status, 503, "{:?}", reply.body);
     assert_eq!(reply.body["error"], "retries_exhausted");
-    let inv = cairn
-        .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
-        .await
-        .body;
+    let inv = cairn.invocation(&reply).await;
     assert_eq!(inv["status"], "failed");
     assert_eq!(inv["attempt"], 3);
     assert!(
@@ -198,10 +189,7 @@ async fn a_service_retry_policy_overrides_the_global_one() {
         .process_order("order-policy", &order_input("policy@example.com"))
         .await;
     assert_eq!(reply.status, 503, "{:?}", reply.body);
-    let inv = cairn
-        .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
-        .await
-        .body;
+    let inv = cairn.invocation(&reply).await;
     assert_eq!(inv["attempt"], 2, "{inv}");
     assert_eq!(count(&cairn.stats().await, "/requests/stripe"), 2);
 }
@@ -213,10 +201,7 @@ async fn a_declined_card_is_terminal_and_never_retried() {
         .process_order("order-nope", &order_input("x+decline@example.com"))
         .await;
     assert_eq!(reply.body["status"], "payment_failed");
-    let inv = cairn
-        .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
-        .await
-        .body;
+    let inv = cairn.invocation(&reply).await;
     assert_eq!(inv["attempt"], 1);
     assert_eq!(count(&cairn.stats().await, "/requests/stripe"), 1);
 }
@@ -471,10 +456,7 @@ async fn a_call_left_in_doubt_by_a_crash_never_takes_effect_twice() {
                 "entry {entry}: {counter} {stats}"
             );
         }
-        let inv = cairn
-            .admin_get(&format!("/invocations/{}", reply.invocation_id.unwrap()))
-            .await
-            .body;
+        let inv = cairn.invocation(&reply).await;
         let recovery = inv["journal"][entry as usize]["detail"]["effect"]["recovery"].clone();
         match entry {
             // Stripe deduplicates on the idempotency key: the call is simply made again.

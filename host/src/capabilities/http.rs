@@ -16,6 +16,7 @@ impl Host for HostState {
                 svc.journal
                     .record(EntryKind::Http, &name, &req, |_| async move {
                         let (result, _exchange) = outbound.send(&policy, &request).await;
+                        log_refusal(&component, &request, &result);
                         Ok(Effect::value(result))
                     })
                     .await
@@ -23,11 +24,19 @@ impl Host for HostState {
             }
             Role::Provider(ctx) => {
                 let (result, exchange) = ctx.runtime.outbound.send(&ctx.policy, &req).await;
+                log_refusal(&component, &req, &result);
                 tracing::debug!(%component, method = %req.method, url = %req.url, ok = result.is_ok(), "provider http");
                 ctx.exchanges.push(exchange);
                 Ok(result)
             }
             Role::Describe => Err(misuse("http.send is not available during describe".into())),
         }
+    }
+}
+
+/// A refused request is a typed error to the guest and a warning in the host's log.
+fn log_refusal(component: &str, req: &Request, result: &Result<Response, HttpError>) {
+    if let Err(HttpError::Denied(reason)) = result {
+        tracing::warn!(%component, method = %req.method, url = %req.url, %reason, "outbound request refused");
     }
 }

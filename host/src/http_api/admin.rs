@@ -1,29 +1,22 @@
-//! Admin API (default 127.0.0.1:9070): invocations with their journals, deployments, services.
+//! Admin API (default 127.0.0.1:9070): invocations with their journals, deployments (see
+//! [`deployments`]), services. Every error is an [`ApiError`].
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::error::{no_route, wrong_method};
-use super::{ApiError, bytes_to_json};
-use crate::runtime::{DeployError, DeploymentKind, Runtime, deploy};
+use super::{ApiError, bytes_to_json, deployments};
+use crate::runtime::Runtime;
 use crate::storage::{InvocationFilter, InvocationStatus};
 
-#[derive(Clone)]
-struct Admin {
-    runtime: Arc<Runtime>,
-}
-
-/// Largest component accepted by `POST /deployments`.
-pub const MAX_COMPONENT_BYTES: usize = 20 << 20;
-
 pub fn router(runtime: Arc<Runtime>) -> Router {
+    let max_component_bytes = runtime.settings.max_component_bytes;
     Router::new()
         .route("/health", get(health).fallback(wrong_method))
         .route("/invocations", get(list_invocations).fallback(wrong_method))
@@ -33,14 +26,20 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         )
         .route(
             "/deployments",
-            get(list_deployments)
-                .post(create_deployment)
+            get(deployments::list)
+                .post(deployments::create)
+                .fallback(wrong_method),
+        )
+        .route(
+            "/deployments/{id}",
+            get(deployments::get_one)
+                .delete(deployments::delete)
                 .fallback(wrong_method),
         )
         .route("/services", get(list_services).fallback(wrong_method))
         .fallback(no_route)
-        .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
-        .with_state(Admin { runtime })
+        .layer(DefaultBodyLimit::max(max_component_bytes))
+        .with_state(runtime)
 }
 
 async fn health() -> Json<Value> {
@@ -48,9 +47,11 @@ async fn health() -> Json<Value> {
 }
 
 async fn list_invocations(
-    State(admin): State<Admin>,
-    Query(filter): Query<InvocationFilter>,
+    State(runtime): State<Arc<Runtime>>,
+    filter: Result<Query<InvocationFilter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(filter) =
+        filter.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
     if let Some(status) = &filter.status
         && InvocationStatus::parse(status).is_none()
     {
@@ -58,15 +59,15 @@ async fn list_invocations(
             "unknown status {status:?}: use running, succeeded or failed"
         )));
     }
-    let invocations = admin.runtime.storage.list_invocations(&filter).await?;
+    let invocations = runtime.storage.list_invocations(&filter).await?;
     Ok(Json(json!({ "invocations": invocations })))
 }
 
 async fn get_invocation(
-    State(admin): State<Admin>,
+    State(runtime): State<Arc<Runtime>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let storage = &admin.runtime.storage;
+    let storage = &runtime.storage;
     let Some(invocation) = storage.invocation(&id).await? else {
         return Err(ApiError::not_found(format!("no invocation {id:?}")));
     };
@@ -102,38 +103,8 @@ async fn get_invocation(
     Ok(Json(body))
 }
 
-fn deployment_json(d: &crate::runtime::Deployment, active: bool) -> Value {
-    json!({
-        "id": d.id,
-        "kind": d.kind.kind_str(),
-        "name": d.kind.name(),
-        "size": d.size,
-        "createdAt": d.created_at,
-        "active": active,
-        "service": match &d.kind {
-            DeploymentKind::Service(info) => serde_json::to_value(info).unwrap_or(Value::Null),
-            DeploymentKind::Provider(_) => Value::Null,
-        },
-    })
-}
-
-async fn list_deployments(State(admin): State<Admin>) -> Json<Value> {
-    let registry = admin.runtime.registry();
-    let active: Vec<&String> = registry
-        .services
-        .values()
-        .chain(registry.providers.values())
-        .collect();
-    let deployments: Vec<Value> = registry
-        .deployments
-        .values()
-        .map(|d| deployment_json(d, active.contains(&&d.id)))
-        .collect();
-    Json(json!({ "deployments": deployments }))
-}
-
-async fn list_services(State(admin): State<Admin>) -> Json<Value> {
-    let registry = admin.runtime.registry();
+async fn list_services(State(runtime): State<Arc<Runtime>>) -> Json<Value> {
+    let registry = runtime.registry();
     let services: Vec<Value> = registry
         .services
         .keys()
@@ -148,30 +119,4 @@ async fn list_services(State(admin): State<Admin>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "services": services }))
-}
-
-/// `POST /deployments` with the component bytes (`Content-Type: application/wasm`).
-async fn create_deployment(
-    State(admin): State<Admin>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "send the component bytes as the body (Content-Type: application/wasm)",
-        ));
-    }
-    let before = admin.runtime.registry().deployments.len();
-    let deployment = deploy(&admin.runtime, body.to_vec())
-        .await
-        .map_err(|e| match e {
-            DeployError::Storage(s) => ApiError::from(s),
-            other => ApiError::bad_request(other.to_string()),
-        })?;
-    let created = admin.runtime.registry().deployments.len() > before;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(deployment_json(&deployment, true))))
 }

@@ -89,6 +89,9 @@ pub struct Journal {
     next: u32,
     open_step: Option<String>,
     fail_point: Option<Arc<FailPoint>>,
+    /// Live entries not yet committed: made durable together before the next external effect,
+    /// before the response and at the end of the attempt (invariant 1).
+    pending: Vec<(Entry, Option<StateOp>)>,
 }
 
 impl Journal {
@@ -110,6 +113,32 @@ impl Journal {
             next: 0,
             open_step: None,
             fail_point,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Commits the pending entries (one transaction). Called before every external effect.
+    pub async fn flush(&mut self) -> Result<(), JournalError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        self.storage
+            .append_batch(&self.invocation_id, self.scope(), batch)
+            .await?;
+        Ok(())
+    }
+
+    /// The entries not yet committed, for the caller to commit with the outcome.
+    pub fn take_pending(&mut self) -> Vec<(Entry, Option<StateOp>)> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// The keyed state this invocation's state mutations apply to.
+    pub fn scope(&self) -> StateScope<'_> {
+        StateScope {
+            service: &self.service,
+            key: &self.key,
         }
     }
 
@@ -119,8 +148,9 @@ impl Journal {
     }
 
     /// The one journaling helper. Replaying: verify `(kind, name, digest(args))` against the
-    /// recorded entry and return its result, performing nothing. Live: run `live`, append the
-    /// entry (with its state mutation, atomically) and return once it is durable.
+    /// recorded entry and return its result, performing nothing. Live: make the entries so far
+    /// durable if this call reaches outside (HTTP, provider), run `live`, and record the entry
+    /// with its state mutation; it is committed with the next flush, atomically with the state.
     pub async fn record<A, R, F, Fut>(
         &mut self,
         kind: EntryKind,
@@ -155,6 +185,10 @@ impl Journal {
             return Ok(value);
         }
 
+        // Everything recorded so far is durable before this call can affect the outside world.
+        if kind.is_external() {
+            self.flush().await?;
+        }
         let index = self.next;
         let started_at = now_ms();
         let clock = Instant::now();
@@ -189,22 +223,13 @@ impl Journal {
             started_at,
             duration_us: clock.elapsed().as_micros() as i64,
         };
-        let scope = StateScope {
-            service: &self.service,
-            key: &self.key,
-        };
-        self.storage
-            .append(
-                &self.invocation_id,
-                &entry,
-                effect.state.as_ref().map(|op| (scope, op)),
-            )
-            .await?;
-        self.recorded.push(entry);
+        self.recorded.push(entry.clone());
+        self.pending.push((entry, effect.state));
         self.next += 1;
         if let Some(point) = &self.fail_point
             && point.fires_at(index, false)
         {
+            self.flush().await?;
             return Err(JournalError::Effect(format!(
                 "fail point after entry {index}"
             )));
@@ -266,5 +291,125 @@ impl Journal {
         })
         .await
         .map(|_: Result<Vec<u8>, String>| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::SqliteStorage;
+
+    async fn storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("j.db").display());
+        let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&url).await.unwrap());
+        (dir, storage)
+    }
+
+    #[tokio::test]
+    async fn entries_are_durable_before_an_external_effect_runs() {
+        let (_dir, storage) = storage().await;
+        let mut journal = Journal::new(
+            "inv".into(),
+            "S".into(),
+            "k".into(),
+            storage.clone(),
+            vec![],
+            None,
+        );
+        let op = StateOp::Set {
+            name: "order".into(),
+            value: b"1".to_vec(),
+        };
+        journal
+            .record(EntryKind::State, "set", &("order",), |_| async move {
+                Ok(Effect::with_state((), op))
+            })
+            .await
+            .unwrap();
+        // Not an external effect: nothing committed yet.
+        assert_eq!(storage.journal("inv").await.unwrap().len(), 0);
+        let seen = storage.clone();
+        let (entries, state) = journal
+            .record(
+                EntryKind::Call,
+                "payments.create-charge",
+                &(),
+                |_| async move {
+                    let entries = seen.journal("inv").await?.len();
+                    let state = seen.state_get("S", "k", "order").await?;
+                    Ok(Effect::value((entries, state)))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            entries, 1,
+            "the state write was committed before the call ran"
+        );
+        assert_eq!(
+            state.as_deref(),
+            Some(&b"1"[..]),
+            "with its state, atomically"
+        );
+        // The call's own entry is committed at the next flush.
+        journal.flush().await.unwrap();
+        assert_eq!(storage.journal("inv").await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn replay_answers_from_the_record_and_detects_divergence() {
+        let (_dir, storage) = storage().await;
+        let mut live = Journal::new(
+            "inv".into(),
+            "S".into(),
+            "k".into(),
+            storage.clone(),
+            vec![],
+            None,
+        );
+        let first: u32 = live
+            .record(EntryKind::Http, "GET", &"https://a", |_| async {
+                Ok(Effect::value(7u32))
+            })
+            .await
+            .unwrap();
+        live.flush().await.unwrap();
+        let recorded = storage.journal("inv").await.unwrap();
+
+        let mut replay = Journal::new(
+            "inv".into(),
+            "S".into(),
+            "k".into(),
+            storage.clone(),
+            recorded.clone(),
+            None,
+        );
+        let again: u32 = replay
+            .record(EntryKind::Http, "GET", &"https://a", |_| async {
+                panic!("replay must not perform the effect")
+            })
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+
+        let mut changed = Journal::new(
+            "inv".into(),
+            "S".into(),
+            "k".into(),
+            storage,
+            recorded,
+            None,
+        );
+        let err = changed
+            .record(EntryKind::Http, "GET", &"https://b", |_| async {
+                Ok(Effect::value(0u32))
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, JournalError::Divergence { index: 0, .. }),
+            "{err}"
+        );
     }
 }

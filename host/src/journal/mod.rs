@@ -26,6 +26,11 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    /// Whether the call affects the world outside the host (so what precedes it must be durable).
+    pub fn is_external(self) -> bool {
+        matches!(self, EntryKind::Http | EntryKind::Call)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EntryKind::State => "state",

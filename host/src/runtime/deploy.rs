@@ -1,13 +1,18 @@
-//! Deploying a component: compile, recognise its world, link, describe, persist, activate.
+//! Deploying a component: check its size and header, compile (within a time cap), recognise its
+//! world, link, describe, persist, activate.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::Store;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre};
 
+use super::limits::{Limits, describe_trap};
 use super::{Deployment, DeploymentKind, HostState, ProviderRole, Role, Runtime};
+use crate::bindings::email_provider::EmailProviderPre;
+use crate::bindings::payments_provider::PaymentsProviderPre;
 use crate::bindings::service::ServicePre;
+use crate::bindings::shipping_provider::ShippingProviderPre;
 use crate::storage::{DeploymentRecord, StorageError, now_ms};
 
 const HANDLER_EXPORT: &str = "cairn:durable/handler@0.1.0";
@@ -15,32 +20,102 @@ const HANDLER_EXPORT: &str = "cairn:durable/handler@0.1.0";
 /// Why a component was refused. All are the deployer's fault (4xx) except storage.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
+    #[error("the component is {size} bytes; this host accepts at most {max} bytes")]
+    TooLarge { size: usize, max: usize },
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
+    #[error("compiling the component took longer than {}s; it was refused", .0.as_secs())]
+    CompileTimeout(Duration),
     #[error(
         "the component exports none of the worlds this host knows: it must export \
          {HANDLER_EXPORT} (a service) or a provider interface (cairn:commerce/payments, email or \
          shipping @0.1.0); it exports [{0}]"
     )]
     UnknownWorld(String),
+    #[error("the component does not implement the {world} world: {message}")]
+    MissingExport {
+        world: &'static str,
+        message: String,
+    },
     #[error("the component imports something this host does not provide: {0}")]
     Link(String),
     #[error("describe failed: {0}")]
     Describe(String),
+    #[error("invalid limits: {0}")]
+    InvalidLimits(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
-/// Deploys `bytes`. Deploying bytes already deployed returns the existing deployment.
+/// The result of a deployment.
+pub struct Deployed {
+    pub deployment: Arc<Deployment>,
+    /// `false`: these bytes were already deployed (the existing deployment is returned).
+    pub created: bool,
+}
+
+/// Deploys `bytes` and makes the deployment the active one of its service or provider role.
+/// Bytes already deployed return the existing deployment, made active again; `limits`, when
+/// given, replace its limits (absent: they stay as they were).
 pub async fn deploy(
     runtime: &Arc<Runtime>,
     bytes: Vec<u8>,
-) -> Result<Arc<Deployment>, DeployError> {
-    let id = hex::encode(Sha256::digest(&bytes));
-    if let Some(existing) = runtime.registry().deployments.get(&id) {
-        return Ok(existing.clone());
+    limits: Option<Limits>,
+) -> Result<Deployed, DeployError> {
+    deploy_inner(runtime, bytes, limits, true).await
+}
+
+/// Deploys a bundled component at start. Unlike [`deploy`], bytes already deployed are left as
+/// they are: an operator may have activated another deployment since.
+pub async fn deploy_bundled(
+    runtime: &Arc<Runtime>,
+    bytes: Vec<u8>,
+) -> Result<Deployed, DeployError> {
+    deploy_inner(runtime, bytes, None, false).await
+}
+
+async fn deploy_inner(
+    runtime: &Arc<Runtime>,
+    bytes: Vec<u8>,
+    limits: Option<Limits>,
+    reactivate: bool,
+) -> Result<Deployed, DeployError> {
+    if let Some(limits) = &limits {
+        limits.validate().map_err(DeployError::InvalidLimits)?;
     }
-    let deployment = Arc::new(load(runtime, &id, &bytes, now_ms()).await?);
+    let max = runtime.settings.max_component_bytes;
+    if bytes.len() > max {
+        return Err(DeployError::TooLarge {
+            size: bytes.len(),
+            max,
+        });
+    }
+    let id = hex::encode(Sha256::digest(&bytes));
+    let existing = runtime.registry().deployments.get(&id).cloned();
+    if let Some(existing) = existing {
+        if !reactivate {
+            return Ok(Deployed {
+                deployment: existing,
+                created: false,
+            });
+        }
+        let mut updated = Deployment::clone(&existing);
+        updated.limits = limits.unwrap_or(existing.limits);
+        let limits_json = limits.as_ref().map(limits_to_json).transpose()?;
+        runtime
+            .storage
+            .activate_deployment(&id, limits_json.as_ref(), now_ms())
+            .await?;
+        let updated = Arc::new(updated);
+        activate(runtime, updated.clone());
+        tracing::info!(id = %id, kind = updated.kind.kind_str(), name = %updated.kind.name(), limits = ?updated.limits, "deployed again: active");
+        return Ok(Deployed {
+            deployment: updated,
+            created: false,
+        });
+    }
+    let limits = limits.unwrap_or_default();
+    let deployment = Arc::new(load(runtime, &id, &bytes, now_ms(), limits).await?);
     let describe = match &deployment.kind {
         DeploymentKind::Service(info) => {
             Some(serde_json::to_value(info).map_err(|e| DeployError::Describe(e.to_string()))?)
@@ -57,21 +132,44 @@ pub async fn deploy(
             describe,
             component: bytes,
             created_at: deployment.created_at,
+            limits: (!limits.is_default())
+                .then(|| limits_to_json(&limits))
+                .transpose()?,
+            activated_at: deployment.created_at,
         })
         .await?;
     activate(runtime, deployment.clone());
-    tracing::info!(id = %deployment.id, kind = deployment.kind.kind_str(), name = %deployment.kind.name(), "deployed");
-    Ok(deployment)
+    tracing::info!(id = %deployment.id, kind = deployment.kind.kind_str(), name = %deployment.kind.name(), limits = ?deployment.limits, "deployed");
+    Ok(Deployed {
+        deployment,
+        created: true,
+    })
 }
 
-/// Loads every stored deployment (oldest first, so the newest of each name ends up active).
+fn limits_to_json(limits: &Limits) -> Result<serde_json::Value, DeployError> {
+    serde_json::to_value(limits).map_err(|e| DeployError::InvalidLimits(e.to_string()))
+}
+
+/// Loads every stored deployment (least recently activated first, so the last activated of
+/// each name ends up active).
 pub async fn restore(runtime: &Arc<Runtime>) -> anyhow::Result<usize> {
     let records = runtime.storage.deployments().await?;
     let count = records.len();
     for record in records {
-        let deployment = load(runtime, &record.id, &record.component, record.created_at)
-            .await
-            .map_err(|e| anyhow::anyhow!("stored deployment {}: {e}", record.id))?;
+        let limits = match &record.limits {
+            Some(json) => serde_json::from_value(json.clone())
+                .map_err(|e| anyhow::anyhow!("stored deployment {}: limits: {e}", record.id))?,
+            None => Limits::default(),
+        };
+        let deployment = load(
+            runtime,
+            &record.id,
+            &record.component,
+            record.created_at,
+            limits,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("stored deployment {}: {e}", record.id))?;
         activate(runtime, Arc::new(deployment));
     }
     Ok(count)
@@ -91,16 +189,21 @@ async fn load(
     id: &str,
     bytes: &[u8],
     created_at: i64,
+    limits: Limits,
 ) -> Result<Deployment, DeployError> {
-    if !has_component_header(bytes) {
-        return Err(DeployError::NotAComponent(
-            "expected the component-model binary header (\\0asm, version 0x0d, layer 1)".into(),
-        ));
-    }
+    check_header(bytes)?;
     let engine = runtime.engine.clone();
     let owned = bytes.to_vec();
-    let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
-        .await
+    // A compilation cannot be cancelled: past the timeout the deployment is refused and the
+    // compiling thread is left to finish on its own.
+    let timeout = runtime.settings.compile_timeout;
+    let compiled = tokio::time::timeout(
+        timeout,
+        tokio::task::spawn_blocking(move || Component::new(&engine, &owned)),
+    )
+    .await
+    .map_err(|_| DeployError::CompileTimeout(timeout))?;
+    let component = compiled
         .map_err(|e| DeployError::NotAComponent(e.to_string()))?
         .map_err(|e| DeployError::NotAComponent(format!("{e:#}")))?;
     let ty = component.component_type();
@@ -113,11 +216,12 @@ async fn load(
         .instantiate_pre(&component)
         .map_err(|e| DeployError::Link(format!("{e:#}")))?;
     let kind = if exports.iter().any(|e| e == HANDLER_EXPORT) {
-        DeploymentKind::Service(describe(runtime, id, &pre).await?)
+        DeploymentKind::Service(describe(runtime, id, &pre, limits).await?)
     } else if let Some(role) = ProviderRole::ALL
         .into_iter()
         .find(|r| exports.iter().any(|e| e == r.export_name()))
     {
+        check_provider_world(role, &pre)?;
         DeploymentKind::Provider(role)
     } else {
         return Err(DeployError::UnknownWorld(exports.join(", ")));
@@ -128,16 +232,46 @@ async fn load(
         pre,
         size: bytes.len(),
         created_at,
+        limits,
+    })
+}
+
+/// A provider must export everything its world does (the role's interface and its recovery).
+fn check_provider_world(
+    role: ProviderRole,
+    pre: &InstancePre<HostState>,
+) -> Result<(), DeployError> {
+    let (world, checked) = match role {
+        ProviderRole::Payments => (
+            "cairn:commerce/payments-provider",
+            PaymentsProviderPre::new(pre.clone()).map(|_| ()),
+        ),
+        ProviderRole::Email => (
+            "cairn:commerce/email-provider",
+            EmailProviderPre::new(pre.clone()).map(|_| ()),
+        ),
+        ProviderRole::Shipping => (
+            "cairn:commerce/shipping-provider",
+            ShippingProviderPre::new(pre.clone()).map(|_| ()),
+        ),
+    };
+    checked.map_err(|e| DeployError::MissingExport {
+        world,
+        message: format!("{e:#}"),
     })
 }
 
 async fn describe(
     runtime: &Runtime,
     id: &str,
-    pre: &wasmtime::component::InstancePre<HostState>,
+    pre: &InstancePre<HostState>,
+    limits: Limits,
 ) -> Result<crate::bindings::handler::ServiceInfo, DeployError> {
-    let fail = |e: wasmtime::Error| DeployError::Describe(format!("{e:#}"));
-    let service_pre = ServicePre::new(pre.clone()).map_err(fail)?;
+    let service_pre = ServicePre::new(pre.clone()).map_err(|e| DeployError::MissingExport {
+        world: "cairn:durable/service",
+        message: format!("{e:#}"),
+    })?;
+    let fail = |e: wasmtime::Error| DeployError::Describe(describe_trap(&e));
     let state = HostState::new(
         id.into(),
         Role::Describe,
@@ -145,8 +279,7 @@ async fn describe(
         0,
         Some(0),
     );
-    let mut store = Store::new(&runtime.engine, state);
-    store.limiter(|s| &mut s.limits);
+    let mut store = runtime.new_store_with(state, limits);
     let instance = service_pre
         .instantiate_async(&mut store)
         .await
@@ -165,7 +298,43 @@ async fn describe(
     Ok(info)
 }
 
-/// Component binaries start with `\0asm`, then version 0x000d and layer 0x0001.
-fn has_component_header(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
+/// Component binaries start with `\0asm`, then version 0x000d and layer 0x0001; core modules
+/// with version 1, layer 0.
+fn check_header(bytes: &[u8]) -> Result<(), DeployError> {
+    if bytes.len() >= 8 && bytes[..4] == *b"\0asm" {
+        match bytes[4..8] {
+            [0x0d, 0x00, 0x01, 0x00] => return Ok(()),
+            [0x01, 0x00, 0x00, 0x00] => {
+                return Err(DeployError::NotAComponent(
+                    "this is a core WebAssembly module; make it a component (`cargo component \
+                     build`, a `wasm32-wasip2` build, or `wasm-tools component new`)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Err(DeployError::NotAComponent(
+        "expected the component-model binary header (\\0asm, version 0x0d, layer 1)".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_tell_components_from_modules_and_junk() {
+        assert!(check_header(b"\0asm\x0d\x00\x01\x00").is_ok());
+        let module = check_header(b"\0asm\x01\x00\x00\x00").unwrap_err();
+        assert!(
+            module.to_string().contains("core WebAssembly module"),
+            "{module}"
+        );
+        let junk = check_header(b"hello, world").unwrap_err();
+        assert!(
+            junk.to_string().contains("not a WebAssembly component"),
+            "{junk}"
+        );
+    }
 }

@@ -12,8 +12,9 @@ use super::{DeploymentKind, HostState, Role, Runtime, ServiceCtx};
 use crate::bindings::context;
 use crate::bindings::handler::{FailureKind, HandlerKind, ServiceKind};
 use crate::bindings::service::ServicePre;
+use crate::journal::Entry;
 use crate::journal::{Journal, JournalError};
-use crate::storage::{FailureRecord, Invocation, Outcome};
+use crate::storage::{FailureRecord, Invocation, Outcome, StateOp, StateScope};
 
 /// Exponential backoff with jitter for retryable failures.
 #[derive(Debug, Clone)]
@@ -117,17 +118,34 @@ pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
         (Some(key), true) => Some(runtime.locks.lock(&inv.service, key).await),
         _ => None,
     };
+    // Bounded instances at once (a queued invocation holds no instance); taken after the key
+    // turn so a waiter for a busy key holds no permit.
+    let _permit = runtime.running.acquire().await;
     let policy = runtime
         .settings
         .service_retry
         .get(&inv.service)
         .unwrap_or(&runtime.settings.retry);
     let mut attempt = inv.attempt.max(1);
-    let outcome = loop {
-        match run_attempt(runtime, &inv, attempt).await {
-            Attempt::Output(out) => break Outcome::Succeeded(out),
+    let scope = StateScope {
+        service: &inv.service,
+        key: inv.key.as_deref().unwrap_or_default(),
+    };
+    let (outcome, pending) = loop {
+        let (result, pending) = run_attempt(runtime, &inv, attempt).await;
+        match result {
+            Attempt::Output(out) => break (Outcome::Succeeded(out), pending),
             Attempt::Failed { retryable, failure } => {
                 if retryable && attempt < policy.max_attempts {
+                    // What this attempt recorded stays: the next one replays it.
+                    if !pending.is_empty()
+                        && let Err(e) = runtime
+                            .storage
+                            .append_batch(&inv.id, scope.clone(), pending)
+                            .await
+                    {
+                        tracing::error!(invocation = %inv.id, error = %e, "could not record the attempt's last entries");
+                    }
                     tracing::warn!(invocation = %inv.id, attempt, error = %failure.message, "attempt failed; retrying");
                     tokio::time::sleep(policy.delay(attempt)).await;
                     attempt += 1;
@@ -136,11 +154,15 @@ pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
                     }
                     continue;
                 }
-                break Outcome::Failed(failure);
+                break (Outcome::Failed(failure), pending);
             }
         }
     };
-    if let Err(e) = runtime.storage.complete(&inv.id, &outcome).await {
+    if let Err(e) = runtime
+        .storage
+        .complete(&inv.id, &outcome, scope, pending)
+        .await
+    {
         // Not committed: the invocation stays `running` and is resumed (replayed) on restart.
         tracing::error!(invocation = %inv.id, error = %e, "could not commit the outcome");
     }
@@ -166,7 +188,26 @@ fn exclusive(runtime: &Runtime, inv: &Invocation) -> bool {
     }
 }
 
-async fn run_attempt(runtime: &Arc<Runtime>, inv: &Invocation, attempt: u32) -> Attempt {
+/// Entries recorded by an attempt and not yet committed.
+type Pending = Vec<(Entry, Option<StateOp>)>;
+
+/// Runs one attempt; returns how it ended and the entries it recorded but did not commit yet.
+async fn run_attempt(runtime: &Arc<Runtime>, inv: &Invocation, attempt: u32) -> (Attempt, Pending) {
+    let mut store = None;
+    let result = attempt_in(runtime, inv, attempt, &mut store).await;
+    let pending = match store.map(|s: Store<HostState>| s.into_data().role) {
+        Some(Role::Service(mut ctx)) => ctx.journal.take_pending(),
+        _ => Vec::new(),
+    };
+    (result, pending)
+}
+
+async fn attempt_in(
+    runtime: &Arc<Runtime>,
+    inv: &Invocation,
+    attempt: u32,
+    slot: &mut Option<Store<HostState>>,
+) -> Attempt {
     let terminal = |code: u16, message: String| Attempt::Failed {
         retryable: false,
         failure: FailureRecord {
@@ -225,17 +266,16 @@ async fn run_attempt(runtime: &Arc<Runtime>, inv: &Invocation, attempt: u32) -> 
         seed_of(&inv.id),
         Some(inv.created_at),
     );
-    let mut store = Store::new(&runtime.engine, state);
-    store.limiter(|s| &mut s.limits);
+    let store = slot.insert(runtime.new_store(state));
     let pre = match ServicePre::new(deployment.pre.clone()) {
         Ok(pre) => pre,
         Err(e) => return terminal(500, format!("deployment is not a service: {e:#}")),
     };
-    let result = match pre.instantiate_async(&mut store).await {
+    let result = match pre.instantiate_async(&mut *store).await {
         Ok(instance) => {
             instance
                 .cairn_durable_handler()
-                .call_handle(&mut store, &inv.handler, &inv.input)
+                .call_handle(&mut *store, &inv.handler, &inv.input)
                 .await
         }
         Err(e) => Err(e),
@@ -262,7 +302,7 @@ async fn run_attempt(runtime: &Arc<Runtime>, inv: &Invocation, attempt: u32) -> 
                 failure: FailureRecord {
                     kind: "retryable".into(),
                     code: 500,
-                    message: format!("guest trapped: {trap:#}"),
+                    message: format!("guest trapped: {}", super::limits::describe_trap(&trap)),
                     divergence: None,
                 },
             },

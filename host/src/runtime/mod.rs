@@ -3,18 +3,24 @@
 
 mod clock;
 mod deploy;
+mod guest_output;
 mod invoker;
 mod keylocks;
+pub mod limits;
 pub mod providers;
 mod registry;
+pub mod sandbox;
 mod state;
+mod undeploy;
 
-pub use deploy::{DeployError, deploy, restore};
+pub use deploy::{DeployError, Deployed, deploy, deploy_bundled, restore};
 pub use invoker::{RetryPolicy, invoke};
 pub use keylocks::KeyLocks;
+pub use limits::Limits;
 pub use registry::{Deployment, DeploymentKind, ProviderRole, Registry};
 pub use state::{HostState, ProviderCtx, Role, ServiceCtx};
 pub(crate) use state::{misuse, trap};
+pub use undeploy::{UndeployError, undeploy};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,8 +45,16 @@ pub struct RuntimeSettings {
     pub providers: BTreeMap<ProviderRole, ProviderSettings>,
     /// What services (the orchestrator) may reach over HTTP.
     pub service_policy: Arc<Policy>,
-    /// Linear-memory cap per store.
+    /// Default linear-memory cap per store (a deployment's `limits` may set its own).
     pub memory_limit: usize,
+    /// Default guest execution time per call (a deployment's `limits` may set its own).
+    pub cpu_limit: std::time::Duration,
+    /// Largest component `POST /deployments` accepts, in bytes.
+    pub max_component_bytes: usize,
+    /// Longest a component may take to compile at deployment.
+    pub compile_timeout: std::time::Duration,
+    /// Invocations running (instantiated) at once; the rest wait their turn.
+    pub max_running: usize,
     pub retry: RetryPolicy,
     /// Per-service retry policies (service name → policy), overriding `retry`.
     pub service_retry: BTreeMap<String, RetryPolicy>,
@@ -60,6 +74,8 @@ pub struct Runtime {
     pub registry: RwLock<Registry>,
     pub settings: RuntimeSettings,
     pub locks: KeyLocks,
+    /// Permits for running invocations (`RuntimeSettings::max_running`).
+    pub(crate) running: tokio::sync::Semaphore,
     /// "deployment/operation" → what the provider said about repeating it.
     pub(crate) retry_safety: std::sync::Mutex<
         std::collections::HashMap<String, crate::bindings::commerce_types::RetrySafety>,
@@ -70,7 +86,9 @@ impl Runtime {
     pub fn new(storage: Arc<dyn Storage>, settings: RuntimeSettings) -> anyhow::Result<Arc<Self>> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.max_wasm_stack(1 << 20);
+        config.max_wasm_stack(limits::MAX_WASM_STACK);
+        // CPU time per call: see `sandbox`.
+        config.epoch_interruption(true);
         if let Some(dir) = &settings.cache_dir {
             std::fs::create_dir_all(dir)?;
             let mut cache = CacheConfig::new();
@@ -78,16 +96,24 @@ impl Runtime {
             config.cache(Some(Cache::new(cache)?));
         }
         let engine = Engine::new(&config)?;
+        sandbox::start_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         crate::capabilities::add_to_linker(&mut linker)?;
+        let policies = settings
+            .providers
+            .values()
+            .map(|p| &*p.policy)
+            .chain([&*settings.service_policy]);
+        let outbound = Outbound::new(policies)?;
         Ok(Arc::new(Runtime {
             engine,
             linker,
             storage,
-            outbound: Outbound::new()?,
+            outbound,
             registry: RwLock::new(Registry::default()),
-            settings,
+            settings: settings.clone(),
             locks: KeyLocks::default(),
+            running: tokio::sync::Semaphore::new(settings.max_running.max(1)),
             retry_safety: Default::default(),
         }))
     }

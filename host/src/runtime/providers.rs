@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use wasmtime::Store;
 
+use super::limits::describe_trap;
 use super::{HostState, ProviderCtx, ProviderRole, Role, Runtime};
 use crate::bindings::commerce_types::{
     Charge, ChargeRequest, EmailMessage, EmailReceipt, Label, LabelRequest, ProviderError, Refund,
@@ -131,8 +132,9 @@ pub async fn perform(
         instantiate(runtime, deployment_id, &live.idempotency_key, role).await?;
     let trapped = |e: wasmtime::Error| {
         JournalError::Effect(format!(
-            "provider {} ({deployment_id}) trapped: {e:#}",
-            role.as_str()
+            "provider {} ({deployment_id}) trapped: {}",
+            role.as_str(),
+            describe_trap(&e)
         ))
     };
     let operation = call.name();
@@ -238,13 +240,13 @@ async fn instantiate(
         seed_of(idempotency_key),
         None,
     );
-    let mut store = Store::new(&runtime.engine, state);
-    store.limiter(|s| &mut s.limits);
+    let mut store = runtime.new_store_with(state, deployment.limits);
     let pre = deployment.pre.clone();
     let trapped = |e: wasmtime::Error| {
         JournalError::Effect(format!(
-            "provider {} ({deployment_id}) failed to start: {e:#}",
-            role.as_str()
+            "provider {} ({deployment_id}) failed to start: {}",
+            role.as_str(),
+            describe_trap(&e)
         ))
     };
     let instance = match role {

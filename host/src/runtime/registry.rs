@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::InstancePre;
 
 use super::HostState;
+use super::limits::Limits;
 use crate::bindings::handler::ServiceInfo;
 
 /// The provider roles a service can import.
@@ -71,6 +72,7 @@ impl DeploymentKind {
 }
 
 /// A compiled, pre-linked component.
+#[derive(Clone)]
 pub struct Deployment {
     /// Hex SHA-256 of the component bytes.
     pub id: String,
@@ -78,6 +80,8 @@ pub struct Deployment {
     pub pre: InstancePre<HostState>,
     pub size: usize,
     pub created_at: i64,
+    /// Sandbox limits set for this deployment (host defaults fill the rest).
+    pub limits: Limits,
 }
 
 /// Deployments by id, and the active one per service name and per provider role.
@@ -89,6 +93,7 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Adds (or replaces) `deployment` and makes it the active one of its service or role.
     pub fn insert(&mut self, deployment: Arc<Deployment>) {
         match &deployment.kind {
             DeploymentKind::Service(info) => {
@@ -100,6 +105,22 @@ impl Registry {
             }
         }
         self.deployments.insert(deployment.id.clone(), deployment);
+    }
+
+    /// Whether deployment `id` is the active one of its service or role.
+    pub fn is_active(&self, id: &str) -> bool {
+        self.services
+            .values()
+            .chain(self.providers.values())
+            .any(|a| a == id)
+    }
+
+    /// Removes an inactive deployment; returns it.
+    pub fn remove(&mut self, id: &str) -> Option<Arc<Deployment>> {
+        if self.is_active(id) {
+            return None;
+        }
+        self.deployments.remove(id)
     }
 
     /// The active deployment of service `name`.

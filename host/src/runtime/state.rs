@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::Runtime;
 use super::clock::{ReplayMonotonicClock, ReplayWallClock, Ticks};
+use super::guest_output::GuestOutput;
+use super::limits::Limits;
+use super::sandbox::Sandbox;
 use crate::bindings::context;
 use crate::journal::{Journal, JournalError};
 use crate::outbound::Policy;
@@ -18,7 +20,8 @@ use crate::outbound::Policy;
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    /// Memory cap and CPU budget of this store (set by [`Runtime::new_store`]).
+    pub(crate) limits: Sandbox,
     /// Deployment id of the component in this store (used to tag its logs).
     pub(crate) component: Arc<str>,
     pub(crate) role: Role,
@@ -57,7 +60,8 @@ pub struct ProviderCtx {
 impl HostState {
     /// `clock_start_ms`: for services, the invocation's creation time, which makes WASI clocks
     /// replay deterministically; `None` (providers, whose calls are journaled as a whole) gives
-    /// the real clocks.
+    /// the real clocks. `memory_limit` is a placeholder: [`Runtime::new_store`] applies the
+    /// deployment's limits.
     pub fn new(
         component: Arc<str>,
         role: Role,
@@ -68,8 +72,11 @@ impl HostState {
         use rand::SeedableRng;
         // Deterministic randomness: seeded per invocation, so a replayed guest sees the same
         // bytes (invariant 6). No env, args, preopens or sockets: the guest gets nothing else.
+        // stdout and stderr go to the host's logs, tagged with the component.
         let mut builder = WasiCtx::builder();
         builder
+            .stdout(GuestOutput::new(component.clone(), "stdout"))
+            .stderr(GuestOutput::new(component.clone(), "stderr"))
             .secure_random(rand::rngs::StdRng::seed_from_u64(seed))
             .insecure_random(rand::rngs::StdRng::seed_from_u64(
                 seed ^ 0x9e37_79b9_7f4a_7c15,
@@ -91,13 +98,9 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_limit)
-                .instances(16)
-                .tables(64)
-                .memories(16)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: Sandbox::new(
+                Limits::default().resolve(memory_limit, super::limits::DEFAULT_CPU_LIMIT),
+            ),
             component,
             role,
         }

@@ -194,6 +194,10 @@ pub struct DeploymentRecord {
     #[serde(skip)]
     pub component: Vec<u8>,
     pub created_at: i64,
+    /// JSON sandbox limits set at deployment (`None`: the host defaults).
+    pub limits: Option<serde_json::Value>,
+    /// When it was last made active (deployed, or deployed again).
+    pub activated_at: i64,
 }
 
 #[async_trait]
@@ -203,16 +207,42 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_invocations(&self, filter: &InvocationFilter) -> StorageResult<Vec<Invocation>>;
     async fn unfinished_invocations(&self) -> StorageResult<Vec<Invocation>>;
     async fn set_attempt(&self, id: &str, attempt: u32) -> StorageResult<()>;
-    async fn complete(&self, id: &str, outcome: &Outcome) -> StorageResult<()>;
+    /// Ends the invocation, appending its last journal entries in the same transaction.
+    async fn complete(
+        &self,
+        id: &str,
+        outcome: &Outcome,
+        scope: StateScope<'_>,
+        entries: Vec<(Entry, Option<StateOp>)>,
+    ) -> StorageResult<()>;
 
     async fn journal(&self, id: &str) -> StorageResult<Vec<Entry>>;
-    /// Appends one journal entry, with the state mutation it records, in one transaction.
+    /// Appends journal entries, each with the state mutation it records, in one transaction.
+    async fn append_batch(
+        &self,
+        id: &str,
+        scope: StateScope<'_>,
+        entries: Vec<(Entry, Option<StateOp>)>,
+    ) -> StorageResult<()>;
+
+    /// Appends one entry (see [`Storage::append_batch`]).
     async fn append(
         &self,
         id: &str,
         entry: &Entry,
         state: Option<(StateScope<'_>, &StateOp)>,
-    ) -> StorageResult<()>;
+    ) -> StorageResult<()> {
+        let scope = state.as_ref().map_or(
+            StateScope {
+                service: "",
+                key: "",
+            },
+            |(s, _)| s.clone(),
+        );
+        let op = state.map(|(_, op)| op.clone());
+        self.append_batch(id, scope, vec![(entry.clone(), op)])
+            .await
+    }
 
     /// Records, durably, that provider call `index` is starting. Returns `true` when a marker
     /// was already there: an earlier attempt started this call and never recorded its result.
@@ -236,7 +266,24 @@ pub trait Storage: Send + Sync + 'static {
     async fn state_keys(&self, service: &str, key: &str) -> StorageResult<Vec<String>>;
 
     async fn put_deployment(&self, d: &DeploymentRecord) -> StorageResult<()>;
+    /// Stored deployments, the least recently activated first.
     async fn deployments(&self) -> StorageResult<Vec<DeploymentRecord>>;
+    /// Records that deployment `id` was made active at `at` (and, with `limits`, its new limits).
+    async fn activate_deployment(
+        &self,
+        id: &str,
+        limits: Option<&serde_json::Value>,
+        at: i64,
+    ) -> StorageResult<()>;
+    /// Deletes a stored deployment; `false` when there was none.
+    async fn delete_deployment(&self, id: &str) -> StorageResult<bool>;
+    /// Ids of running invocations (at most `limit`) pinned to deployment `id`, as their service
+    /// or as one of their providers.
+    async fn running_invocations_pinned_to(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<String>>;
     async fn count_rows(&self, table: Table) -> StorageResult<i64>;
 }
 

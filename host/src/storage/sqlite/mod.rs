@@ -93,6 +93,20 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> StorageResult<Entry> {
     })
 }
 
+/// Entries with their state mutation, owned for the writer task.
+fn owned_entries(
+    scope: StateScope<'_>,
+    entries: Vec<(Entry, Option<StateOp>)>,
+) -> writer::OwnedEntries {
+    entries
+        .into_iter()
+        .map(|(entry, op)| {
+            let op = op.map(|op| (scope.service.to_string(), scope.key.to_string(), op));
+            (entry, op)
+        })
+        .collect()
+}
+
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Created> {
@@ -161,11 +175,18 @@ impl Storage for SqliteStorage {
             .map(|_| ())
     }
 
-    async fn complete(&self, id: &str, outcome: &Outcome) -> StorageResult<()> {
+    async fn complete(
+        &self,
+        id: &str,
+        outcome: &Outcome,
+        scope: StateScope<'_>,
+        entries: Vec<(Entry, Option<StateOp>)>,
+    ) -> StorageResult<()> {
         self.writer
             .write(Write::Complete {
                 id: id.to_string(),
                 outcome: outcome.clone(),
+                entries: owned_entries(scope, entries),
             })
             .await
             .map(|_| ())
@@ -182,19 +203,16 @@ impl Storage for SqliteStorage {
         rows.iter().map(entry_from_row).collect()
     }
 
-    async fn append(
+    async fn append_batch(
         &self,
         id: &str,
-        entry: &Entry,
-        state: Option<(StateScope<'_>, &StateOp)>,
+        scope: StateScope<'_>,
+        entries: Vec<(Entry, Option<StateOp>)>,
     ) -> StorageResult<()> {
         self.writer
             .write(Write::Append {
                 id: id.to_string(),
-                entry: entry.clone(),
-                state: state.map(|(scope, op)| {
-                    (scope.service.to_string(), scope.key.to_string(), op.clone())
-                }),
+                entries: owned_entries(scope, entries),
             })
             .await
             .map(|_| ())
@@ -268,14 +286,16 @@ impl Storage for SqliteStorage {
 
     async fn deployments(&self) -> StorageResult<Vec<DeploymentRecord>> {
         let rows = sqlx::query(
-            "SELECT id, kind, name, size, describe, component, created_at FROM deployments \
-             ORDER BY created_at, id",
+            "SELECT id, kind, name, size, describe, component, created_at, limits, \
+             COALESCE(activated_at, created_at) AS activated_at FROM deployments \
+             ORDER BY COALESCE(activated_at, created_at), created_at, id",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
                 let describe: Option<String> = r.try_get("describe")?;
+                let limits: Option<String> = r.try_get("limits")?;
                 Ok(DeploymentRecord {
                     id: r.try_get("id")?,
                     kind: r.try_get("kind")?,
@@ -287,8 +307,56 @@ impl Storage for SqliteStorage {
                         .map_err(|e| StorageError::Corrupt(e.to_string()))?,
                     component: r.try_get("component")?,
                     created_at: r.try_get("created_at")?,
+                    limits: limits
+                        .map(|s| serde_json::from_str(&s))
+                        .transpose()
+                        .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                    activated_at: r.try_get("activated_at")?,
                 })
             })
+            .collect()
+    }
+
+    async fn activate_deployment(
+        &self,
+        id: &str,
+        limits: Option<&serde_json::Value>,
+        at: i64,
+    ) -> StorageResult<()> {
+        self.writer
+            .write(Write::ActivateDeployment {
+                id: id.to_string(),
+                limits: limits.map(serde_json::Value::to_string),
+                at,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_deployment(&self, id: &str) -> StorageResult<bool> {
+        let written = self
+            .writer
+            .write(Write::DeleteDeployment(id.to_string()))
+            .await?;
+        Ok(matches!(written, Written::Rows(n) if n > 0))
+    }
+
+    async fn running_invocations_pinned_to(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM invocations WHERE status = 'running' AND (deployment_id = ?1 \
+             OR EXISTS (SELECT 1 FROM json_each(invocations.providers) WHERE value = ?1)) \
+             ORDER BY created_at, id LIMIT ?2",
+        )
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(StorageError::from))
             .collect()
     }
 
@@ -299,5 +367,68 @@ impl Storage for SqliteStorage {
             Table::State => "SELECT COUNT(*) FROM state",
         };
         Ok(sqlx::query_scalar(sql).fetch_one(&self.pool).await?)
+    }
+}
+
+#[cfg(test)]
+mod deployment_tests {
+    use std::collections::BTreeMap;
+
+    use super::SqliteStorage;
+    use crate::storage::{DeploymentRecord, NewInvocation, Storage};
+
+    fn record(id: &str, at: i64) -> DeploymentRecord {
+        DeploymentRecord {
+            id: id.into(),
+            kind: "payments".into(),
+            name: "payments".into(),
+            size: 3,
+            describe: None,
+            component: b"abc".to_vec(),
+            created_at: at,
+            limits: None,
+            activated_at: at,
+        }
+    }
+
+    #[tokio::test]
+    async fn deployments_are_listed_by_activation_pinned_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let storage = SqliteStorage::open(&url).await.unwrap();
+        storage.put_deployment(&record("a", 1)).await.unwrap();
+        storage.put_deployment(&record("b", 2)).await.unwrap();
+        let limits = serde_json::json!({"cpuMs": 1000});
+        storage
+            .activate_deployment("a", Some(&limits), 3)
+            .await
+            .unwrap();
+        let listed = storage.deployments().await.unwrap();
+        let order: Vec<&str> = listed.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(order, ["b", "a"], "the last activated comes last");
+        assert_eq!(listed[1].limits, Some(limits));
+        assert_eq!(listed[1].activated_at, 3);
+
+        storage
+            .create_invocation(&NewInvocation {
+                id: "inv_1".into(),
+                service: "S".into(),
+                handler: "h".into(),
+                key: None,
+                input: Vec::new(),
+                deployment_id: "svc".into(),
+                providers: BTreeMap::from([("payments".to_string(), "a".to_string())]),
+                idempotency: None,
+            })
+            .await
+            .unwrap();
+        let pinned = |id: &'static str| storage.running_invocations_pinned_to(id, 10);
+        assert_eq!(pinned("a").await.unwrap(), ["inv_1"]);
+        assert_eq!(pinned("svc").await.unwrap(), ["inv_1"]);
+        assert!(pinned("b").await.unwrap().is_empty());
+
+        assert!(storage.delete_deployment("b").await.unwrap());
+        assert!(!storage.delete_deployment("b").await.unwrap());
+        assert_eq!(storage.deployments().await.unwrap().len(), 1);
     }
 }

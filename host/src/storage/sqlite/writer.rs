@@ -14,6 +14,9 @@ use crate::journal::{Entry, EntryKind};
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// Journal entries with the state mutation each records (service, key, op).
+pub(super) type OwnedEntries = Vec<(Entry, Option<(String, String, StateOp)>)>;
+
 /// A write, owned so it can cross to the writer task.
 pub(super) enum Write {
     CreateInvocation(NewInvocation),
@@ -24,11 +27,11 @@ pub(super) enum Write {
     Complete {
         id: String,
         outcome: Outcome,
+        entries: OwnedEntries,
     },
     Append {
         id: String,
-        entry: Entry,
-        state: Option<(String, String, StateOp)>,
+        entries: OwnedEntries,
     },
     MarkCallStarted {
         id: String,
@@ -41,6 +44,13 @@ pub(super) enum Write {
         from_index: u32,
     },
     PutDeployment(DeploymentRecord),
+    /// Makes a deployment the last activated of its name; with `limits`, replaces its limits.
+    ActivateDeployment {
+        id: String,
+        limits: Option<String>,
+        at: i64,
+    },
+    DeleteDeployment(String),
 }
 
 /// What a write returns.
@@ -50,6 +60,8 @@ pub(super) enum Written {
     ExistingInvocation(String),
     /// `MarkCallStarted`: whether a marker was already there.
     AlreadyMarked(bool),
+    /// Rows a statement changed.
+    Rows(u64),
 }
 
 type Reply = oneshot::Sender<StorageResult<Written>>;
@@ -167,8 +179,22 @@ async fn apply_inner(conn: &mut SqliteConnection, write: &Write) -> StorageResul
                 .await?;
             Ok(Written::Done)
         }
-        Write::Complete { id, outcome } => complete(conn, id, outcome).await,
-        Write::Append { id, entry, state } => append(conn, id, entry, state.as_ref()).await,
+        Write::Complete {
+            id,
+            outcome,
+            entries,
+        } => {
+            for (entry, state) in entries {
+                append(conn, id, entry, state.as_ref()).await?;
+            }
+            complete(conn, id, outcome).await
+        }
+        Write::Append { id, entries } => {
+            for (entry, state) in entries {
+                append(conn, id, entry, state.as_ref()).await?;
+            }
+            Ok(Written::Done)
+        }
         Write::MarkCallStarted {
             id,
             index,
@@ -198,6 +224,26 @@ async fn apply_inner(conn: &mut SqliteConnection, write: &Write) -> StorageResul
             Ok(Written::Done)
         }
         Write::PutDeployment(d) => put_deployment(conn, d).await,
+        Write::ActivateDeployment { id, limits, at } => {
+            let rows = sqlx::query(
+                "UPDATE deployments SET activated_at = ?, limits = COALESCE(?, limits) WHERE id = ?",
+            )
+            .bind(at)
+            .bind(limits)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            Ok(Written::Rows(rows))
+        }
+        Write::DeleteDeployment(id) => {
+            let rows = sqlx::query("DELETE FROM deployments WHERE id = ?")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            Ok(Written::Rows(rows))
+        }
     }
 }
 
@@ -367,9 +413,15 @@ async fn put_deployment(
         .map(serde_json::to_string)
         .transpose()
         .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    let limits = d
+        .limits
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StorageError::Corrupt(e.to_string()))?;
     sqlx::query(
-        "INSERT INTO deployments (id, kind, name, size, describe, component, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO deployments (id, kind, name, size, describe, component, created_at, limits, \
+         activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&d.id)
     .bind(&d.kind)
@@ -378,6 +430,8 @@ async fn put_deployment(
     .bind(describe)
     .bind(&d.component)
     .bind(d.created_at)
+    .bind(limits)
+    .bind(d.activated_at)
     .execute(&mut *conn)
     .await?;
     Ok(Written::Done)

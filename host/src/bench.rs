@@ -1,0 +1,510 @@
+//! `cairn bench`: starts `cairn serve` as a child process in mock mode (zero provider delay, no
+//! declines) on a fresh data dir and measures it from outside: sequential latency, throughput at
+//! 32 and 128 clients, 200 calls on one key, run-step overhead, CPU and peak RSS of the host
+//! process (host and fake together), and recovery after kill -9 with many unfinished
+//! invocations. Prints a table and writes JSON. See docs/benchmarks.md.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Sequential orders for the latency figures.
+    #[arg(long, default_value_t = 500)]
+    sequential: usize,
+    /// Seconds per throughput run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Client counts of the throughput runs.
+    #[arg(long, value_delimiter = ',', default_value = "32,128")]
+    clients: Vec<usize>,
+    /// Unfinished invocations for the recovery run (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    recovery: usize,
+    /// Directory with the components (default: as `cairn serve`).
+    #[arg(long, env = "CAIRN_COMPONENTS_DIR")]
+    components_dir: Option<PathBuf>,
+    /// Also write the results here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// The host under test, a child process.
+struct Host {
+    child: Child,
+    ingress: String,
+    admin: String,
+    mock: String,
+}
+
+impl Host {
+    fn start(exe: &Path, data: &Path, components: &Path, delay_ms: u64) -> anyhow::Result<Host> {
+        let (ingress, admin, mock) = (free_port()?, free_port()?, free_port()?);
+        let log = std::fs::File::create(data.join("host.log"))?;
+        let child = Command::new(exe)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--components-dir")
+            .arg(components)
+            .args(["--ingress-addr", &format!("127.0.0.1:{ingress}")])
+            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+            .env("MOCK_MODE", "true")
+            .env("MOCK_LISTEN", format!("127.0.0.1:{mock}"))
+            .env("MOCK_DECLINE_RATE", "0")
+            .env("MOCK_DELAY_MS", delay_ms.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting cairn serve")?;
+        Ok(Host {
+            child,
+            ingress: format!("http://127.0.0.1:{ingress}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            mock: format!("http://127.0.0.1:{mock}"),
+        })
+    }
+
+    async fn wait_healthy(&self, http: &reqwest::Client) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(120) {
+            if let Ok(resp) = http.get(format!("{}/health", self.admin)).send().await
+                && resp.status().is_success()
+            {
+                return Ok(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        anyhow::bail!("the host did not become healthy (see host.log in the data dir)")
+    }
+
+    /// CPU time (user + system) of the host process so far.
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields
+            .get(11..13)
+            .map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+        Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+    }
+
+    /// Peak resident memory of the host process, in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn order(email: &str) -> Value {
+    json!({
+        "items": [{"productId": "prod-123", "quantity": 2, "price": 2500}],
+        "customer": {"email": email, "name": "Bench Customer"},
+        "shipping": {"street": "123 Main St", "city": "SF", "state": "CA", "zip": "94105", "country": "US"}
+    })
+}
+
+/// Latency percentiles in milliseconds.
+fn percentiles(mut samples: Vec<Duration>) -> Value {
+    if samples.is_empty() {
+        return json!(null);
+    }
+    samples.sort();
+    let at = |p: f64| {
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        (samples[i].as_secs_f64() * 1e5).round() / 100.0
+    };
+    json!({"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "n": samples.len()})
+}
+
+static KEYS: AtomicU64 = AtomicU64::new(0);
+
+fn fresh_key(prefix: &str) -> String {
+    format!("{prefix}-{}", KEYS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// One ProcessOrder; returns its latency and the order's status (None on error).
+async fn process_order(
+    http: &reqwest::Client,
+    ingress: &str,
+    key: &str,
+) -> (Duration, Option<String>) {
+    let started = Instant::now();
+    let resp = http
+        .post(format!("{ingress}/OrderOrchestrator/{key}/ProcessOrder"))
+        .json(&order("bench@example.com"))
+        .send()
+        .await;
+    let status = match resp {
+        Ok(r) if r.status().is_success() => r
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|v| v["status"].as_str().map(str::to_string)),
+        _ => None,
+    };
+    (started.elapsed(), status)
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let components = match args.components_dir.clone() {
+        Some(dir) => dir,
+        None => crate::cli::components_dir(None)?,
+    };
+    let data = tempfile_dir()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let mut host = Host::start(&exe, &data, &components, 0)?;
+    host.wait_healthy(&http).await?;
+    let mut results = json!({ "machine": machine() });
+
+    // Warm up (first instantiations, connection pools).
+    for _ in 0..20 {
+        process_order(&http, &host.ingress, &fresh_key("warm")).await;
+    }
+
+    // Sequential latency on fresh keys.
+    let mut samples = Vec::with_capacity(args.sequential);
+    for _ in 0..args.sequential {
+        let (latency, status) = process_order(&http, &host.ingress, &fresh_key("seq")).await;
+        anyhow::ensure!(
+            status.as_deref() == Some("confirmed"),
+            "sequential order failed: {status:?}"
+        );
+        samples.push(latency);
+    }
+    results["sequential"] = percentiles(samples);
+
+    // Throughput at N clients for a fixed time.
+    let mut throughput = Vec::new();
+    for &clients in &args.clients {
+        let cpu_before = host.cpu();
+        let deadline = Instant::now() + Duration::from_secs(args.seconds);
+        let started = Instant::now();
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                let (http, ingress) = (http.clone(), host.ingress.clone());
+                tokio::spawn(async move {
+                    let mut out = (Vec::new(), 0u64, 0u64);
+                    while Instant::now() < deadline {
+                        let (latency, status) =
+                            process_order(&http, &ingress, &fresh_key("tp")).await;
+                        match status.as_deref() {
+                            Some("confirmed") => out.0.push(latency),
+                            Some(_) => out.2 += 1,
+                            None => out.1 += 1,
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        let (mut samples, mut errors, mut declines) = (Vec::new(), 0, 0);
+        for worker in workers {
+            let (s, e, d) = worker.await?;
+            samples.extend(s);
+            errors += e;
+            declines += d;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let orders = samples.len() as f64;
+        let cpu_ms = (host.cpu() - cpu_before).as_secs_f64() * 1000.0;
+        let mut row = percentiles(samples);
+        row["clients"] = json!(clients);
+        row["orders_per_s"] = json!((orders / elapsed).round());
+        row["errors"] = json!(errors);
+        row["declines"] = json!(declines);
+        row["cpu_ms_per_order"] = json!(((cpu_ms / orders.max(1.0)) * 100.0).round() / 100.0);
+        row["peak_rss_mib"] = json!(host.peak_rss_mib().round());
+        throughput.push(row);
+    }
+    results["throughput"] = json!(throughput);
+
+    results["one_key"] = one_key(&http, &host).await?;
+    results["steps"] = steps(&http, &host, &components).await?;
+    results["peak_rss_mib"] = json!(host.peak_rss_mib().round());
+
+    if args.recovery > 0 {
+        results["recovery"] =
+            recovery(&http, &mut host, &exe, &data, &components, args.recovery).await?;
+    }
+    host.kill();
+
+    print_table(&results);
+    let text = serde_json::to_string_pretty(&results)?;
+    println!("{text}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(())
+}
+
+/// 200 concurrent ProcessOrder on one new key: one answer, one charge.
+async fn one_key(http: &reqwest::Client, host: &Host) -> anyhow::Result<Value> {
+    let key = fresh_key("one-key");
+    let started = Instant::now();
+    let calls = (0..200).map(|_| {
+        http.post(format!(
+            "{}/OrderOrchestrator/{key}/ProcessOrder",
+            host.ingress
+        ))
+        .json(&order("one@example.com"))
+        .send()
+    });
+    let mut bodies = Vec::new();
+    for resp in futures::future::join_all(calls).await {
+        bodies.push(resp?.text().await?);
+    }
+    let elapsed = started.elapsed();
+    let stats: Value = http
+        .get(format!("{}/_mock/stats", host.mock))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(json!({
+        "calls": 200,
+        "ms": elapsed.as_millis(),
+        "identical": bodies.iter().all(|b| *b == bodies[0]),
+        "charges": stats["charges"]["by_order"][&key],
+    }))
+}
+
+/// Sequential 1-, 3- and 9-step workflows of `run` steps: the per-step overhead.
+async fn steps(http: &reqwest::Client, host: &Host, components: &Path) -> anyhow::Result<Value> {
+    let path = components.join("steps_service.wasm");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(json!({"skipped": format!("{} not found", path.display())}));
+    };
+    let resp = http
+        .post(format!("{}/deployments", host.admin))
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "deploying the steps service: {}",
+        resp.text().await?
+    );
+    let mut rows = Vec::new();
+    let mut p50 = Vec::new();
+    for n in [1u32, 3, 9] {
+        let mut samples = Vec::new();
+        for _ in 0..200 {
+            let started = Instant::now();
+            let resp = http
+                .post(format!("{}/Steps/Run", host.ingress))
+                .json(&json!({"steps": n}))
+                .send()
+                .await?;
+            anyhow::ensure!(
+                resp.status().is_success(),
+                "Steps/Run: {}",
+                resp.text().await?
+            );
+            samples.push(started.elapsed());
+        }
+        let mut row = percentiles(samples);
+        p50.push(row["p50"].as_f64().unwrap_or_default());
+        row["steps"] = json!(n);
+        rows.push(row);
+    }
+    Ok(json!({
+        "workflows": rows,
+        "per_step_ms": ((p50[2] - p50[0]) / 8.0 * 1000.0).round() / 1000.0,
+    }))
+}
+
+/// `count` orders accepted but unfinished (the fake holds every provider call), kill -9, restart
+/// with a zero-delay fake: time to the first and to the last completion.
+async fn recovery(
+    http: &reqwest::Client,
+    host: &mut Host,
+    exe: &Path,
+    data: &Path,
+    components: &Path,
+    count: usize,
+) -> anyhow::Result<Value> {
+    host.kill();
+    *host = Host::start(exe, data, components, 600_000)?;
+    host.wait_healthy(http).await?;
+    let accepted = Arc::new(AtomicU64::new(0));
+    let per_worker = count.div_ceil(64);
+    let senders: Vec<_> = (0..64)
+        .map(|_| {
+            let (http, ingress, accepted) = (http.clone(), host.ingress.clone(), accepted.clone());
+            tokio::spawn(async move {
+                for _ in 0..per_worker {
+                    let key = fresh_key("recover");
+                    let ok = http
+                        .post(format!(
+                            "{ingress}/OrderOrchestrator/{key}/ProcessOrder/send"
+                        ))
+                        .json(&order("recover@example.com"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().as_u16() == 202);
+                    if ok {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await?;
+    }
+    host.kill();
+    *host = Host::start(exe, data, components, 0)?;
+    let restarted = Instant::now();
+    let ready = host.wait_healthy(http).await?;
+    let list = |status: &'static str| {
+        let url = format!("{}/invocations?status={status}&limit=1", host.admin);
+        let http = http.clone();
+        async move {
+            let body: Value = http.get(url).send().await?.json().await?;
+            anyhow::Ok(!body["invocations"].as_array().is_none_or(Vec::is_empty))
+        }
+    };
+    let mut first = None;
+    loop {
+        if first.is_none() && list("succeeded").await? {
+            first = Some(restarted.elapsed());
+        }
+        if first.is_some() && !list("running").await? {
+            break;
+        }
+        anyhow::ensure!(
+            restarted.elapsed() < Duration::from_secs(600),
+            "recovery took over 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let last = restarted.elapsed();
+    let accepted = accepted.load(Ordering::Relaxed);
+    Ok(json!({
+        "unfinished": accepted,
+        "healthy_after_ms": ready.as_millis(),
+        "first_completion_ms": first.unwrap_or_default().as_millis(),
+        "last_completion_ms": last.as_millis(),
+        "orders_per_s": (accepted as f64 / last.as_secs_f64()).round(),
+        "peak_rss_mib": host.peak_rss_mib().round(),
+    }))
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("cairn-bench-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn machine() -> Value {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| (kb / 1024.0 / 1024.0).round());
+    json!({"cores": cores, "memory_gib": mem_gib})
+}
+
+fn print_table(r: &Value) {
+    let seq = &r["sequential"];
+    println!(
+        "\ncairn bench ({} cores, {} GiB)",
+        r["machine"]["cores"], r["machine"]["memory_gib"]
+    );
+    println!(
+        "{:<34} {:>10} {:>10} {:>10}",
+        "", "p50 ms", "p90 ms", "p99 ms"
+    );
+    println!(
+        "{:<34} {:>10} {:>10} {:>10}",
+        format!("sequential ProcessOrder (n={})", seq["n"]),
+        seq["p50"],
+        seq["p90"],
+        seq["p99"]
+    );
+    println!(
+        "\n{:<8} {:>10} {:>9} {:>9} {:>7} {:>9} {:>12} {:>9}",
+        "clients", "orders/s", "p50 ms", "p99 ms", "errors", "declines", "CPU ms/order", "RSS MiB"
+    );
+    for row in r["throughput"].as_array().into_iter().flatten() {
+        println!(
+            "{:<8} {:>10} {:>9} {:>9} {:>7} {:>9} {:>12} {:>9}",
+            row["clients"],
+            row["orders_per_s"],
+            row["p50"],
+            row["p99"],
+            row["errors"],
+            row["declines"],
+            row["cpu_ms_per_order"],
+            row["peak_rss_mib"]
+        );
+    }
+    let one = &r["one_key"];
+    println!(
+        "\n200 calls on one key: {} ms, identical answers: {}, charges: {}",
+        one["ms"], one["identical"], one["charges"]
+    );
+    if let Some(rows) = r["steps"]["workflows"].as_array() {
+        for row in rows {
+            println!(
+                "{}-step workflow: p50 {} ms, p99 {} ms",
+                row["steps"], row["p50"], row["p99"]
+            );
+        }
+        println!("per run step: {} ms", r["steps"]["per_step_ms"]);
+    }
+    let rec = &r["recovery"];
+    if !rec.is_null() {
+        println!(
+            "recovery after kill -9 with {} unfinished: healthy after {} ms, first completion {} ms, last {} ms ({} orders/s)",
+            rec["unfinished"],
+            rec["healthy_after_ms"],
+            rec["first_completion_ms"],
+            rec["last_completion_ms"],
+            rec["orders_per_s"]
+        );
+    }
+    println!("host peak RSS: {} MiB\n", r["peak_rss_mib"]);
+}

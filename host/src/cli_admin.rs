@@ -1,0 +1,394 @@
+//! The admin commands of the `cairn` command line: `cairn deploy PATH.wasm`, `cairn deployments`,
+//! `cairn undeploy ID`, `cairn invocations`, `cairn invocation ID`. They talk to a running host's
+//! admin API (`--admin URL`, `CAIRN_ADMIN_URL`, default `http://127.0.0.1:9070`) and print
+//! aligned tables (`--json` prints the API's JSON instead).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AdminArgs {
+    /// Base URL of the host's admin API.
+    #[arg(
+        long = "admin",
+        env = "CAIRN_ADMIN_URL",
+        default_value = "http://127.0.0.1:9070"
+    )]
+    pub admin: String,
+    /// Print the admin API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DeployArgs {
+    /// The component (`.wasm`): a service or a provider.
+    pub path: PathBuf,
+    /// Memory cap of each instance, in MiB (default: the host's).
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
+    /// Guest execution time per call, in milliseconds (default: the host's).
+    #[arg(long)]
+    pub cpu_ms: Option<u64>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct IdArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InvocationsArgs {
+    /// running, succeeded or failed.
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub service: Option<String>,
+    /// The object key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Most invocations listed (newest first).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// Sends a request to the admin API; the JSON answer, or the API's error as an error.
+async fn call(request: reqwest::RequestBuilder, admin: &AdminArgs) -> anyhow::Result<Value> {
+    let resp = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the admin API at {}", admin.admin))?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        anyhow::bail!(
+            "{} ({}): {}",
+            status,
+            text(&body["error"]),
+            text(&body["message"])
+        );
+    }
+    Ok(body)
+}
+
+fn url(admin: &AdminArgs, path: &str) -> String {
+    format!("{}{path}", admin.admin.trim_end_matches('/'))
+}
+
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
+    let mut query = Vec::new();
+    if let Some(mib) = args.memory_mib {
+        query.push(("memoryMib", mib));
+    }
+    if let Some(ms) = args.cpu_ms {
+        query.push(("cpuMs", ms));
+    }
+    let request = reqwest::Client::new()
+        .post(url(&args.admin, "/deployments"))
+        .query(&query)
+        .header("content-type", "application/wasm")
+        .body(bytes);
+    let body = call(request, &args.admin).await?;
+    if args.admin.json {
+        println!("{body:#}");
+        return Ok(());
+    }
+    println!(
+        "deployed {} {} as {} (active)",
+        text(&body["kind"]),
+        text(&body["name"]),
+        text(&body["id"])
+    );
+    print!("{}", deployments_table(std::slice::from_ref(&body)));
+    Ok(())
+}
+
+pub async fn deployments(admin: AdminArgs) -> anyhow::Result<()> {
+    let body = call(
+        reqwest::Client::new().get(url(&admin, "/deployments")),
+        &admin,
+    )
+    .await?;
+    if admin.json {
+        println!("{body:#}");
+        return Ok(());
+    }
+    let rows = body["deployments"].as_array().cloned().unwrap_or_default();
+    print!("{}", deployments_table(&rows));
+    Ok(())
+}
+
+pub async fn undeploy(args: IdArgs) -> anyhow::Result<()> {
+    let path = format!("/deployments/{}", args.id);
+    let body = call(
+        reqwest::Client::new().delete(url(&args.admin, &path)),
+        &args.admin,
+    )
+    .await?;
+    if args.admin.json {
+        println!("{body:#}");
+    } else {
+        println!(
+            "deleted {} {} {}",
+            text(&body["kind"]),
+            text(&body["name"]),
+            args.id
+        );
+    }
+    Ok(())
+}
+
+pub async fn invocations(args: InvocationsArgs) -> anyhow::Result<()> {
+    let mut query = vec![("limit", args.limit.to_string())];
+    for (name, value) in [
+        ("status", &args.status),
+        ("service", &args.service),
+        ("key", &args.key),
+    ] {
+        if let Some(value) = value {
+            query.push((name, value.clone()));
+        }
+    }
+    let request = reqwest::Client::new()
+        .get(url(&args.admin, "/invocations"))
+        .query(&query);
+    let body = call(request, &args.admin).await?;
+    if args.admin.json {
+        println!("{body:#}");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = body["invocations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|inv| {
+            vec![
+                text(&inv["id"]),
+                text(&inv["service"]),
+                text(&inv["key"]),
+                text(&inv["handler"]),
+                text(&inv["status"]),
+                text(&inv["attempt"]),
+                time(&inv["createdAt"]),
+                cut(&text(&inv["failure"]["message"]), 60),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "ID", "SERVICE", "KEY", "HANDLER", "STATUS", "ATTEMPT", "CREATED", "FAILURE"
+            ],
+            rows
+        )
+    );
+    Ok(())
+}
+
+pub async fn invocation(args: IdArgs) -> anyhow::Result<()> {
+    let path = format!("/invocations/{}", args.id);
+    let inv = call(
+        reqwest::Client::new().get(url(&args.admin, &path)),
+        &args.admin,
+    )
+    .await?;
+    if args.admin.json {
+        println!("{inv:#}");
+        return Ok(());
+    }
+    let target = match inv["key"].as_str() {
+        Some(key) => format!("{}/{key}/{}", text(&inv["service"]), text(&inv["handler"])),
+        None => format!("{}/{}", text(&inv["service"]), text(&inv["handler"])),
+    };
+    let mut fields = vec![
+        ("invocation", text(&inv["id"])),
+        ("target", target),
+        ("status", text(&inv["status"])),
+        ("attempt", text(&inv["attempt"])),
+        ("created", time(&inv["createdAt"])),
+        ("deployment", text(&inv["deploymentId"])),
+    ];
+    for (role, id) in inv["providers"].as_object().into_iter().flatten() {
+        fields.push(("provider", format!("{role} = {}", text(id))));
+    }
+    fields.push(("input", cut(&inv["input"].to_string(), 200)));
+    if inv["failure"].is_object() {
+        let f = &inv["failure"];
+        let failure = format!(
+            "{} {}: {}",
+            text(&f["kind"]),
+            text(&f["code"]),
+            text(&f["message"])
+        );
+        fields.push(("failure", failure));
+    } else {
+        fields.push(("output", cut(&inv["output"].to_string(), 200)));
+    }
+    for (name, value) in fields {
+        println!("{name:<11} {value}");
+    }
+    let rows: Vec<Vec<String>> = inv["journal"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            vec![
+                text(&e["index"]),
+                text(&e["kind"]),
+                text(&e["name"]),
+                format!(
+                    "{:.1}",
+                    e["durationUs"].as_f64().unwrap_or_default() / 1000.0
+                ),
+                cut(&e["result"].to_string(), 80),
+            ]
+        })
+        .collect();
+    println!("\njournal ({} entries)", rows.len());
+    print!("{}", table(&["#", "KIND", "NAME", "MS", "RESULT"], rows));
+    Ok(())
+}
+
+fn deployments_table(deployments: &[Value]) -> String {
+    let rows = deployments
+        .iter()
+        .map(|d| {
+            let limits = &d["effectiveLimits"];
+            vec![
+                text(&d["id"]).chars().take(16).collect(),
+                text(&d["kind"]),
+                text(&d["name"]),
+                text(&d["size"]),
+                if d["active"] == Value::Bool(true) {
+                    "yes".into()
+                } else {
+                    "".into()
+                },
+                format!(
+                    "{} MiB, {} ms",
+                    text(&limits["memoryMib"]),
+                    text(&limits["cpuMs"])
+                ),
+                time(&d["createdAt"]),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "KIND", "NAME", "BYTES", "ACTIVE", "LIMITS", "CREATED"],
+        rows,
+    )
+}
+
+/// Left-aligned columns two spaces apart, with a header row.
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// A JSON value as plain text: strings unquoted, null empty.
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn cut(s: &str, max: usize) -> String {
+    let one_line = s.replace('\n', " ");
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    one_line.chars().take(max - 1).collect::<String>() + "…"
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SSZ` (UTC).
+fn time(value: &Value) -> String {
+    let Some(ms) = value.as_i64() else {
+        return String::new();
+    };
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tables_align_columns() {
+        let out = table(
+            &["ID", "NAME"],
+            vec![
+                vec!["a".into(), "payments".into()],
+                vec!["abcdef".into(), "x".into()],
+            ],
+        );
+        assert_eq!(out, "ID      NAME\na       payments\nabcdef  x\n");
+    }
+
+    #[test]
+    fn times_are_utc_dates() {
+        assert_eq!(time(&json!(0)), "1970-01-01 00:00:00Z");
+        assert_eq!(time(&json!(1_764_089_101_000_i64)), "2025-11-25 16:45:01Z");
+        assert_eq!(time(&json!(951_782_400_000_i64)), "2000-02-29 00:00:00Z");
+        assert_eq!(time(&Value::Null), "");
+    }
+
+    #[test]
+    fn text_and_cut() {
+        assert_eq!(text(&json!("a")), "a");
+        assert_eq!(text(&json!(3)), "3");
+        assert_eq!(text(&Value::Null), "");
+        assert_eq!(cut("abcdef", 4), "abc…");
+        assert_eq!(cut("ab\ncd", 10), "ab cd");
+    }
+}

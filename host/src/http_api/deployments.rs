@@ -1,0 +1,227 @@
+//! Admin routes for deployments: `GET /deployments`, `POST /deployments`,
+//! `GET /deployments/{id}`, `DELETE /deployments/{id}`.
+//!
+//! `POST /deployments` takes the component as the body (`Content-Type: application/wasm`; limits
+//! in the query, `?memoryMib=16&cpuMs=1000`) or as JSON naming a file the host reads:
+//! `{"uri": "file:///abs/path.wasm"}` or `{"path": "/abs/path.wasm"}`, with optional
+//! `"limits": {"memoryMib": 16, "cpuMs": 1000}`. 201 with the new deployment, 200 with the
+//! existing one for bytes already deployed (made active again), 400 naming what is wrong with
+//! the component, 413 past the size cap.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::runtime::{
+    DeployError, Deployment, DeploymentKind, Limits, Runtime, UndeployError, deploy, undeploy,
+};
+
+/// A deployment as the admin API shows it.
+pub(super) fn deployment_json(runtime: &Runtime, d: &Deployment, active: bool) -> Value {
+    let effective = runtime.effective_limits(&d.limits);
+    json!({
+        "id": d.id,
+        "kind": d.kind.kind_str(),
+        "name": d.kind.name(),
+        "size": d.size,
+        "createdAt": d.created_at,
+        "active": active,
+        "limits": d.limits,
+        "effectiveLimits": {
+            "memoryMib": effective.memory_bytes >> 20,
+            "cpuMs": effective.cpu.as_millis() as u64,
+        },
+        "service": match &d.kind {
+            DeploymentKind::Service(info) => serde_json::to_value(info).unwrap_or(Value::Null),
+            DeploymentKind::Provider(_) => Value::Null,
+        },
+    })
+}
+
+pub(super) async fn list(State(runtime): State<Arc<Runtime>>) -> Json<Value> {
+    let registry = runtime.registry();
+    let deployments: Vec<Value> = registry
+        .deployments
+        .values()
+        .map(|d| deployment_json(&runtime, d, registry.is_active(&d.id)))
+        .collect();
+    Json(json!({ "deployments": deployments }))
+}
+
+pub(super) async fn get_one(
+    State(runtime): State<Arc<Runtime>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let registry = runtime.registry();
+    let deployment = registry
+        .deployments
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no deployment {id:?}")))?;
+    let mut body = deployment_json(&runtime, deployment, registry.is_active(&id));
+    body["runningInvocations"] = json!(
+        runtime
+            .storage
+            .running_invocations_pinned_to(&id, 100)
+            .await?
+    );
+    Ok(Json(body))
+}
+
+pub(super) async fn delete(
+    State(runtime): State<Arc<Runtime>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let removed = undeploy(&runtime, &id).await.map_err(|e| match e {
+        UndeployError::NotFound(_) => ApiError::not_found(e.to_string()),
+        UndeployError::Active { .. } | UndeployError::Pinned { .. } => {
+            ApiError::conflict(e.to_string())
+        }
+        UndeployError::Storage(s) => ApiError::from(s),
+    })?;
+    Ok(Json(json!({
+        "id": removed.id,
+        "kind": removed.kind.kind_str(),
+        "name": removed.kind.name(),
+        "deleted": true,
+    })))
+}
+
+/// `POST /deployments` with JSON: a file the host reads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FromFile {
+    uri: Option<String>,
+    path: Option<String>,
+    limits: Option<Limits>,
+}
+
+pub(super) async fn create(
+    State(runtime): State<Arc<Runtime>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let max = runtime.settings.max_component_bytes;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(format!("the component is larger than {max} bytes"))
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {rejection}"))
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let (bytes, limits) = match content_type.as_deref() {
+        Some("application/json") => {
+            let request: FromFile = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+            let path = file_path(&request)?;
+            (read_component(&path, max).await?, request.limits)
+        }
+        None | Some("application/wasm" | "application/octet-stream") => {
+            if body.is_empty() {
+                return Err(ApiError::bad_request(
+                    "send the component bytes as the body (Content-Type: application/wasm), or \
+                     JSON {\"uri\": \"file:///path.wasm\"} (Content-Type: application/json)",
+                ));
+            }
+            let limits = query
+                .filter(|q| !q.is_empty())
+                .map(|q| serde_urlencoded::from_str::<Limits>(&q))
+                .transpose()
+                .map_err(|e| ApiError::bad_request(format!("invalid limits in the query: {e}")))?;
+            (body.to_vec(), limits)
+        }
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("Content-Type {other:?}: use application/wasm or application/json"),
+            ));
+        }
+    };
+    let deployed = deploy(&runtime, bytes, limits).await.map_err(|e| match e {
+        DeployError::Storage(s) => ApiError::from(s),
+        DeployError::TooLarge { .. } => too_large(e.to_string()),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
+    let status = if deployed.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(deployment_json(&runtime, &deployed.deployment, true)),
+    ))
+}
+
+fn too_large(message: String) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+}
+
+/// The absolute path named by `uri` (`file://` only) or `path`.
+fn file_path(request: &FromFile) -> Result<std::path::PathBuf, ApiError> {
+    let path = match (&request.uri, &request.path) {
+        (Some(uri), None) => {
+            let url = reqwest::Url::parse(uri)
+                .map_err(|e| ApiError::bad_request(format!("uri {uri:?}: {e}")))?;
+            if url.scheme() != "file" {
+                return Err(ApiError::bad_request(format!(
+                    "uri {uri:?}: only file:// URIs are supported (or send the bytes)"
+                )));
+            }
+            url.to_file_path().map_err(|()| {
+                ApiError::bad_request(format!("uri {uri:?} does not name a local file"))
+            })?
+        }
+        (None, Some(path)) => std::path::PathBuf::from(path),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of \"uri\" (file:///abs/path.wasm) or \"path\"",
+            ));
+        }
+    };
+    if !path.is_absolute() {
+        return Err(ApiError::bad_request(format!(
+            "{} is not an absolute path",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+async fn read_component(path: &std::path::Path, max: usize) -> Result<Vec<u8>, ApiError> {
+    let unreadable =
+        |e: std::io::Error| ApiError::bad_request(format!("cannot read {}: {e}", path.display()));
+    let meta = tokio::fs::metadata(path).await.map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(ApiError::bad_request(format!(
+            "{} is not a file",
+            path.display()
+        )));
+    }
+    if meta.len() > max as u64 {
+        return Err(too_large(format!(
+            "{} is {} bytes; this host accepts at most {max} bytes",
+            path.display(),
+            meta.len()
+        )));
+    }
+    tokio::fs::read(path).await.map_err(unreadable)
+}
