@@ -32,8 +32,42 @@ pub struct DeployArgs {
     /// Guest execution time per call, in milliseconds (default: the host's).
     #[arg(long)]
     pub cpu_ms: Option<u64>,
+    /// A provider's own configuration, `NAME=VALUE` (repeatable), e.g. `api-base=https://…`.
+    /// Any of `--config`, `--allow`, `--secret` replaces the role's settings for this provider.
+    #[arg(long = "config", value_name = "NAME=VALUE")]
+    pub config: Vec<String>,
+    /// An origin the provider may reach, `https://host:port` (repeatable; default: the origin of
+    /// `api-base`).
+    #[arg(long = "allow", value_name = "ORIGIN")]
+    pub allow: Vec<String>,
+    /// A host environment variable granted to the provider as `{{secret:NAME}}` (repeatable);
+    /// the host reads its value, it is never sent.
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
     #[command(flatten)]
     pub admin: AdminArgs,
+}
+
+impl DeployArgs {
+    /// The `X-Cairn-Provider-Settings` header value, when provider settings are given.
+    fn provider_settings(&self) -> anyhow::Result<Option<String>> {
+        if self.config.is_empty() && self.allow.is_empty() && self.secrets.is_empty() {
+            return Ok(None);
+        }
+        let mut config = serde_json::Map::new();
+        for pair in &self.config {
+            let (name, value) = pair
+                .split_once('=')
+                .with_context(|| format!("--config {pair:?}: expected NAME=VALUE"))?;
+            config.insert(name.to_string(), Value::String(value.to_string()));
+        }
+        let settings = serde_json::json!({
+            "config": config,
+            "allow": self.allow,
+            "secrets": self.secrets,
+        });
+        Ok(Some(settings.to_string()))
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -93,11 +127,14 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     if let Some(ms) = args.cpu_ms {
         query.push(("cpuMs", ms));
     }
-    let request = reqwest::Client::new()
+    let mut request = reqwest::Client::new()
         .post(url(&args.admin, "/deployments"))
         .query(&query)
         .header("content-type", "application/wasm")
         .body(bytes);
+    if let Some(settings) = args.provider_settings()? {
+        request = request.header(crate::http_api::deployments::SETTINGS_HEADER, settings);
+    }
     let body = call(request, &args.admin).await?;
     if args.admin.json {
         println!("{body:#}");

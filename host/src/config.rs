@@ -185,6 +185,7 @@ pub fn runtime_settings(
         cache_dir,
         in_doubt: BTreeMap::new(),
         fail_point: None,
+        secret_env: crate::runtime::SecretEnv::process(),
     }
 }
 

@@ -4,10 +4,10 @@
 //! A request goes out only to an origin (scheme, host, port) on the component's allow-list. On top
 //! of that, addresses that are not on the public internet (loopback, private, link-local such as
 //! the metadata service 169.254.169.254, ...) are refused unless the operator set the origin
-//! explicitly ([`Policy::allow_private`]: mock mode, a `*_API_BASE` variable): an IP literal must
-//! itself be listed, and the host resolves names itself and refuses one that resolves to such an
-//! address ([`guard`]). Redirects are never followed: the guest sees the 3xx, and following it
-//! is a new request, checked like the first. System proxy variables are ignored, so the address
+//! explicitly ([`Policy::allow_private`]: mock mode, a `*_API_BASE` variable, a deployment's own
+//! `allow` list or `api-base`): an IP literal must itself be listed, and the host resolves names
+//! itself and refuses one that resolves to such an address ([`guard`]). Redirects are never
+//! followed: the guest sees the 3xx, and following it is a new request, checked like the first. System proxy variables are ignored, so the address
 //! checked is the address connected to. A refusal is `http-error::denied` to the guest and a log
 //! line.
 //!
@@ -19,7 +19,7 @@ pub mod guard;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::json;
@@ -126,28 +126,38 @@ impl Policy {
 #[derive(Clone)]
 pub struct Outbound {
     client: reqwest::Client,
+    /// Names of explicit origins, which may resolve to non-public addresses.
+    private_ok: Arc<RwLock<HashSet<String>>>,
 }
 
 impl Outbound {
     /// The client for components under `policies` (their explicit origins may resolve to
     /// non-public addresses).
     pub fn new<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> anyhow::Result<Self> {
-        let private_ok: HashSet<String> = policies
-            .into_iter()
-            .flat_map(|p| &p.allow_private)
-            .filter(|o| o.ip().is_none())
-            .map(|o| o.host.clone())
-            .collect();
+        let private_ok: Arc<RwLock<HashSet<String>>> = Arc::default();
         let client = reqwest::Client::builder()
             // A redirect could leave the allow-list: guests see the 3xx and decide.
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .dns_resolver(Arc::new(guard::GuardedResolver {
-                private_ok: Arc::new(private_ok),
+                private_ok: private_ok.clone(),
             }))
             .pool_max_idle_per_host(64)
             .build()?;
-        Ok(Outbound { client })
+        let outbound = Outbound { client, private_ok };
+        for policy in policies {
+            outbound.allow_private(policy);
+        }
+        Ok(outbound)
+    }
+
+    /// Lets the explicit origins of `policy` (a deployment's own allow-list) resolve to
+    /// non-public addresses.
+    pub fn allow_private(&self, policy: &Policy) {
+        let mut names = self.private_ok.write().unwrap_or_else(|p| p.into_inner());
+        for origin in policy.allow_private.iter().filter(|o| o.ip().is_none()) {
+            names.insert(origin.host.clone());
+        }
     }
 
     /// Sends `req` under `policy`. Returns the guest-visible result and a JSON record of the

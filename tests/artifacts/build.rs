@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// (constant name, crate artifact file name).
-const COMPONENTS: [(&str, &str); 10] = [
+const COMPONENTS: [(&str, &str); 11] = [
     ("ORDER_ORCHESTRATOR", "order_orchestrator.wasm"),
     ("STRIPE_PAYMENTS", "stripe_payments.wasm"),
     ("SENDGRID_EMAIL", "sendgrid_email.wasm"),
     ("SHIPPO_SHIPPING", "shippo_shipping.wasm"),
+    ("ADYEN_PAYMENTS", "adyen_payments.wasm"),
     ("STEPS_SERVICE", "steps_service.wasm"),
     ("HOSTILE_LOOP", "hostile_loop.wasm"),
     ("HOSTILE_MEMORY", "hostile_memory.wasm"),

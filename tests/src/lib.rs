@@ -27,10 +27,20 @@ async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> 
     runtime.retry.initial_delay = std::time::Duration::from_millis(10);
     runtime.retry.max_delay = std::time::Duration::from_millis(100);
     runtime.retry.max_attempts = options.max_attempts;
+    // Many test hosts share one process: keep each instance pool small.
+    runtime.max_running = 64;
     for (service, spec) in &options.service_retry {
         let policy = runtime.retry.with(spec).expect("retry spec");
         runtime.service_retry.insert(service.clone(), policy);
     }
+    // Secrets a deployment may name: the test's, standing in for the host's environment.
+    let secrets = options.secret_env.clone();
+    runtime.secret_env = cairn::runtime::SecretEnv::from_fn(move |name| {
+        secrets
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    });
     runtime.fail_point = match (options.fail_after_entry, options.fail_before_recording) {
         (Some(entry), _) => Some(cairn::journal::FailPoint::at(entry, false)),
         (None, Some(entry)) => Some(cairn::journal::FailPoint::at(entry, true)),
@@ -73,6 +83,8 @@ pub struct Options {
     /// Retry policy specs per service (overriding `max_attempts`).
     pub service_retry: Vec<(String, String)>,
     pub ingress: IngressConfig,
+    /// The host's environment as deployments' `secrets` see it (`NAME`, value).
+    pub secret_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -87,6 +99,7 @@ impl Default for Options {
             max_attempts: 5,
             service_retry: Vec::new(),
             ingress: IngressConfig::default(),
+            secret_env: Vec::new(),
         }
     }
 }

@@ -63,7 +63,7 @@ async fn set_faults(State(state): State<MockState>, body: axum::body::Bytes) -> 
     for (name, value) in request {
         let Some(provider) = Provider::parse(&name) else {
             return bad_request(format!(
-                "unknown provider {name:?}: expected stripe, sendgrid or shippo"
+                "unknown provider {name:?}: expected stripe, sendgrid, shippo or adyen"
             ));
         };
         let fault = match value {
@@ -105,7 +105,7 @@ async fn requests(State(state): State<MockState>, Query(query): Query<RequestsQu
             Some(provider) => Some(provider),
             None => {
                 return bad_request(format!(
-                    "unknown provider {name:?}: expected stripe, sendgrid or shippo"
+                    "unknown provider {name:?}: expected stripe, sendgrid, shippo or adyen"
                 ));
             }
         },

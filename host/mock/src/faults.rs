@@ -1,6 +1,7 @@
 //! The gate every provider request passes, and the faults tests inject through it.
 //!
-//! For a request to `/v1/…` (Stripe), `/v3/…` (SendGrid) or `/transactions…` (Shippo) the gate:
+//! For a request to `/v1/…` (Stripe), `/v3/…` (SendGrid), `/transactions…` (Shippo) or `/v71/…`
+//! (Adyen) the gate:
 //! 1. reads the body, records the request (`GET /_mock/requests`) and counts it;
 //! 2. takes one pending fault of that provider, if any (`POST /_mock/faults`);
 //! 3. with a fault and no `after_effect`: waits the simulated latency and answers the fault's status
@@ -18,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{MockState, Provider, RecordedRequest, random_id};
-use crate::{MAX_BODY_BYTES, sendgrid, shippo, stripe};
+use crate::{MAX_BODY_BYTES, adyen, sendgrid, shippo, stripe};
 
 /// An injected failure: the next `fail_next` requests to a provider answer `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +63,8 @@ pub struct Faults {
     pub stripe: Option<FaultSpec>,
     pub sendgrid: Option<FaultSpec>,
     pub shippo: Option<FaultSpec>,
+    #[serde(default)]
+    pub adyen: Option<FaultSpec>,
 }
 
 impl Faults {
@@ -70,6 +73,7 @@ impl Faults {
             Provider::Stripe => &mut self.stripe,
             Provider::Sendgrid => &mut self.sendgrid,
             Provider::Shippo => &mut self.shippo,
+            Provider::Adyen => &mut self.adyen,
         }
     }
 
@@ -98,6 +102,7 @@ pub(crate) fn error_response(provider: Provider, status: u16) -> Response {
         Provider::Stripe => stripe::fault_response(status),
         Provider::Sendgrid => sendgrid::fault_response(status),
         Provider::Shippo => shippo::fault_response(status),
+        Provider::Adyen => adyen::fault_response(status),
     };
     if status == StatusCode::TOO_MANY_REQUESTS {
         response
@@ -167,6 +172,7 @@ pub(crate) async fn not_found(method: Method, uri: Uri) -> Response {
         Some(Provider::Stripe) => stripe::unrecognized_url(&method, uri.path()),
         Some(Provider::Sendgrid) => sendgrid::not_found(),
         Some(Provider::Shippo) => shippo::not_found(),
+        Some(Provider::Adyen) => adyen::not_found(),
         None => (
             StatusCode::NOT_FOUND,
             axum::Json(
@@ -233,7 +239,12 @@ mod tests {
 
     #[test]
     fn rate_limit_faults_say_when_to_retry() {
-        for provider in [Provider::Stripe, Provider::Sendgrid, Provider::Shippo] {
+        for provider in [
+            Provider::Stripe,
+            Provider::Sendgrid,
+            Provider::Shippo,
+            Provider::Adyen,
+        ] {
             let response = error_response(provider, 429);
             assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
             assert_eq!(response.headers()["retry-after"], "1");

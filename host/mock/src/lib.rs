@@ -1,4 +1,4 @@
-//! `cairn-mock`: fake Stripe, SendGrid and Shippo APIs on one loopback HTTP server.
+//! `cairn-mock`: fake Stripe, SendGrid, Shippo and Adyen APIs on one loopback HTTP server.
 //!
 //! Cairn's mock mode (`MOCK_MODE=true cairn serve`, `cairn mock-providers`) and the end-to-end tests
 //! point all three providers at one [`MockServer`]; the real provider components then run their real
@@ -11,8 +11,10 @@
 //! Layout: this file holds the configuration, the server and the router; `state` the shared
 //! state; `faults` the gate every provider request passes (recording, injected faults); `control`
 //! the `/_mock` endpoints; `stats` the effect counters; one module per provider (`stripe`,
-//! `sendgrid`, `shippo`); `idempotency` Stripe's key store.
+//! `sendgrid`, `shippo`, and `adyen`, the Checkout API of a second payments provider);
+//! `idempotency` the key store of Stripe and Adyen.
 
+mod adyen;
 mod control;
 mod faults;
 mod idempotency;
@@ -114,12 +116,13 @@ fn parse_delay(raw: &str) -> Result<(u64, u64), String> {
     }
 }
 
-/// The router of the fake: the three providers plus the `/_mock` control endpoints.
+/// The router of the fake: the providers plus the `/_mock` control endpoints.
 pub fn router(state: MockState) -> Router {
     Router::new()
         .merge(stripe::routes())
         .merge(sendgrid::routes())
         .merge(shippo::routes())
+        .merge(adyen::routes())
         .merge(control::routes())
         .fallback(faults::not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -156,7 +159,7 @@ impl MockServer {
                 tracing::error!(%err, "mock provider server stopped with an error");
             }
         });
-        tracing::info!(%addr, "mock provider APIs (Stripe, SendGrid, Shippo) listening");
+        tracing::info!(%addr, "mock provider APIs (Stripe, SendGrid, Shippo, Adyen) listening");
         Ok(MockServer {
             addr,
             state,

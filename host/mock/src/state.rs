@@ -12,6 +12,7 @@ use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 
 use crate::MockConfig;
+use crate::adyen;
 use crate::faults::{FaultSpec, Faults};
 use crate::idempotency;
 use crate::shippo;
@@ -21,13 +22,14 @@ use crate::stripe;
 /// How many recorded requests are kept (oldest dropped first).
 pub(crate) const MAX_RECORDED_REQUESTS: usize = 10_000;
 
-/// One of the three faked APIs.
+/// One of the faked APIs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Stripe,
     Sendgrid,
     Shippo,
+    Adyen,
 }
 
 impl Provider {
@@ -39,17 +41,20 @@ impl Provider {
             Some(Provider::Sendgrid)
         } else if path == "/transactions" || path.starts_with("/transactions/") {
             Some(Provider::Shippo)
+        } else if path.starts_with("/v71/") || path == "/v71" {
+            Some(Provider::Adyen)
         } else {
             None
         }
     }
 
-    /// Parses `stripe`, `sendgrid` or `shippo`.
+    /// Parses `stripe`, `sendgrid`, `shippo` or `adyen`.
     pub fn parse(name: &str) -> Option<Provider> {
         match name {
             "stripe" => Some(Provider::Stripe),
             "sendgrid" => Some(Provider::Sendgrid),
             "shippo" => Some(Provider::Shippo),
+            "adyen" => Some(Provider::Adyen),
             _ => None,
         }
     }
@@ -65,7 +70,8 @@ pub struct RecordedRequest {
     /// The raw query string, if any.
     pub query: Option<String>,
     /// Lower-case header names; repeated headers joined with `, `; the `authorization` value is
-    /// replaced by `<redacted:SCHEME>` (e.g. `<redacted:Bearer>`).
+    /// replaced by `<redacted:SCHEME>` (e.g. `<redacted:Bearer>`), an `x-api-key` (Adyen) by
+    /// `<redacted>`.
     pub headers: BTreeMap<String, String>,
     /// The body, as UTF-8 (lossy).
     pub body: String,
@@ -83,6 +89,8 @@ impl RecordedRequest {
         for (name, value) in headers {
             let value = if name == axum::http::header::AUTHORIZATION {
                 redact_authorization(value.to_str().unwrap_or(""))
+            } else if name == "x-api-key" {
+                "<redacted>".to_string()
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()
             };
@@ -121,6 +129,7 @@ pub(crate) struct World {
     pub(crate) stripe: stripe::Store,
     pub(crate) idempotency: idempotency::Store,
     pub(crate) shippo: shippo::Store,
+    pub(crate) adyen: adyen::Store,
 }
 
 impl World {
@@ -302,6 +311,10 @@ mod tests {
             Some(Provider::Shippo)
         );
         assert_eq!(Provider::from_path("/transactionsx"), None);
+        assert_eq!(
+            Provider::from_path("/v71/payments/X/refunds"),
+            Some(Provider::Adyen)
+        );
         assert_eq!(Provider::from_path("/_mock/stats"), None);
         assert_eq!(Provider::from_path("/labels/x.pdf"), None);
     }

@@ -55,6 +55,8 @@ pub struct RequestStats {
     pub stripe: u64,
     pub sendgrid: u64,
     pub shippo: u64,
+    #[serde(default)]
+    pub adyen: u64,
 }
 
 impl RequestStats {
@@ -63,6 +65,7 @@ impl RequestStats {
             Provider::Stripe => self.stripe += 1,
             Provider::Sendgrid => self.sendgrid += 1,
             Provider::Shippo => self.shippo += 1,
+            Provider::Adyen => self.adyen += 1,
         }
     }
 }
@@ -146,7 +149,7 @@ mod tests {
                 "refunds": {"total": 1, "by_charge": {"ch_1": 1}},
                 "labels": {"total": 1, "by_order": {"A-1": 1}},
                 "emails": {"total": 1, "by_order": {"A-1": 1, "A-3": 1}},
-                "requests": {"stripe": 0, "sendgrid": 0, "shippo": 1},
+                "requests": {"stripe": 0, "sendgrid": 0, "shippo": 1, "adyen": 0},
                 "replays": 2
             })
         );

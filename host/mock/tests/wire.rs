@@ -676,7 +676,7 @@ async fn faults_fail_the_next_requests_before_or_after_the_effect() {
     let cleared = set_faults(&http, &server, json!({"sendgrid": null})).await;
     assert_eq!(
         cleared,
-        json!({"stripe": null, "sendgrid": null, "shippo": null})
+        json!({"stripe": null, "sendgrid": null, "shippo": null, "adyen": null})
     );
 
     let bad = http

@@ -2,12 +2,15 @@
 //! `GET /deployments/{id}`, `DELETE /deployments/{id}`.
 //!
 //! `POST /deployments` takes the component as the body (`Content-Type: application/wasm`; limits
-//! in the query, `?memoryMib=16&cpuMs=1000`) or as JSON naming a file the host reads:
+//! in the query, `?memoryMib=16&cpuMs=1000`; a provider's own settings as JSON in the
+//! `X-Cairn-Provider-Settings` header) or as JSON naming a file the host reads:
 //! `{"uri": "file:///abs/path.wasm"}` or `{"path": "/abs/path.wasm"}`, with optional
-//! `"limits": {"memoryMib": 16, "cpuMs": 1000}`. 201 with the new deployment, 200 with the
-//! existing one for bytes already deployed (made active again), 400 naming what is wrong with
-//! the component, 413 past the size cap.
+//! `"limits": {"memoryMib": 16, "cpuMs": 1000}` and, for a provider, `"config"`, `"allow"` and
+//! `"secrets"` (names of host environment variables; values never travel here). 201 with the
+//! new deployment, 200 with the existing one for bytes already deployed (made active again), 400
+//! naming what is wrong with the component or its settings, 413 past the size cap.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -20,8 +23,12 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::runtime::{
-    DeployError, Deployment, DeploymentKind, Limits, Runtime, UndeployError, deploy, undeploy,
+    DeployError, Deployment, DeploymentKind, Limits, ProviderOverrides, Runtime, UndeployError,
+    deploy, undeploy,
 };
+
+/// The header carrying a provider's own settings when the body is the component's bytes.
+pub const SETTINGS_HEADER: &str = "x-cairn-provider-settings";
 
 /// A deployment as the admin API shows it.
 pub(super) fn deployment_json(runtime: &Runtime, d: &Deployment, active: bool) -> Value {
@@ -42,6 +49,8 @@ pub(super) fn deployment_json(runtime: &Runtime, d: &Deployment, active: bool) -
             DeploymentKind::Service(info) => serde_json::to_value(info).unwrap_or(Value::Null),
             DeploymentKind::Provider(_) => Value::Null,
         },
+        // As given: secret names only (`null`: the role's settings).
+        "providerSettings": d.own.as_ref().map(|own| json!(own.given)),
     })
 }
 
@@ -100,6 +109,23 @@ struct FromFile {
     uri: Option<String>,
     path: Option<String>,
     limits: Option<Limits>,
+    config: Option<BTreeMap<String, String>>,
+    allow: Option<Vec<String>>,
+    secrets: Option<Vec<String>>,
+}
+
+impl FromFile {
+    /// The provider settings given, if any.
+    fn provider(&mut self) -> Option<ProviderOverrides> {
+        if self.config.is_none() && self.allow.is_none() && self.secrets.is_none() {
+            return None;
+        }
+        Some(ProviderOverrides {
+            config: self.config.take().unwrap_or_default(),
+            allow: self.allow.take().unwrap_or_default(),
+            secrets: self.secrets.take().unwrap_or_default(),
+        })
+    }
 }
 
 pub(super) async fn create(
@@ -126,12 +152,13 @@ pub(super) async fn create(
                 .trim()
                 .to_ascii_lowercase()
         });
-    let (bytes, limits) = match content_type.as_deref() {
+    let (bytes, limits, provider) = match content_type.as_deref() {
         Some("application/json") => {
-            let request: FromFile = serde_json::from_slice(&body)
+            let mut request: FromFile = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
             let path = file_path(&request)?;
-            (read_component(&path, max).await?, request.limits)
+            let provider = request.provider();
+            (read_component(&path, max).await?, request.limits, provider)
         }
         None | Some("application/wasm" | "application/octet-stream") => {
             if body.is_empty() {
@@ -145,7 +172,14 @@ pub(super) async fn create(
                 .map(|q| serde_urlencoded::from_str::<Limits>(&q))
                 .transpose()
                 .map_err(|e| ApiError::bad_request(format!("invalid limits in the query: {e}")))?;
-            (body.to_vec(), limits)
+            let provider = headers
+                .get(SETTINGS_HEADER)
+                .map(|v| serde_json::from_slice::<ProviderOverrides>(v.as_bytes()))
+                .transpose()
+                .map_err(|e| {
+                    ApiError::bad_request(format!("invalid {SETTINGS_HEADER} header: {e}"))
+                })?;
+            (body.to_vec(), limits, provider)
         }
         Some(other) => {
             return Err(ApiError::new(
@@ -155,11 +189,13 @@ pub(super) async fn create(
             ));
         }
     };
-    let deployed = deploy(&runtime, bytes, limits).await.map_err(|e| match e {
-        DeployError::Storage(s) => ApiError::from(s),
-        DeployError::TooLarge { .. } => too_large(e.to_string()),
-        other => ApiError::bad_request(other.to_string()),
-    })?;
+    let deployed = deploy(&runtime, bytes, limits, provider)
+        .await
+        .map_err(|e| match e {
+            DeployError::Storage(s) => ApiError::from(s),
+            DeployError::TooLarge { .. } => too_large(e.to_string()),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
     let status = if deployed.created {
         StatusCode::CREATED
     } else {

@@ -1,7 +1,7 @@
 //! The HTTP surface: ingress (invoke handlers) and admin (inspect and deploy).
 
 pub mod admin;
-mod deployments;
+pub mod deployments;
 mod error;
 pub mod ingress;
 

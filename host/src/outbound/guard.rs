@@ -4,12 +4,13 @@
 //! The host resolves names itself (this resolver is the HTTP client's only one), so the address
 //! checked is the address connected to: a public name that points at 127.0.0.1 or at the cloud
 //! metadata service (169.254.169.254) is refused at connect time, whatever it resolved to before.
-//! Names the operator set explicitly (mock mode, a `*_API_BASE` variable) may resolve anywhere.
+//! Names the operator set explicitly (mock mode, a `*_API_BASE` variable, a deployment's `allow`)
+//! may resolve anywhere.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -92,13 +93,18 @@ impl std::error::Error for Refused {}
 /// The HTTP client's resolver: system DNS, then every address checked.
 pub struct GuardedResolver {
     /// Lower-case host names that may resolve to non-public addresses.
-    pub private_ok: Arc<HashSet<String>>,
+    /// Host names an operator listed explicitly (grows as deployments list their own).
+    pub private_ok: Arc<RwLock<HashSet<String>>>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_ascii_lowercase();
-        let private_ok = self.private_ok.contains(&host);
+        let private_ok = self
+            .private_ok
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&host);
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
@@ -166,7 +172,7 @@ mod tests {
         assert!(err.to_string().contains("localhost resolves to"), "{err}");
 
         let lenient = GuardedResolver {
-            private_ok: Arc::new(HashSet::from(["localhost".to_string()])),
+            private_ok: Arc::new(RwLock::new(HashSet::from(["localhost".to_string()]))),
         };
         let addrs: Vec<SocketAddr> = match lenient.resolve(name()).await {
             Ok(addrs) => addrs.collect(),

@@ -1,5 +1,5 @@
 //! Deploying a component: check its size and header, compile (within a time cap), recognise its
-//! world, link, describe, persist, activate.
+//! world, link, describe, resolve a provider's own settings, persist, activate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, InstancePre};
 
 use super::limits::{Limits, describe_trap};
+use super::provider_settings::{self, OwnSettings, ProviderOverrides, SettingsError};
 use super::{Deployment, DeploymentKind, HostState, ProviderRole, Role, Runtime};
 use crate::bindings::email_provider::EmailProviderPre;
 use crate::bindings::payments_provider::PaymentsProviderPre;
@@ -43,6 +44,8 @@ pub enum DeployError {
     Describe(String),
     #[error("invalid limits: {0}")]
     InvalidLimits(String),
+    #[error("invalid provider settings: {0}")]
+    Settings(#[from] SettingsError),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -55,14 +58,16 @@ pub struct Deployed {
 }
 
 /// Deploys `bytes` and makes the deployment the active one of its service or provider role.
-/// Bytes already deployed return the existing deployment, made active again; `limits`, when
-/// given, replace its limits (absent: they stay as they were).
+/// Bytes already deployed return the existing deployment, made active again; `limits` and a
+/// provider's own settings (`provider`: `config`, `allow`, `secrets`), when given, replace what
+/// it had (absent: they stay as they were).
 pub async fn deploy(
     runtime: &Arc<Runtime>,
     bytes: Vec<u8>,
     limits: Option<Limits>,
+    provider: Option<ProviderOverrides>,
 ) -> Result<Deployed, DeployError> {
-    deploy_inner(runtime, bytes, limits, true).await
+    deploy_inner(runtime, bytes, limits, provider, true).await
 }
 
 /// Deploys a bundled component at start. Unlike [`deploy`], bytes already deployed are left as
@@ -71,18 +76,27 @@ pub async fn deploy_bundled(
     runtime: &Arc<Runtime>,
     bytes: Vec<u8>,
 ) -> Result<Deployed, DeployError> {
-    deploy_inner(runtime, bytes, None, false).await
+    deploy_inner(runtime, bytes, None, None, false).await
 }
 
 async fn deploy_inner(
     runtime: &Arc<Runtime>,
     bytes: Vec<u8>,
     limits: Option<Limits>,
+    provider: Option<ProviderOverrides>,
     reactivate: bool,
 ) -> Result<Deployed, DeployError> {
     if let Some(limits) = &limits {
         limits.validate().map_err(DeployError::InvalidLimits)?;
     }
+    // Secrets are checked (and read) before anything is compiled or stored.
+    let provider = provider.filter(|p| !p.is_empty());
+    let own = provider
+        .map(|given| -> Result<OwnSettings, SettingsError> {
+            let resolved = given.resolve(&runtime.settings.secret_env, false)?;
+            Ok(OwnSettings { given, resolved })
+        })
+        .transpose()?;
     let max = runtime.settings.max_component_bytes;
     if bytes.len() > max {
         return Err(DeployError::TooLarge {
@@ -99,12 +113,23 @@ async fn deploy_inner(
                 created: false,
             });
         }
+        if own.is_some() && matches!(existing.kind, DeploymentKind::Service(_)) {
+            return Err(SettingsError::NotAProvider.into());
+        }
         let mut updated = Deployment::clone(&existing);
         updated.limits = limits.unwrap_or(existing.limits);
-        let limits_json = limits.as_ref().map(limits_to_json).transpose()?;
+        let changed = limits.is_some() || own.is_some();
+        if own.is_some() {
+            updated.own = own;
+        }
+        // Stored as one JSON value: written whole whenever a part of it changes.
+        let stored = changed.then(|| {
+            provider_settings::stored_json(&updated.limits, updated.own.as_ref().map(|o| &o.given))
+                .unwrap_or_else(|| serde_json::json!({}))
+        });
         runtime
             .storage
-            .activate_deployment(&id, limits_json.as_ref(), now_ms())
+            .activate_deployment(&id, stored.as_ref(), now_ms())
             .await?;
         let updated = Arc::new(updated);
         activate(runtime, updated.clone());
@@ -115,7 +140,12 @@ async fn deploy_inner(
         });
     }
     let limits = limits.unwrap_or_default();
-    let deployment = Arc::new(load(runtime, &id, &bytes, now_ms(), limits).await?);
+    let mut deployment = load(runtime, &id, &bytes, now_ms(), limits).await?;
+    if own.is_some() && matches!(deployment.kind, DeploymentKind::Service(_)) {
+        return Err(SettingsError::NotAProvider.into());
+    }
+    deployment.own = own;
+    let deployment = Arc::new(deployment);
     let describe = match &deployment.kind {
         DeploymentKind::Service(info) => {
             Some(serde_json::to_value(info).map_err(|e| DeployError::Describe(e.to_string()))?)
@@ -132,9 +162,10 @@ async fn deploy_inner(
             describe,
             component: bytes,
             created_at: deployment.created_at,
-            limits: (!limits.is_default())
-                .then(|| limits_to_json(&limits))
-                .transpose()?,
+            limits: provider_settings::stored_json(
+                &limits,
+                deployment.own.as_ref().map(|o| &o.given),
+            ),
             activated_at: deployment.created_at,
         })
         .await?;
@@ -146,22 +177,18 @@ async fn deploy_inner(
     })
 }
 
-fn limits_to_json(limits: &Limits) -> Result<serde_json::Value, DeployError> {
-    serde_json::to_value(limits).map_err(|e| DeployError::InvalidLimits(e.to_string()))
-}
-
 /// Loads every stored deployment (least recently activated first, so the last activated of
 /// each name ends up active).
 pub async fn restore(runtime: &Arc<Runtime>) -> anyhow::Result<usize> {
     let records = runtime.storage.deployments().await?;
     let count = records.len();
     for record in records {
-        let limits = match &record.limits {
-            Some(json) => serde_json::from_value(json.clone())
-                .map_err(|e| anyhow::anyhow!("stored deployment {}: limits: {e}", record.id))?,
-            None => Limits::default(),
+        let (limits, given) = match &record.limits {
+            Some(json) => provider_settings::from_stored(json)
+                .map_err(|e| anyhow::anyhow!("stored deployment {}: {e}", record.id))?,
+            None => (Limits::default(), None),
         };
-        let deployment = load(
+        let mut deployment = load(
             runtime,
             &record.id,
             &record.component,
@@ -170,12 +197,24 @@ pub async fn restore(runtime: &Arc<Runtime>) -> anyhow::Result<usize> {
         )
         .await
         .map_err(|e| anyhow::anyhow!("stored deployment {}: {e}", record.id))?;
+        // Secret values are read from the environment again; a missing one is logged.
+        deployment.own = given
+            .map(|given| {
+                given
+                    .resolve(&runtime.settings.secret_env, true)
+                    .map(|resolved| OwnSettings { given, resolved })
+            })
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("stored deployment {}: {e}", record.id))?;
         activate(runtime, Arc::new(deployment));
     }
     Ok(count)
 }
 
 fn activate(runtime: &Runtime, deployment: Arc<Deployment>) {
+    if let Some(own) = &deployment.own {
+        runtime.outbound.allow_private(&own.resolved.policy);
+    }
     runtime
         .registry
         .write()
@@ -233,6 +272,7 @@ async fn load(
         size: bytes.len(),
         created_at,
         limits,
+        own: None,
     })
 }
 

@@ -15,7 +15,9 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 pub const DEFAULT_CPU_LIMIT: Duration = Duration::from_secs(10);
 
 /// Bounds an operator may choose within.
-const MEMORY_MIB: std::ops::RangeInclusive<u64> = 1..=4096;
+const MEMORY_MIB: std::ops::RangeInclusive<u64> = 1..=1024;
+/// The largest linear memory any deployment may be given, in bytes.
+pub const MAX_MEMORY_BYTES: usize = 1024 << 20;
 const CPU_MS: std::ops::RangeInclusive<u64> = 10..=600_000;
 
 /// Limits as given for one deployment; an absent field takes the host default. Stored with the

@@ -7,6 +7,7 @@ mod guest_output;
 mod invoker;
 mod keylocks;
 pub mod limits;
+pub mod provider_settings;
 pub mod providers;
 mod registry;
 pub mod sandbox;
@@ -17,6 +18,7 @@ pub use deploy::{DeployError, Deployed, deploy, deploy_bundled, restore};
 pub use invoker::{RetryPolicy, invoke};
 pub use keylocks::KeyLocks;
 pub use limits::Limits;
+pub use provider_settings::{OwnSettings, ProviderOverrides, SecretEnv, SettingsError};
 pub use registry::{Deployment, DeploymentKind, ProviderRole, Registry};
 pub use state::{HostState, ProviderCtx, Role, ServiceCtx};
 pub(crate) use state::{misuse, trap};
@@ -64,6 +66,8 @@ pub struct RuntimeSettings {
     pub in_doubt: BTreeMap<String, providers::InDoubtPolicy>,
     /// Test hook: stop one attempt right after a given journal entry.
     pub fail_point: Option<Arc<crate::journal::FailPoint>>,
+    /// Where the secrets a deployment names (`"secrets": ["ADYEN_API_KEY"]`) are read.
+    pub secret_env: SecretEnv,
 }
 
 pub struct Runtime {
@@ -82,6 +86,28 @@ pub struct Runtime {
     >,
 }
 
+/// The pooling allocator: instance memories, tables and stacks come from slots reserved once,
+/// so instantiating (four times per order) maps and unmaps nothing. A running invocation holds
+/// at most a service instance and a provider instance, so `max_running` sizes the pool.
+fn pooling(max_running: usize) -> wasmtime::InstanceAllocationStrategy {
+    let components = (2 * max_running.max(1) + 32) as u32;
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(components)
+        .total_core_instances(components * 8)
+        .total_memories(components * 2)
+        .total_tables(components * 4)
+        .total_stacks(components)
+        // The largest memory a deployment may ask for (see `limits`); the limiter enforces the
+        // deployment's own, smaller cap.
+        .max_memory_size(limits::MAX_MEMORY_BYTES)
+        // Reset the first pages of a slot in place instead of returning them to the kernel:
+        // a guest's small heap and stack are reused without page faults or TLB shootdowns.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10)
+        .async_stack_keep_resident(128 << 10);
+    wasmtime::InstanceAllocationStrategy::Pooling(pool)
+}
+
 impl Runtime {
     pub fn new(storage: Arc<dyn Storage>, settings: RuntimeSettings) -> anyhow::Result<Arc<Self>> {
         let mut config = Config::new();
@@ -89,6 +115,7 @@ impl Runtime {
         config.max_wasm_stack(limits::MAX_WASM_STACK);
         // CPU time per call: see `sandbox`.
         config.epoch_interruption(true);
+        config.allocation_strategy(pooling(settings.max_running));
         if let Some(dir) = &settings.cache_dir {
             std::fs::create_dir_all(dir)?;
             let mut cache = CacheConfig::new();

@@ -1,6 +1,7 @@
 //! Running one provider call: a fresh, separately limited store for the provider component,
-//! told the call's idempotency key and its role's configuration, with the crash protocol for
-//! APIs that cannot deduplicate (started marker, lookup, in-doubt policy).
+//! told the call's idempotency key and its configuration (the deployment's own, else its
+//! role's), with the crash protocol for APIs that cannot deduplicate (started marker, lookup,
+//! in-doubt policy).
 
 use std::sync::Arc;
 
@@ -218,14 +219,18 @@ async fn instantiate(
         .ok_or_else(|| {
             JournalError::Misuse(format!("provider deployment {deployment_id} is gone"))
         })?;
-    let settings = runtime
-        .settings
-        .providers
-        .get(&role)
-        .cloned()
-        .ok_or_else(|| {
-            JournalError::Misuse(format!("no settings for provider role {}", role.as_str()))
-        })?;
+    // A deployment's own settings replace its role's (another processor's base URL and key).
+    let settings = match &deployment.own {
+        Some(own) => own.resolved.clone(),
+        None => runtime
+            .settings
+            .providers
+            .get(&role)
+            .cloned()
+            .ok_or_else(|| {
+                JournalError::Misuse(format!("no settings for provider role {}", role.as_str()))
+            })?,
+    };
     let ctx = ProviderCtx {
         idempotency_key: idempotency_key.to_string(),
         config: settings.config,

@@ -8,6 +8,7 @@ use wasmtime::component::InstancePre;
 
 use super::HostState;
 use super::limits::Limits;
+use super::provider_settings::OwnSettings;
 use crate::bindings::handler::ServiceInfo;
 
 /// The provider roles a service can import.
@@ -82,6 +83,8 @@ pub struct Deployment {
     pub created_at: i64,
     /// Sandbox limits set for this deployment (host defaults fill the rest).
     pub limits: Limits,
+    /// A provider's own settings, replacing its role's (`None`: the role's settings).
+    pub own: Option<OwnSettings>,
 }
 
 /// Deployments by id, and the active one per service name and per provider role.
