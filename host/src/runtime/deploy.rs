@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, InstancePre};
 
 use super::limits::{Limits, describe_trap};
-use super::provider_settings::{self, OwnSettings, ProviderOverrides, SettingsError};
+use super::provider_settings::{OwnSettings, ProviderOverrides, SettingsError};
 use super::{Deployment, DeploymentKind, HostState, ProviderRole, Role, Runtime};
 use crate::bindings::email_provider::EmailProviderPre;
 use crate::bindings::payments_provider::PaymentsProviderPre;
@@ -122,14 +122,20 @@ async fn deploy_inner(
         if own.is_some() {
             updated.own = own;
         }
-        // Stored as one JSON value: written whole whenever a part of it changes.
-        let stored = changed.then(|| {
-            provider_settings::stored_json(&updated.limits, updated.own.as_ref().map(|o| &o.given))
-                .unwrap_or_else(|| serde_json::json!({}))
-        });
+        let stored_limits = limits.is_some().then(|| json(&updated.limits));
+        let stored_settings = updated
+            .own
+            .as_ref()
+            .filter(|_| changed)
+            .map(|o| json(&o.given));
         runtime
             .storage
-            .activate_deployment(&id, stored.as_ref(), now_ms())
+            .activate_deployment(
+                &id,
+                stored_limits.as_ref(),
+                stored_settings.as_ref(),
+                now_ms(),
+            )
             .await?;
         let updated = Arc::new(updated);
         activate(runtime, updated.clone());
@@ -162,10 +168,8 @@ async fn deploy_inner(
             describe,
             component: bytes,
             created_at: deployment.created_at,
-            limits: provider_settings::stored_json(
-                &limits,
-                deployment.own.as_ref().map(|o| &o.given),
-            ),
+            limits: (limits != Limits::default()).then(|| json(&limits)),
+            provider_settings: deployment.own.as_ref().map(|o| json(&o.given)),
             activated_at: deployment.created_at,
         })
         .await?;
@@ -183,11 +187,9 @@ pub async fn restore(runtime: &Arc<Runtime>) -> anyhow::Result<usize> {
     let records = runtime.storage.deployments().await?;
     let count = records.len();
     for record in records {
-        let (limits, given) = match &record.limits {
-            Some(json) => provider_settings::from_stored(json)
-                .map_err(|e| anyhow::anyhow!("stored deployment {}: {e}", record.id))?,
-            None => (Limits::default(), None),
-        };
+        let limits: Limits = column(&record.id, "limits", &record.limits)?.unwrap_or_default();
+        let given: Option<ProviderOverrides> =
+            column(&record.id, "provider settings", &record.provider_settings)?;
         let mut deployment = load(
             runtime,
             &record.id,
@@ -209,6 +211,24 @@ pub async fn restore(runtime: &Arc<Runtime>) -> anyhow::Result<usize> {
         activate(runtime, Arc::new(deployment));
     }
     Ok(count)
+}
+
+/// Reads a stored JSON column of deployment `id`.
+fn column<T: serde::de::DeserializeOwned>(
+    id: &str,
+    what: &str,
+    value: &Option<serde_json::Value>,
+) -> anyhow::Result<Option<T>> {
+    value
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("stored deployment {id}: {what}: {e}"))
+}
+
+/// A stored JSON column's value.
+fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
 fn activate(runtime: &Runtime, deployment: Arc<Deployment>) {

@@ -12,10 +12,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::ProviderSettings;
-use super::limits::Limits;
 use crate::outbound::{Origin, Policy, Secret};
 
 /// Looks a variable up.
@@ -171,27 +169,6 @@ pub struct OwnSettings {
     pub resolved: ProviderSettings,
 }
 
-/// The JSON stored with a deployment: its limits, plus `"provider"` when it has settings of its
-/// own. `None` when both are defaults.
-pub fn stored_json(limits: &Limits, own: Option<&ProviderOverrides>) -> Option<Value> {
-    let mut value = serde_json::to_value(limits).ok()?;
-    if let (Some(own), Value::Object(map)) = (own, &mut value) {
-        map.insert("provider".into(), serde_json::to_value(own).ok()?);
-    }
-    (value != Value::Object(Default::default())).then_some(value)
-}
-
-/// Reads [`stored_json`] back.
-pub fn from_stored(value: &Value) -> Result<(Limits, Option<ProviderOverrides>), String> {
-    let mut value = value.clone();
-    let own = match value.as_object_mut().and_then(|m| m.remove("provider")) {
-        Some(own) => Some(serde_json::from_value(own).map_err(|e| format!("provider: {e}"))?),
-        None => None,
-    };
-    let limits = serde_json::from_value(value).map_err(|e| format!("limits: {e}"))?;
-    Ok((limits, own))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,7 +177,7 @@ mod tests {
         SecretEnv::from_fn(|name| (name == "ADYEN_API_KEY").then(|| "adyen_secret".to_string()))
     }
 
-    fn given(json: Value) -> ProviderOverrides {
+    fn given(json: serde_json::Value) -> ProviderOverrides {
         serde_json::from_value(json).unwrap()
     }
 
@@ -258,28 +235,16 @@ mod tests {
     }
 
     #[test]
-    fn stored_form_round_trips_without_values() {
-        let limits = Limits {
-            cpu_ms: Some(1000),
-            ..Limits::default()
-        };
-        assert_eq!(stored_json(&Limits::default(), None), None);
+    fn stored_form_holds_secret_names_and_round_trips() {
         let own = given(serde_json::json!({"config": {"a": "b"}, "secrets": ["ADYEN_API_KEY"]}));
-        let stored = stored_json(&limits, Some(&own)).unwrap();
+        let stored = serde_json::to_value(&own).unwrap();
         assert_eq!(
             stored,
-            serde_json::json!({"cpuMs": 1000, "provider": {"config": {"a": "b"}, "allow": [], "secrets": ["ADYEN_API_KEY"]}})
+            serde_json::json!({"config": {"a": "b"}, "allow": [], "secrets": ["ADYEN_API_KEY"]})
         );
-        assert_eq!(from_stored(&stored).unwrap(), (limits, Some(own)));
         assert_eq!(
-            from_stored(&serde_json::json!({"memoryMib": 8})).unwrap(),
-            (
-                Limits {
-                    memory_mib: Some(8),
-                    ..Limits::default()
-                },
-                None
-            )
+            serde_json::from_value::<ProviderOverrides>(stored).unwrap(),
+            own
         );
     }
 }

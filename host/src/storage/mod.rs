@@ -196,6 +196,8 @@ pub struct DeploymentRecord {
     pub created_at: i64,
     /// JSON sandbox limits set at deployment (`None`: the host defaults).
     pub limits: Option<serde_json::Value>,
+    /// A provider's own settings (config, allow-list, secret names); `None`: its role's.
+    pub provider_settings: Option<serde_json::Value>,
     /// When it was last made active (deployed, or deployed again).
     pub activated_at: i64,
 }
@@ -268,11 +270,13 @@ pub trait Storage: Send + Sync + 'static {
     async fn put_deployment(&self, d: &DeploymentRecord) -> StorageResult<()>;
     /// Stored deployments, the least recently activated first.
     async fn deployments(&self) -> StorageResult<Vec<DeploymentRecord>>;
-    /// Records that deployment `id` was made active at `at` (and, with `limits`, its new limits).
+    /// Records that deployment `id` was made active at `at` (and, with `limits` or
+    /// `provider_settings`, replaces those).
     async fn activate_deployment(
         &self,
         id: &str,
         limits: Option<&serde_json::Value>,
+        provider_settings: Option<&serde_json::Value>,
         at: i64,
     ) -> StorageResult<()>;
     /// Deletes a stored deployment; `false` when there was none.

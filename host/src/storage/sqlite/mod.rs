@@ -287,7 +287,7 @@ impl Storage for SqliteStorage {
     async fn deployments(&self) -> StorageResult<Vec<DeploymentRecord>> {
         let rows = sqlx::query(
             "SELECT id, kind, name, size, describe, component, created_at, limits, \
-             COALESCE(activated_at, created_at) AS activated_at FROM deployments \
+             provider_settings, COALESCE(activated_at, created_at) AS activated_at FROM deployments \
              ORDER BY COALESCE(activated_at, created_at), created_at, id",
         )
         .fetch_all(&self.pool)
@@ -296,6 +296,12 @@ impl Storage for SqliteStorage {
             .map(|r| {
                 let describe: Option<String> = r.try_get("describe")?;
                 let limits: Option<String> = r.try_get("limits")?;
+                let provider_settings: Option<String> = r.try_get("provider_settings")?;
+                let json = |text: Option<String>| {
+                    text.map(|s| serde_json::from_str(&s))
+                        .transpose()
+                        .map_err(|e| StorageError::Corrupt(e.to_string()))
+                };
                 Ok(DeploymentRecord {
                     id: r.try_get("id")?,
                     kind: r.try_get("kind")?,
@@ -307,10 +313,8 @@ impl Storage for SqliteStorage {
                         .map_err(|e| StorageError::Corrupt(e.to_string()))?,
                     component: r.try_get("component")?,
                     created_at: r.try_get("created_at")?,
-                    limits: limits
-                        .map(|s| serde_json::from_str(&s))
-                        .transpose()
-                        .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                    limits: json(limits)?,
+                    provider_settings: json(provider_settings)?,
                     activated_at: r.try_get("activated_at")?,
                 })
             })
@@ -321,12 +325,14 @@ impl Storage for SqliteStorage {
         &self,
         id: &str,
         limits: Option<&serde_json::Value>,
+        provider_settings: Option<&serde_json::Value>,
         at: i64,
     ) -> StorageResult<()> {
         self.writer
             .write(Write::ActivateDeployment {
                 id: id.to_string(),
                 limits: limits.map(serde_json::Value::to_string),
+                provider_settings: provider_settings.map(serde_json::Value::to_string),
                 at,
             })
             .await
@@ -387,6 +393,7 @@ mod deployment_tests {
             component: b"abc".to_vec(),
             created_at: at,
             limits: None,
+            provider_settings: None,
             activated_at: at,
         }
     }
@@ -400,7 +407,7 @@ mod deployment_tests {
         storage.put_deployment(&record("b", 2)).await.unwrap();
         let limits = serde_json::json!({"cpuMs": 1000});
         storage
-            .activate_deployment("a", Some(&limits), 3)
+            .activate_deployment("a", Some(&limits), None, 3)
             .await
             .unwrap();
         let listed = storage.deployments().await.unwrap();

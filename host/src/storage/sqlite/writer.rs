@@ -48,6 +48,7 @@ pub(super) enum Write {
     ActivateDeployment {
         id: String,
         limits: Option<String>,
+        provider_settings: Option<String>,
         at: i64,
     },
     DeleteDeployment(String),
@@ -224,12 +225,19 @@ async fn apply_inner(conn: &mut SqliteConnection, write: &Write) -> StorageResul
             Ok(Written::Done)
         }
         Write::PutDeployment(d) => put_deployment(conn, d).await,
-        Write::ActivateDeployment { id, limits, at } => {
+        Write::ActivateDeployment {
+            id,
+            limits,
+            provider_settings,
+            at,
+        } => {
             let rows = sqlx::query(
-                "UPDATE deployments SET activated_at = ?, limits = COALESCE(?, limits) WHERE id = ?",
+                "UPDATE deployments SET activated_at = ?, limits = COALESCE(?, limits), \
+                 provider_settings = COALESCE(?, provider_settings) WHERE id = ?",
             )
             .bind(at)
             .bind(limits)
+            .bind(provider_settings)
             .bind(id)
             .execute(&mut *conn)
             .await?
@@ -413,15 +421,15 @@ async fn put_deployment(
         .map(serde_json::to_string)
         .transpose()
         .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let limits = d
-        .limits
+    let limits = d.limits.as_ref().map(serde_json::Value::to_string);
+    let provider_settings = d
+        .provider_settings
         .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        .map(serde_json::Value::to_string);
     sqlx::query(
         "INSERT INTO deployments (id, kind, name, size, describe, component, created_at, limits, \
-         activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+         provider_settings, activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO NOTHING",
     )
     .bind(&d.id)
     .bind(&d.kind)
@@ -431,6 +439,7 @@ async fn put_deployment(
     .bind(&d.component)
     .bind(d.created_at)
     .bind(limits)
+    .bind(provider_settings)
     .bind(d.activated_at)
     .execute(&mut *conn)
     .await?;
