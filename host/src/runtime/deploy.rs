@@ -235,11 +235,8 @@ fn activate(runtime: &Runtime, deployment: Arc<Deployment>) {
     if let Some(own) = &deployment.own {
         runtime.outbound.allow_private(&own.resolved.policy);
     }
-    runtime
-        .registry
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(deployment);
+    let mut registry = runtime.registry.write().unwrap_or_else(|p| p.into_inner());
+    Arc::make_mut(&mut registry).insert(deployment);
 }
 
 /// Compiles (or fetches from the on-disk cache), classifies and links a component.

@@ -114,7 +114,8 @@ enum Attempt {
 /// Runs `inv` until it succeeds, fails terminally, or runs out of attempts; commits and returns
 /// the outcome. Exclusive handlers of a keyed object hold the key for the whole run.
 pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
-    let _turn = match (&inv.key, exclusive(runtime, &inv)) {
+    let exclusive = exclusive(runtime, &inv);
+    let _turn = match (&inv.key, exclusive) {
         (Some(key), true) => Some(runtime.locks.lock(&inv.service, key).await),
         _ => None,
     };
@@ -132,7 +133,7 @@ pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
         key: inv.key.as_deref().unwrap_or_default(),
     };
     let (outcome, pending) = loop {
-        let (result, pending) = run_attempt(runtime, &inv, attempt).await;
+        let (result, pending) = run_attempt(runtime, &inv, attempt, exclusive).await;
         match result {
             Attempt::Output(out) => break (Outcome::Succeeded(out), pending),
             Attempt::Failed { retryable, failure } => {
@@ -158,15 +159,32 @@ pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
             }
         }
     };
-    if let Err(e) = runtime
-        .storage
-        .complete(&inv.id, &outcome, scope, pending)
-        .await
-    {
-        // Not committed: the invocation stays `running` and is resumed (replayed) on restart.
-        tracing::error!(invocation = %inv.id, error = %e, "could not commit the outcome");
+    // The caller sees the outcome only once it is durable (invariant 1).
+    let mut tries = 0;
+    loop {
+        match runtime
+            .storage
+            .complete(&inv.id, &outcome, scope.clone(), pending.clone())
+            .await
+        {
+            Ok(()) => return outcome,
+            Err(e) if e.is_retryable() && tries < 5 => {
+                tries += 1;
+                tokio::time::sleep(policy.delay(tries)).await;
+            }
+            Err(e) => {
+                // Not committed: the invocation stays `running` and is resumed on restart.
+                tracing::error!(invocation = %inv.id, error = %e, "could not commit the outcome");
+                return Outcome::Failed(FailureRecord {
+                    kind: "retryable".into(),
+                    code: 503,
+                    message: "the outcome could not be stored; the invocation will be resumed"
+                        .into(),
+                    divergence: None,
+                });
+            }
+        }
     }
-    outcome
 }
 
 fn exclusive(runtime: &Runtime, inv: &Invocation) -> bool {
@@ -192,9 +210,14 @@ fn exclusive(runtime: &Runtime, inv: &Invocation) -> bool {
 type Pending = Vec<(Entry, Option<StateOp>)>;
 
 /// Runs one attempt; returns how it ended and the entries it recorded but did not commit yet.
-async fn run_attempt(runtime: &Arc<Runtime>, inv: &Invocation, attempt: u32) -> (Attempt, Pending) {
+async fn run_attempt(
+    runtime: &Arc<Runtime>,
+    inv: &Invocation,
+    attempt: u32,
+    exclusive: bool,
+) -> (Attempt, Pending) {
     let mut store = None;
-    let result = attempt_in(runtime, inv, attempt, &mut store).await;
+    let result = attempt_in(runtime, inv, attempt, exclusive, &mut store).await;
     let pending = match store.map(|s: Store<HostState>| s.into_data().role) {
         Some(Role::Service(mut ctx)) => ctx.journal.take_pending(),
         _ => Vec::new(),
@@ -206,6 +229,7 @@ async fn attempt_in(
     runtime: &Arc<Runtime>,
     inv: &Invocation,
     attempt: u32,
+    exclusive: bool,
     slot: &mut Option<Store<HostState>>,
 ) -> Attempt {
     let terminal = |code: u16, message: String| Attempt::Failed {
@@ -254,7 +278,7 @@ async fn attempt_in(
             attempt,
         },
         journal,
-        may_write_state: inv.key.is_some() && exclusive(runtime, inv),
+        may_write_state: inv.key.is_some() && exclusive,
         providers: inv.providers.clone(),
         policy: runtime.settings.service_policy.clone(),
         runtime: runtime.clone(),

@@ -75,7 +75,9 @@ pub struct Runtime {
     pub linker: Linker<HostState>,
     pub storage: Arc<dyn Storage>,
     pub outbound: Outbound,
-    pub registry: RwLock<Registry>,
+    /// The deployments, as an immutable snapshot replaced on every change (copy on write), so
+    /// readers on the hot path only clone an `Arc`.
+    pub registry: RwLock<Arc<Registry>>,
     pub settings: RuntimeSettings,
     pub locks: KeyLocks,
     /// Permits for running invocations (`RuntimeSettings::max_running`).
@@ -137,7 +139,7 @@ impl Runtime {
             linker,
             storage,
             outbound,
-            registry: RwLock::new(Registry::default()),
+            registry: RwLock::new(Arc::new(Registry::default())),
             settings: settings.clone(),
             locks: KeyLocks::default(),
             running: tokio::sync::Semaphore::new(settings.max_running.max(1)),
@@ -146,7 +148,7 @@ impl Runtime {
     }
 
     /// A snapshot of the current deployments.
-    pub fn registry(&self) -> Registry {
+    pub fn registry(&self) -> Arc<Registry> {
         self.registry
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

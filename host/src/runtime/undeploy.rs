@@ -68,7 +68,7 @@ pub async fn undeploy(runtime: &Arc<Runtime>, id: &str) -> Result<Arc<Deployment
         if registry.is_active(id) {
             None
         } else {
-            registry.remove(id)
+            Arc::make_mut(&mut registry).remove(id)
         }
     };
     let Some(removed) = removed else {
