@@ -120,6 +120,8 @@ impl Runtime {
         config.allocation_strategy(pooling(settings.max_running));
         if let Some(dir) = &settings.cache_dir {
             std::fs::create_dir_all(dir)?;
+            // wasmtime's cache wants an absolute path; `--data-dir` defaults to `./data`.
+            let dir = std::path::absolute(dir)?;
             let mut cache = CacheConfig::new();
             cache.with_directory(dir);
             config.cache(Some(Cache::new(cache)?));
@@ -153,5 +155,22 @@ impl Runtime {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cairn serve` defaults to `--data-dir ./data`: the compile cache must accept a relative dir.
+    #[tokio::test]
+    async fn a_relative_cache_dir_is_accepted() {
+        let db = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", db.path().join("r.db").display());
+        let storage = Arc::new(crate::storage::SqliteStorage::open(&url).await.unwrap());
+        // Tests run in host/; ../target is the workspace's (ignored) build dir.
+        let relative = PathBuf::from("../target/relative-cache-dir-test");
+        let settings = crate::config::runtime_settings(BTreeMap::new(), Some(relative));
+        assert!(Runtime::new(storage, settings).is_ok());
     }
 }
