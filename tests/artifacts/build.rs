@@ -40,6 +40,11 @@ fn main() {
         println!("cargo:rerun-if-changed={}", guests.join(watched).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    // The guests' link flags (stack size) live in the repository's cargo config.
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join(".cargo/config.toml").display()
+    );
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
