@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
 use crate::http_api::{admin, ingress};
 use crate::runtime::{Runtime, deploy_bundled, invoke, restore};
+use crate::storage::{Invocation, UnfinishedScan};
 
 /// A running server.
 pub struct Server {
@@ -52,15 +53,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         "deployments ready"
     );
 
-    let unfinished = runtime.storage.unfinished_invocations().await?;
-    if !unfinished.is_empty() {
-        tracing::info!(count = unfinished.len(), "resuming unfinished invocations");
-    }
-    for invocation in unfinished {
-        let runtime = runtime.clone();
-        tokio::spawn(async move {
-            invoke(&runtime, invocation).await;
-        });
+    // The first page is read before the listeners open (a database that cannot be read stops the
+    // start); the rest streams in the background as resumed invocations end.
+    let mut scan = UnfinishedScan::default();
+    let first = runtime
+        .storage
+        .unfinished_invocations(&mut scan, RESUME_PAGE)
+        .await?;
+    if !first.is_empty() {
+        tokio::spawn(resume_unfinished(runtime.clone(), scan, first));
     }
 
     let (stop, stopped) = watch::channel(false);
@@ -88,6 +89,51 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         stop,
         tasks,
     })
+}
+
+/// Unfinished invocations read at a time after a restart.
+const RESUME_PAGE: u32 = 128;
+/// Resumed invocations in flight at once: a restart over many starts the first at once and holds
+/// only this many (with their inputs) in memory; the running-instance bound applies inside.
+const RESUME_AHEAD: usize = 512;
+
+/// Resumes every invocation an earlier process left running, in creation order, starting with
+/// `page` (the scan's first).
+async fn resume_unfinished(
+    runtime: Arc<Runtime>,
+    mut scan: UnfinishedScan,
+    mut page: Vec<Invocation>,
+) {
+    let ahead = Arc::new(Semaphore::new(RESUME_AHEAD));
+    let mut resumed = 0usize;
+    tracing::info!("resuming unfinished invocations");
+    while !page.is_empty() {
+        for invocation in page {
+            let Ok(slot) = ahead.clone().acquire_owned().await else {
+                return;
+            };
+            let runtime = runtime.clone();
+            tokio::spawn(async move {
+                invoke(&runtime, invocation).await;
+                drop(slot);
+            });
+            resumed += 1;
+        }
+        page = loop {
+            match runtime
+                .storage
+                .unfinished_invocations(&mut scan, RESUME_PAGE)
+                .await
+            {
+                Ok(page) => break page,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading unfinished invocations; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        };
+    }
+    tracing::info!(resumed, "every unfinished invocation is resumed");
 }
 
 fn serve(

@@ -31,6 +31,9 @@ impl HostState {
         let runtime = svc.runtime.clone();
         let invocation_id = svc.info.id.clone();
         let args = call.clone();
+        if providers::needs_marker(&runtime, &deployment, name) {
+            svc.journal.mark_next_call();
+        }
         svc.journal
             .record(EntryKind::Call, name, &args, |live| async move {
                 let performed =

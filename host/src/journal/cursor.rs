@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Entry, EntryKind, JournalError, digest, preview};
-use crate::storage::{StateOp, StateScope, Storage, now_ms};
+use crate::storage::{CallMarker, StateOp, StateScope, Storage, now_ms};
 
 /// What a live call gets to know about the entry it will become.
 #[derive(Debug, Clone)]
@@ -16,6 +16,9 @@ pub struct Live {
     pub index: u32,
     /// Stable across re-executions of this call: `{invocation id}-{index}`.
     pub idempotency_key: String,
+    /// With [`Journal::mark_next_call`]: the started marker was committed with the entries before
+    /// this call; `true` when it was already there (an earlier attempt started this call).
+    pub marked: Option<bool>,
 }
 
 /// The result of a live call: the value returned to the guest and what is stored with it.
@@ -92,6 +95,8 @@ pub struct Journal {
     /// Live entries not yet committed: made durable together before the next external effect,
     /// before the response and at the end of the attempt (invariant 1).
     pending: Vec<(Entry, Option<StateOp>)>,
+    /// Set by [`Journal::mark_next_call`]: the next live external call needs a started marker.
+    mark_next: bool,
 }
 
 impl Journal {
@@ -114,6 +119,7 @@ impl Journal {
             open_step: None,
             fail_point,
             pending: Vec::new(),
+            mark_next: false,
         }
     }
 
@@ -127,6 +133,31 @@ impl Journal {
             .append_batch(&self.invocation_id, self.scope(), batch)
             .await?;
         Ok(())
+    }
+
+    /// Asks for a durable started marker before the next call, if it runs live (a provider whose
+    /// API does not deduplicate on the idempotency key). It is committed in the same
+    /// transaction as the entries before the call, so it costs no commit of its own.
+    pub fn mark_next_call(&mut self) {
+        self.mark_next = true;
+    }
+
+    /// Commits the pending entries with the started marker of the live call `name` at the cursor.
+    async fn flush_marking(&mut self, name: &str) -> Result<bool, JournalError> {
+        let batch = std::mem::take(&mut self.pending);
+        let marker = CallMarker {
+            index: self.next,
+            name: name.to_string(),
+            idempotency_key: self.idempotency_key(self.next),
+        };
+        Ok(self
+            .storage
+            .append_and_mark(&self.invocation_id, self.scope(), batch, marker)
+            .await?)
+    }
+
+    fn idempotency_key(&self, index: u32) -> String {
+        format!("{}-{}", self.invocation_id, index)
     }
 
     /// The entries not yet committed, for the caller to commit with the outcome.
@@ -165,6 +196,7 @@ impl Journal {
         Fut: Future<Output = Result<Effect<R>, JournalError>>,
     {
         let args_digest = digest(args)?;
+        let mark = std::mem::take(&mut self.mark_next);
         if let Some(recorded) = self.recorded.get(self.next as usize) {
             if recorded.kind != kind || recorded.name != name || recorded.args_digest != args_digest
             {
@@ -186,7 +218,10 @@ impl Journal {
         }
 
         // Everything recorded so far is durable before this call can affect the outside world.
-        if kind.is_external() {
+        let mut marked = None;
+        if mark {
+            marked = Some(self.flush_marking(name).await?);
+        } else if kind.is_external() {
             self.flush().await?;
         }
         let index = self.next;
@@ -194,7 +229,8 @@ impl Journal {
         let clock = Instant::now();
         let effect = live(Live {
             index,
-            idempotency_key: format!("{}-{}", self.invocation_id, index),
+            idempotency_key: self.idempotency_key(index),
+            marked,
         })
         .await?;
         if let Some(point) = &self.fail_point
@@ -355,6 +391,60 @@ mod tests {
         // The call's own entry is committed at the next flush.
         journal.flush().await.unwrap();
         assert_eq!(storage.journal("inv").await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_started_marker_is_committed_with_the_entries_before_the_call() {
+        let (_dir, storage) = storage().await;
+        let mut journal = Journal::new(
+            "inv".into(),
+            "S".into(),
+            "k".into(),
+            storage.clone(),
+            vec![],
+            None,
+        );
+        journal
+            .record(EntryKind::Run, "prepare", &(), |_| async {
+                Ok(Effect::value(()))
+            })
+            .await
+            .unwrap();
+        journal.mark_next_call();
+        let seen = storage.clone();
+        let (marked, entries, again) = journal
+            .record(
+                EntryKind::Call,
+                "email.send-email",
+                &(),
+                |live| async move {
+                    let entries = seen.journal("inv").await?.len();
+                    // Marking the same call again finds the marker the flush wrote.
+                    let marker = CallMarker {
+                        index: live.index,
+                        name: "email.send-email".into(),
+                        idempotency_key: live.idempotency_key,
+                    };
+                    let again = seen.mark_call_started("inv", marker).await?;
+                    Ok(Effect::value((live.marked, entries, again)))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(marked, Some(false), "a new marker, written before the call");
+        assert_eq!(entries, 1, "in the same commit as the entry before it");
+        assert!(again, "the marker is durable");
+        // The next call is not marked unless asked.
+        let marked = journal
+            .record(
+                EntryKind::Call,
+                "payments.create-charge",
+                &(),
+                |live| async move { Ok(Effect::value(live.marked)) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(marked, None);
     }
 
     #[tokio::test]

@@ -248,7 +248,13 @@ async fn attempt_in(
             format!("deployment {} is not loaded", inv.deployment_id),
         );
     };
-    let mut recorded = match runtime.storage.journal(&inv.id).await {
+    // A new invocation's first attempt has nothing to replay: no read.
+    let journal = if inv.just_created && attempt == 1 {
+        Ok(Vec::new())
+    } else {
+        runtime.storage.journal(&inv.id).await
+    };
+    let mut recorded = match journal {
         Ok(entries) => entries,
         Err(e) => return host_failure(JournalError::Storage(e)),
     };

@@ -18,6 +18,7 @@ use crate::bindings::email_provider::EmailProviderPre;
 use crate::bindings::payments_provider::PaymentsProviderPre;
 use crate::bindings::shipping_provider::ShippingProviderPre;
 use crate::journal::JournalError;
+use crate::storage::CallMarker;
 
 /// A call a service makes to a provider role. Serialized as the journal entry's arguments.
 #[derive(Debug, Clone, Serialize)]
@@ -144,10 +145,21 @@ pub async fn perform(
         .map_err(trapped)?;
     let mut recovery = serde_json::Value::Null;
     if safety != RetrySafety::IdempotencyKey {
-        let in_doubt = runtime
-            .storage
-            .mark_call_started(invocation_id, live.index, operation, &live.idempotency_key)
-            .await?;
+        // Normally committed with the entries before the call (see `needs_marker`).
+        let in_doubt = match live.marked {
+            Some(found) => found,
+            None => {
+                let marker = CallMarker {
+                    index: live.index,
+                    name: operation.to_string(),
+                    idempotency_key: live.idempotency_key.clone(),
+                };
+                runtime
+                    .storage
+                    .mark_call_started(invocation_id, marker)
+                    .await?
+            }
+        };
         if in_doubt {
             let policy = runtime
                 .settings
@@ -280,6 +292,21 @@ async fn instantiate(
     Ok((store, instance))
 }
 
+/// Whether a call of `operation` on provider deployment `deployment_id` is preceded by a started
+/// marker, when its retry safety is already known (asked at the first call of a deployment).
+pub fn needs_marker(runtime: &Runtime, deployment_id: &str, operation: &str) -> bool {
+    runtime
+        .retry_safety
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&safety_key(deployment_id, operation))
+        .is_some_and(|safety| *safety != RetrySafety::IdempotencyKey)
+}
+
+fn safety_key(deployment_id: &str, operation: &str) -> String {
+    format!("{deployment_id}/{operation}")
+}
+
 /// The provider's retry safety for `operation`, asked once per deployment and cached.
 async fn retry_safety(
     runtime: &Runtime,
@@ -288,7 +315,7 @@ async fn retry_safety(
     store: &mut Store<HostState>,
     instance: &Instance,
 ) -> wasmtime::Result<RetrySafety> {
-    let cache_key = format!("{deployment_id}/{operation}");
+    let cache_key = safety_key(deployment_id, operation);
     if let Some(safety) = runtime
         .retry_safety
         .lock()

@@ -49,6 +49,16 @@ impl From<sqlx::Error> for StorageError {
     }
 }
 
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => StorageError::Busy(e.to_string()),
+            _ => StorageError::Database(e.to_string()),
+        }
+    }
+}
+
 pub type StorageResult<T> = Result<T, StorageError>;
 
 /// Lifecycle of an invocation.
@@ -149,6 +159,34 @@ pub struct Invocation {
     pub created_at: i64,
     pub updated_at: i64,
     pub completed_at: Option<i64>,
+    /// Created by this process and not run yet: its journal is known to be empty.
+    #[serde(skip)]
+    pub just_created: bool,
+}
+
+impl Invocation {
+    /// The row [`Storage::create_invocation`] stores for `new` at `at` (ms), without reading it
+    /// back.
+    pub fn created(new: &NewInvocation, at: i64) -> Invocation {
+        Invocation {
+            id: new.id.clone(),
+            service: new.service.clone(),
+            handler: new.handler.clone(),
+            key: new.key.clone(),
+            status: InvocationStatus::Running,
+            input: new.input.clone(),
+            output: None,
+            failure: None,
+            deployment_id: new.deployment_id.clone(),
+            providers: new.providers.clone(),
+            attempt: 1,
+            idempotency_key: new.idempotency.as_ref().map(|(key, _)| key.clone()),
+            created_at: at,
+            updated_at: at,
+            completed_at: None,
+            just_created: true,
+        }
+    }
 }
 
 /// How an invocation ended.
@@ -166,11 +204,33 @@ pub enum StateOp {
     ClearAll,
 }
 
+/// A provider call about to start, for providers whose API does not deduplicate on the
+/// idempotency key: finding the marker after a crash means the call is in doubt.
+#[derive(Debug, Clone)]
+pub struct CallMarker {
+    /// The journal entry the call will be.
+    pub index: u32,
+    /// `role.function`.
+    pub name: String,
+    pub idempotency_key: String,
+}
+
 /// The state a mutation applies to.
 #[derive(Debug, Clone)]
 pub struct StateScope<'a> {
     pub service: &'a str,
     pub key: &'a str,
+}
+
+/// A scan, a page at a time, over the invocations an earlier process left running. It covers the
+/// rows that existed when it began: invocations created since (by this process, which runs them
+/// itself) are not part of it.
+#[derive(Debug, Clone, Default)]
+pub struct UnfinishedScan {
+    /// Position of the last row returned (storage-specific, increasing with creation).
+    pub(crate) after: i64,
+    /// The last row that existed when the scan began; `None` before the first page.
+    pub(crate) until: Option<i64>,
 }
 
 /// Filters for listing invocations.
@@ -207,7 +267,12 @@ pub trait Storage: Send + Sync + 'static {
     async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Created>;
     async fn invocation(&self, id: &str) -> StorageResult<Option<Invocation>>;
     async fn list_invocations(&self, filter: &InvocationFilter) -> StorageResult<Vec<Invocation>>;
-    async fn unfinished_invocations(&self) -> StorageResult<Vec<Invocation>>;
+    /// The next page (at most `limit`) of `scan`, in creation order; empty once it is over.
+    async fn unfinished_invocations(
+        &self,
+        scan: &mut UnfinishedScan,
+        limit: u32,
+    ) -> StorageResult<Vec<Invocation>>;
     async fn set_attempt(&self, id: &str, attempt: u32) -> StorageResult<()>;
     /// Ends the invocation, appending its last journal entries in the same transaction.
     async fn complete(
@@ -246,15 +311,25 @@ pub trait Storage: Send + Sync + 'static {
             .await
     }
 
-    /// Records, durably, that provider call `index` is starting. Returns `true` when a marker
-    /// was already there: an earlier attempt started this call and never recorded its result.
-    async fn mark_call_started(
+    /// Appends `entries` (see [`Storage::append_batch`]) and, in the same transaction, records
+    /// that provider call `marker.index` is starting. Returns `true` when a marker was already
+    /// there: an earlier attempt started this call and never recorded its result.
+    async fn append_and_mark(
         &self,
         id: &str,
-        index: u32,
-        name: &str,
-        idempotency_key: &str,
+        scope: StateScope<'_>,
+        entries: Vec<(Entry, Option<StateOp>)>,
+        marker: CallMarker,
     ) -> StorageResult<bool>;
+
+    /// Records, durably, that a provider call is starting (see [`Storage::append_and_mark`]).
+    async fn mark_call_started(&self, id: &str, marker: CallMarker) -> StorageResult<bool> {
+        let scope = StateScope {
+            service: "",
+            key: "",
+        };
+        self.append_and_mark(id, scope, Vec::new(), marker).await
+    }
 
     /// Removes the entries from `from_index` on (a soft failure closing a failed attempt).
     async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()>;

@@ -9,8 +9,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    Created, DeploymentRecord, FailureRecord, Invocation, InvocationFilter, InvocationStatus,
-    NewInvocation, Outcome, StateOp, StateScope, Storage, StorageError, StorageResult, Table,
+    CallMarker, Created, DeploymentRecord, FailureRecord, Invocation, InvocationFilter,
+    InvocationStatus, NewInvocation, Outcome, StateOp, StateScope, Storage, StorageError,
+    StorageResult, Table, UnfinishedScan,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -42,7 +43,7 @@ impl SqliteStorage {
             .run(&pool)
             .await
             .map_err(|e| StorageError::Migration(e.to_string()))?;
-        let writer = Writer::spawn(writer::connect(&options).await?);
+        let writer = Writer::spawn(options.get_filename())?;
         Ok(SqliteStorage { pool, writer })
     }
 }
@@ -75,6 +76,7 @@ fn invocation_from_row(row: &sqlx::sqlite::SqliteRow) -> StorageResult<Invocatio
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         completed_at: row.try_get("completed_at")?,
+        just_created: false,
     })
 }
 
@@ -122,11 +124,11 @@ impl Storage for SqliteStorage {
                 .ok_or_else(|| {
                     StorageError::Corrupt(format!("idempotency key points at missing {existing}"))
                 }),
-            _ => self
-                .invocation(&inv.id)
-                .await?
-                .map(Created::New)
-                .ok_or_else(|| StorageError::Corrupt(format!("invocation {} vanished", inv.id))),
+            Written::CreatedAt(at) => Ok(Created::New(Invocation::created(inv, at))),
+            _ => Err(StorageError::Corrupt(format!(
+                "creating invocation {} returned no row",
+                inv.id
+            ))),
         }
     }
 
@@ -156,12 +158,34 @@ impl Storage for SqliteStorage {
         rows.iter().map(invocation_from_row).collect()
     }
 
-    async fn unfinished_invocations(&self) -> StorageResult<Vec<Invocation>> {
+    async fn unfinished_invocations(
+        &self,
+        scan: &mut UnfinishedScan,
+        limit: u32,
+    ) -> StorageResult<Vec<Invocation>> {
+        // Rows are inserted by one writer, so rowid order is creation order.
+        let until = match scan.until {
+            Some(until) => until,
+            None => {
+                let until: i64 =
+                    sqlx::query_scalar("SELECT COALESCE(MAX(rowid), 0) FROM invocations")
+                        .fetch_one(&self.pool)
+                        .await?;
+                *scan.until.insert(until)
+            }
+        };
         let rows = sqlx::query(&format!(
-            "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE status = 'running' ORDER BY created_at, id"
+            "SELECT rowid AS seq, {INVOCATION_COLUMNS} FROM invocations \
+             WHERE status = 'running' AND rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
         ))
+        .bind(scan.after)
+        .bind(until)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
+        if let Some(last) = rows.last() {
+            scan.after = last.try_get("seq")?;
+        }
         rows.iter().map(invocation_from_row).collect()
     }
 
@@ -213,25 +237,25 @@ impl Storage for SqliteStorage {
             .write(Write::Append {
                 id: id.to_string(),
                 entries: owned_entries(scope, entries),
+                marker: None,
             })
             .await
             .map(|_| ())
     }
 
-    async fn mark_call_started(
+    async fn append_and_mark(
         &self,
         id: &str,
-        index: u32,
-        name: &str,
-        idempotency_key: &str,
+        scope: StateScope<'_>,
+        entries: Vec<(Entry, Option<StateOp>)>,
+        marker: CallMarker,
     ) -> StorageResult<bool> {
         let written = self
             .writer
-            .write(Write::MarkCallStarted {
+            .write(Write::Append {
                 id: id.to_string(),
-                index,
-                name: name.to_string(),
-                idempotency_key: idempotency_key.to_string(),
+                entries: owned_entries(scope, entries),
+                marker: Some(marker),
             })
             .await?;
         Ok(matches!(written, Written::AlreadyMarked(true)))
@@ -381,7 +405,58 @@ mod deployment_tests {
     use std::collections::BTreeMap;
 
     use super::SqliteStorage;
-    use crate::storage::{DeploymentRecord, NewInvocation, Storage};
+    use crate::storage::{
+        DeploymentRecord, NewInvocation, Outcome, StateScope, Storage, UnfinishedScan,
+    };
+
+    fn invocation(id: &str) -> NewInvocation {
+        NewInvocation {
+            id: id.into(),
+            service: "S".into(),
+            handler: "h".into(),
+            key: None,
+            input: Vec::new(),
+            deployment_id: "svc".into(),
+            providers: BTreeMap::new(),
+            idempotency: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn unfinished_invocations_stream_in_creation_order_without_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let storage = SqliteStorage::open(&url).await.unwrap();
+        for id in ["c", "a", "d", "b", "e"] {
+            storage.create_invocation(&invocation(id)).await.unwrap();
+        }
+        let scope = StateScope {
+            service: "S",
+            key: "",
+        };
+        let done = Outcome::Succeeded(Vec::new());
+        storage
+            .complete("d", &done, scope, Vec::new())
+            .await
+            .unwrap();
+
+        let mut scan = UnfinishedScan::default();
+        let mut seen = Vec::new();
+        loop {
+            let page = storage.unfinished_invocations(&mut scan, 2).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 2);
+            // Created while the scan runs: not part of it (this process runs it itself).
+            storage
+                .create_invocation(&invocation(&format!("new{}", seen.len())))
+                .await
+                .unwrap();
+            seen.extend(page.into_iter().map(|i| i.id));
+        }
+        assert_eq!(seen, ["c", "a", "b", "e"]);
+    }
 
     fn record(id: &str, at: i64) -> DeploymentRecord {
         DeploymentRecord {

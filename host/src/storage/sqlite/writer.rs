@@ -1,13 +1,20 @@
-//! The one SQLite writer: every write of every invocation goes through this task, which commits
+//! The one SQLite writer: every write of every invocation goes through this thread, which commits
 //! whatever has queued up as one transaction (group commit) and answers each caller only after
 //! the commit is durable. Each write runs in its own savepoint, so one failing write (say, a
 //! duplicate key) fails alone.
+//!
+//! The writer owns a plain `rusqlite` connection on a dedicated OS thread: a batch runs its
+//! statements (prepared once, cached) without a thread hop per statement.
 
-use sqlx::{Connection, SqliteConnection};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::{
-    DeploymentRecord, NewInvocation, Outcome, StateOp, StorageError, StorageResult, now_ms,
+    CallMarker, DeploymentRecord, NewInvocation, Outcome, StateOp, StorageError, StorageResult,
+    now_ms,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -17,7 +24,7 @@ const MAX_BATCH: usize = 512;
 /// Journal entries with the state mutation each records (service, key, op).
 pub(super) type OwnedEntries = Vec<(Entry, Option<(String, String, StateOp)>)>;
 
-/// A write, owned so it can cross to the writer task.
+/// A write, owned so it can cross to the writer thread.
 pub(super) enum Write {
     CreateInvocation(NewInvocation),
     SetAttempt {
@@ -29,15 +36,11 @@ pub(super) enum Write {
         outcome: Outcome,
         entries: OwnedEntries,
     },
+    /// Entries and, with `marker`, a provider call about to start (answers `AlreadyMarked`).
     Append {
         id: String,
         entries: OwnedEntries,
-    },
-    MarkCallStarted {
-        id: String,
-        index: u32,
-        name: String,
-        idempotency_key: String,
+        marker: Option<CallMarker>,
     },
     TruncateJournal {
         id: String,
@@ -57,9 +60,11 @@ pub(super) enum Write {
 /// What a write returns.
 pub(super) enum Written {
     Done,
+    /// `CreateInvocation` of a new invocation, created at this time (ms).
+    CreatedAt(i64),
     /// `CreateInvocation` with an idempotency key already used: the invocation it maps to.
     ExistingInvocation(String),
-    /// `MarkCallStarted`: whether a marker was already there.
+    /// `Append` with a marker: whether that marker was already there.
     AlreadyMarked(bool),
     /// Rows a statement changed.
     Rows(u64),
@@ -73,11 +78,16 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on `conn`.
-    pub(super) fn spawn(conn: SqliteConnection) -> Writer {
+    /// Opens the writer's own connection to the database at `path` (migrated already) and starts
+    /// its thread.
+    pub(super) fn spawn(path: &Path) -> StorageResult<Writer> {
+        let conn = connect(path)?;
         let (queue, receiver) = mpsc::channel(4096);
-        tokio::spawn(run(conn, receiver));
-        Writer { queue }
+        std::thread::Builder::new()
+            .name("cairn-sqlite-writer".into())
+            .spawn(move || run(conn, receiver))
+            .map_err(|e| StorageError::Database(format!("cannot start the writer: {e}")))?;
+        Ok(Writer { queue })
     }
 
     /// Queues `write` and waits until the batch holding it is committed.
@@ -93,10 +103,28 @@ impl Writer {
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut receiver: mpsc::Receiver<(Write, Reply)>) {
+fn connect(path: &Path) -> StorageResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// The writer thread: takes whatever has queued (up to [`MAX_BATCH`]) and commits it at once.
+fn run(mut conn: Connection, mut receiver: mpsc::Receiver<(Write, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let results = commit_batch(&mut conn, &batch).await;
+    while let Some(first) = receiver.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let results = commit_batch(&mut conn, &batch);
         for ((_, reply), result) in batch.drain(..).zip(results) {
             let _ = reply.send(result);
         }
@@ -104,17 +132,7 @@ async fn run(mut conn: SqliteConnection, mut receiver: mpsc::Receiver<(Write, Re
 }
 
 /// Runs every write of `batch` in one transaction; returns one result per write.
-fn commit_batch<'a>(
-    conn: &'a mut SqliteConnection,
-    batch: &'a [(Write, Reply)],
-) -> futures::future::BoxFuture<'a, Vec<StorageResult<Written>>> {
-    Box::pin(commit_batch_inner(conn, batch))
-}
-
-async fn commit_batch_inner(
-    conn: &mut SqliteConnection,
-    batch: &[(Write, Reply)],
-) -> Vec<StorageResult<Written>> {
+fn commit_batch(conn: &mut Connection, batch: &[(Write, Reply)]) -> Vec<StorageResult<Written>> {
     let fail_all = |e: StorageError| -> Vec<StorageResult<Written>> {
         let message = e.to_string();
         batch
@@ -122,62 +140,37 @@ async fn commit_batch_inner(
             .map(|_| Err(StorageError::Database(message.clone())))
             .collect()
     };
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-        return fail_all(e.into());
-    }
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(e.into()),
+    };
     let mut results = Vec::with_capacity(batch.len());
     for (write, _) in batch {
-        let result = match sqlx::query("SAVEPOINT w").execute(&mut *conn).await {
-            Ok(_) => apply(conn, write).await,
-            Err(e) => Err(e.into()),
+        let savepoint = match tx.savepoint() {
+            Ok(savepoint) => savepoint,
+            Err(e) => return fail_all(e.into()),
         };
-        let mut closed = Ok(());
-        if result.is_err() {
-            closed = sqlx::query("ROLLBACK TO w")
-                .execute(&mut *conn)
-                .await
-                .map(|_| ());
-        }
-        if closed.is_ok() {
-            closed = sqlx::query("RELEASE w")
-                .execute(&mut *conn)
-                .await
-                .map(|_| ());
-        }
-        if let Err(e) = closed {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        let result = apply(&savepoint, write);
+        // Dropped without commit, a savepoint rolls back just this write.
+        if result.is_ok()
+            && let Err(e) = savepoint.commit()
+        {
             return fail_all(e.into());
         }
         results.push(result);
     }
-    match sqlx::query("COMMIT").execute(&mut *conn).await {
-        Ok(_) => results,
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            fail_all(e.into())
-        }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => fail_all(e.into()),
     }
 }
 
-/// Boxed: keeps the spawned writer future's type simple enough for the compiler to see it is
-/// `Send` for every connection borrow.
-fn apply<'a>(
-    conn: &'a mut SqliteConnection,
-    write: &'a Write,
-) -> futures::future::BoxFuture<'a, StorageResult<Written>> {
-    Box::pin(apply_inner(conn, write))
-}
-
-async fn apply_inner(conn: &mut SqliteConnection, write: &Write) -> StorageResult<Written> {
+fn apply(conn: &Connection, write: &Write) -> StorageResult<Written> {
     match write {
-        Write::CreateInvocation(inv) => create_invocation(conn, inv).await,
+        Write::CreateInvocation(inv) => create_invocation(conn, inv),
         Write::SetAttempt { id, attempt } => {
-            sqlx::query("UPDATE invocations SET attempt = ?, updated_at = ? WHERE id = ?")
-                .bind(i64::from(*attempt))
-                .bind(now_ms())
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
+            conn.prepare_cached("UPDATE invocations SET attempt = ?, updated_at = ? WHERE id = ?")?
+                .execute(params![i64::from(*attempt), now_ms(), id])?;
             Ok(Written::Done)
         }
         Write::Complete {
@@ -186,139 +179,117 @@ async fn apply_inner(conn: &mut SqliteConnection, write: &Write) -> StorageResul
             entries,
         } => {
             for (entry, state) in entries {
-                append(conn, id, entry, state.as_ref()).await?;
+                append(conn, id, entry, state.as_ref())?;
             }
-            complete(conn, id, outcome).await
+            complete(conn, id, outcome)
         }
-        Write::Append { id, entries } => {
-            for (entry, state) in entries {
-                append(conn, id, entry, state.as_ref()).await?;
-            }
-            Ok(Written::Done)
-        }
-        Write::MarkCallStarted {
+        Write::Append {
             id,
-            index,
-            name,
-            idempotency_key,
+            entries,
+            marker,
         } => {
-            let inserted = sqlx::query(
-                "INSERT INTO call_markers (invocation_id, idx, name, idempotency_key, started_at) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (invocation_id, idx) DO NOTHING",
-            )
-            .bind(id)
-            .bind(i64::from(*index))
-            .bind(name)
-            .bind(idempotency_key)
-            .bind(now_ms())
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            Ok(Written::AlreadyMarked(inserted == 0))
+            for (entry, state) in entries {
+                append(conn, id, entry, state.as_ref())?;
+            }
+            match marker {
+                Some(marker) => mark_call_started(conn, id, marker),
+                None => Ok(Written::Done),
+            }
         }
         Write::TruncateJournal { id, from_index } => {
-            sqlx::query("DELETE FROM journal WHERE invocation_id = ? AND idx >= ?")
-                .bind(id)
-                .bind(i64::from(*from_index))
-                .execute(&mut *conn)
-                .await?;
+            conn.prepare_cached("DELETE FROM journal WHERE invocation_id = ? AND idx >= ?")?
+                .execute(params![id, i64::from(*from_index)])?;
             Ok(Written::Done)
         }
-        Write::PutDeployment(d) => put_deployment(conn, d).await,
+        Write::PutDeployment(d) => put_deployment(conn, d),
         Write::ActivateDeployment {
             id,
             limits,
             provider_settings,
             at,
         } => {
-            let rows = sqlx::query(
-                "UPDATE deployments SET activated_at = ?, limits = COALESCE(?, limits), \
-                 provider_settings = COALESCE(?, provider_settings) WHERE id = ?",
-            )
-            .bind(at)
-            .bind(limits)
-            .bind(provider_settings)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            Ok(Written::Rows(rows))
+            let rows = conn
+                .prepare_cached(
+                    "UPDATE deployments SET activated_at = ?, limits = COALESCE(?, limits), \
+                     provider_settings = COALESCE(?, provider_settings) WHERE id = ?",
+                )?
+                .execute(params![at, limits, provider_settings, id])?;
+            Ok(Written::Rows(rows as u64))
         }
         Write::DeleteDeployment(id) => {
-            let rows = sqlx::query("DELETE FROM deployments WHERE id = ?")
-                .bind(id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            Ok(Written::Rows(rows))
+            let rows = conn
+                .prepare_cached("DELETE FROM deployments WHERE id = ?")?
+                .execute(params![id])?;
+            Ok(Written::Rows(rows as u64))
         }
     }
 }
 
-async fn create_invocation(
-    conn: &mut SqliteConnection,
-    inv: &NewInvocation,
-) -> StorageResult<Written> {
+fn mark_call_started(conn: &Connection, id: &str, marker: &CallMarker) -> StorageResult<Written> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO call_markers (invocation_id, idx, name, idempotency_key, started_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (invocation_id, idx) DO NOTHING",
+        )?
+        .execute(params![
+            id,
+            i64::from(marker.index),
+            marker.name,
+            marker.idempotency_key,
+            now_ms()
+        ])?;
+    Ok(Written::AlreadyMarked(inserted == 0))
+}
+
+fn create_invocation(conn: &Connection, inv: &NewInvocation) -> StorageResult<Written> {
     let now = now_ms();
     if let Some((key, retention_ms)) = &inv.idempotency {
         let target = inv.target();
-        sqlx::query(
+        conn.prepare_cached(
             "DELETE FROM idempotency_keys WHERE target = ? AND idempotency_key = ? AND created_at < ?",
-        )
-        .bind(&target)
-        .bind(key)
-        .bind(now - retention_ms)
-        .execute(&mut *conn)
-        .await?;
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (target, idempotency_key, invocation_id, created_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (target, idempotency_key) DO NOTHING",
-        )
-        .bind(&target)
-        .bind(key)
-        .bind(&inv.id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+        )?
+        .execute(params![target, key, now - retention_ms])?;
+        let claimed = conn
+            .prepare_cached(
+                "INSERT INTO idempotency_keys (target, idempotency_key, invocation_id, created_at) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT (target, idempotency_key) DO NOTHING",
+            )?
+            .execute(params![target, key, inv.id, now])?;
         if claimed == 0 {
-            let existing: String = sqlx::query_scalar(
-                "SELECT invocation_id FROM idempotency_keys WHERE target = ? AND idempotency_key = ?",
-            )
-            .bind(&target)
-            .bind(key)
-            .fetch_one(&mut *conn)
-            .await?;
-            return Ok(Written::ExistingInvocation(existing));
+            let existing: Option<String> = conn
+                .prepare_cached(
+                    "SELECT invocation_id FROM idempotency_keys WHERE target = ? AND idempotency_key = ?",
+                )?
+                .query_row(params![target, key], |row| row.get(0))
+                .optional()?;
+            return existing
+                .map(Written::ExistingInvocation)
+                .ok_or_else(|| StorageError::Corrupt(format!("idempotency key {key:?} vanished")));
         }
     }
     let providers =
         serde_json::to_string(&inv.providers).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO invocations (id, service, handler, object_key, status, input, deployment_id, \
          providers, attempt, idempotency_key, created_at, updated_at) \
          VALUES (?, ?, ?, ?, 'running', ?, ?, ?, 1, ?, ?, ?)",
-    )
-    .bind(&inv.id)
-    .bind(&inv.service)
-    .bind(&inv.handler)
-    .bind(&inv.key)
-    .bind(&inv.input)
-    .bind(&inv.deployment_id)
-    .bind(&providers)
-    .bind(inv.idempotency.as_ref().map(|(k, _)| k))
-    .bind(now)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(Written::Done)
+    )?
+    .execute(params![
+        inv.id,
+        inv.service,
+        inv.handler,
+        inv.key,
+        inv.input,
+        inv.deployment_id,
+        providers,
+        inv.idempotency.as_ref().map(|(k, _)| k),
+        now,
+        now,
+    ])?;
+    Ok(Written::CreatedAt(now))
 }
 
-async fn complete(
-    conn: &mut SqliteConnection,
-    id: &str,
-    outcome: &Outcome,
-) -> StorageResult<Written> {
+fn complete(conn: &Connection, id: &str, outcome: &Outcome) -> StorageResult<Written> {
     let now = now_ms();
     let (status, output, failure) = match outcome {
         Outcome::Succeeded(out) => ("succeeded", Some(out.as_slice()), None),
@@ -328,93 +299,68 @@ async fn complete(
             Some(serde_json::to_string(f).map_err(|e| StorageError::Corrupt(e.to_string()))?),
         ),
     };
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE invocations SET status = ?, output = ?, failure = ?, updated_at = ?, completed_at = ? \
          WHERE id = ?",
-    )
-    .bind(status)
-    .bind(output)
-    .bind(failure)
-    .bind(now)
-    .bind(now)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("DELETE FROM call_markers WHERE invocation_id = ?")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    )?
+    .execute(params![status, output, failure, now, now, id])?;
+    conn.prepare_cached("DELETE FROM call_markers WHERE invocation_id = ?")?
+        .execute(params![id])?;
     Ok(Written::Done)
 }
 
-async fn append(
-    conn: &mut SqliteConnection,
+fn append(
+    conn: &Connection,
     id: &str,
     entry: &Entry,
     state: Option<&(String, String, StateOp)>,
-) -> StorageResult<Written> {
-    sqlx::query(
+) -> StorageResult<()> {
+    conn.prepare_cached(
         "INSERT INTO journal (invocation_id, idx, kind, name, args_digest, result, detail, \
          started_at, duration_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(i64::from(entry.index))
-    .bind(entry.kind.as_str())
-    .bind(&entry.name)
-    .bind(&entry.args_digest)
-    .bind(&entry.result)
-    .bind(&entry.detail)
-    .bind(entry.started_at)
-    .bind(entry.duration_us)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![
+        id,
+        i64::from(entry.index),
+        entry.kind.as_str(),
+        entry.name,
+        entry.args_digest,
+        entry.result,
+        entry.detail,
+        entry.started_at,
+        entry.duration_us,
+    ])?;
     // A soft failure may have come after the effect (a lost response): the marker stays, so a
     // repeat of the call is treated as in doubt.
     if entry.kind == EntryKind::Call && !entry.is_soft() {
-        sqlx::query("DELETE FROM call_markers WHERE invocation_id = ? AND idx = ?")
-            .bind(id)
-            .bind(i64::from(entry.index))
-            .execute(&mut *conn)
-            .await?;
+        conn.prepare_cached("DELETE FROM call_markers WHERE invocation_id = ? AND idx = ?")?
+            .execute(params![id, i64::from(entry.index)])?;
     }
     if let Some((service, key, op)) = state {
         match op {
             StateOp::Set { name, value } => {
-                sqlx::query(
+                conn.prepare_cached(
                     "INSERT INTO state (service, object_key, name, value) VALUES (?, ?, ?, ?) \
                      ON CONFLICT (service, object_key, name) DO UPDATE SET value = excluded.value",
-                )
-                .bind(service)
-                .bind(key)
-                .bind(name)
-                .bind(value)
-                .execute(&mut *conn)
-                .await?;
+                )?
+                .execute(params![service, key, name, value])?;
             }
             StateOp::Clear { name } => {
-                sqlx::query("DELETE FROM state WHERE service = ? AND object_key = ? AND name = ?")
-                    .bind(service)
-                    .bind(key)
-                    .bind(name)
-                    .execute(&mut *conn)
-                    .await?;
+                conn.prepare_cached(
+                    "DELETE FROM state WHERE service = ? AND object_key = ? AND name = ?",
+                )?
+                .execute(params![service, key, name])?;
             }
             StateOp::ClearAll => {
-                sqlx::query("DELETE FROM state WHERE service = ? AND object_key = ?")
-                    .bind(service)
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await?;
+                conn.prepare_cached("DELETE FROM state WHERE service = ? AND object_key = ?")?
+                    .execute(params![service, key])?;
             }
         }
     }
-    Ok(Written::Done)
+    Ok(())
 }
 
-async fn put_deployment(
-    conn: &mut SqliteConnection,
-    d: &DeploymentRecord,
-) -> StorageResult<Written> {
+fn put_deployment(conn: &Connection, d: &DeploymentRecord) -> StorageResult<Written> {
     let describe = d
         .describe
         .as_ref()
@@ -426,31 +372,24 @@ async fn put_deployment(
         .provider_settings
         .as_ref()
         .map(serde_json::Value::to_string);
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO deployments (id, kind, name, size, describe, component, created_at, limits, \
          provider_settings, activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&d.id)
-    .bind(&d.kind)
-    .bind(&d.name)
-    .bind(d.size)
-    .bind(describe)
-    .bind(&d.component)
-    .bind(d.created_at)
-    .bind(limits)
-    .bind(provider_settings)
-    .bind(d.activated_at)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![
+        d.id,
+        d.kind,
+        d.name,
+        d.size,
+        describe,
+        d.component,
+        d.created_at,
+        limits,
+        provider_settings,
+        d.activated_at,
+    ])?;
     Ok(Written::Done)
-}
-
-/// Opens the writer's own connection (separate from the read pool).
-pub(super) async fn connect(
-    options: &sqlx::sqlite::SqliteConnectOptions,
-) -> StorageResult<SqliteConnection> {
-    Ok(SqliteConnection::connect_with(options).await?)
 }
 
 #[cfg(test)]
