@@ -95,7 +95,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
 const RESUME_PAGE: u32 = 128;
 /// Resumed invocations in flight at once: a restart over many starts the first at once and holds
 /// only this many (with their inputs) in memory; the running-instance bound applies inside.
-const RESUME_AHEAD: usize = 512;
+const RESUME_AHEAD: usize = 128;
 
 /// Resumes every invocation an earlier process left running, in creation order, starting with
 /// `page` (the scan's first).

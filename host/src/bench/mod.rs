@@ -1,17 +1,21 @@
-//! `cairn bench`: starts `cairn serve` as a child process in mock mode (zero provider delay, no
-//! declines) on a fresh data dir and measures it from outside: sequential latency, throughput at
-//! 32 and 128 clients, 200 calls on one key, run-step overhead, CPU and peak RSS of the host
-//! process (host and fake together), and recovery after kill -9 with many unfinished
-//! invocations. Prints a table and writes JSON. See docs/benchmarks.md.
+//! `cairn bench`: starts the fake provider API (`cairn mock-providers`, zero delay, no declines)
+//! and `cairn serve` pointed at it, as two child processes on a fresh data dir, and measures the
+//! host from outside: sequential latency, throughput at 32 and 128 clients, 200 calls on one key,
+//! run-step overhead, CPU per order (host and fake, each read from `/proc`), the host's peak RSS,
+//! and recovery after kill -9 with many unfinished invocations. Prints a table and writes JSON.
+//! See docs/benchmarks.md.
+
+mod process;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
+
+use process::{Fake, Host, tempfile_dir};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -33,98 +37,6 @@ pub struct BenchArgs {
     /// Also write the results here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-/// The host under test, a child process.
-struct Host {
-    child: Child,
-    ingress: String,
-    admin: String,
-    mock: String,
-}
-
-impl Host {
-    fn start(exe: &Path, data: &Path, components: &Path, delay_ms: u64) -> anyhow::Result<Host> {
-        let (ingress, admin, mock) = (free_port()?, free_port()?, free_port()?);
-        let log = std::fs::File::create(data.join("host.log"))?;
-        let child = Command::new(exe)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--components-dir")
-            .arg(components)
-            .args(["--ingress-addr", &format!("127.0.0.1:{ingress}")])
-            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-            .env("MOCK_MODE", "true")
-            .env("MOCK_LISTEN", format!("127.0.0.1:{mock}"))
-            .env("MOCK_DECLINE_RATE", "0")
-            .env("MOCK_DELAY_MS", delay_ms.to_string())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting cairn serve")?;
-        Ok(Host {
-            child,
-            ingress: format!("http://127.0.0.1:{ingress}"),
-            admin: format!("http://127.0.0.1:{admin}"),
-            mock: format!("http://127.0.0.1:{mock}"),
-        })
-    }
-
-    async fn wait_healthy(&self, http: &reqwest::Client) -> anyhow::Result<Duration> {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(120) {
-            if let Ok(resp) = http.get(format!("{}/health", self.admin)).send().await
-                && resp.status().is_success()
-            {
-                return Ok(started.elapsed());
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        anyhow::bail!("the host did not become healthy (see host.log in the data dir)")
-    }
-
-    /// CPU time (user + system) of the host process so far.
-    fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields
-            .get(11..13)
-            .map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
-        Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
-    }
-
-    /// Peak resident memory of the host process, in MiB.
-    fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn order(email: &str) -> Value {
@@ -187,8 +99,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let mut host = Host::start(&exe, &data, &components, 0)?;
-    host.wait_healthy(&http).await?;
+    let fake = Fake::start(&exe, &data, 0, &http).await?;
+    let (host, _) = Host::start(&exe, &data, &components, &fake, &http).await?;
     let mut results = json!({ "machine": machine() });
 
     // Warm up (first instantiations, connection pools).
@@ -211,7 +123,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Throughput at N clients for a fixed time.
     let mut throughput = Vec::new();
     for &clients in &args.clients {
-        let cpu_before = host.cpu();
+        let cpu_before = (host.proc.cpu(), fake.proc.cpu());
         let deadline = Instant::now() + Duration::from_secs(args.seconds);
         let started = Instant::now();
         let workers: Vec<_> = (0..clients)
@@ -241,27 +153,41 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         let elapsed = started.elapsed().as_secs_f64();
         let orders = samples.len() as f64;
-        let cpu_ms = (host.cpu() - cpu_before).as_secs_f64() * 1000.0;
+        let per_order = |cpu: Duration| {
+            let ms = cpu.as_secs_f64() * 1000.0 / orders.max(1.0);
+            (ms * 100.0).round() / 100.0
+        };
+        let host_cpu = host.proc.cpu() - cpu_before.0;
+        let fake_cpu = fake.proc.cpu() - cpu_before.1;
         let mut row = percentiles(samples);
         row["clients"] = json!(clients);
         row["orders_per_s"] = json!((orders / elapsed).round());
         row["errors"] = json!(errors);
         row["declines"] = json!(declines);
-        row["cpu_ms_per_order"] = json!(((cpu_ms / orders.max(1.0)) * 100.0).round() / 100.0);
-        row["peak_rss_mib"] = json!(host.peak_rss_mib().round());
+        row["cpu_ms_per_order"] = json!(per_order(host_cpu + fake_cpu));
+        row["host_cpu_ms_per_order"] = json!(per_order(host_cpu));
+        row["fake_cpu_ms_per_order"] = json!(per_order(fake_cpu));
+        row["peak_rss_mib"] = json!(host.proc.peak_rss_mib());
+        row["fake_peak_rss_mib"] = json!(fake.proc.peak_rss_mib());
         throughput.push(row);
     }
     results["throughput"] = json!(throughput);
 
-    results["one_key"] = one_key(&http, &host).await?;
+    results["one_key"] = one_key(&http, &host, &fake).await?;
     results["steps"] = steps(&http, &host, &components).await?;
-    results["peak_rss_mib"] = json!(host.peak_rss_mib().round());
+    results["peak_rss_mib"] = json!(host.proc.peak_rss_mib());
 
     if args.recovery > 0 {
-        results["recovery"] =
-            recovery(&http, &mut host, &exe, &data, &components, args.recovery).await?;
+        let run = Run {
+            exe: &exe,
+            data: &data,
+            components: &components,
+            http: &http,
+        };
+        results["recovery"] = recovery(&run, host, fake, args.recovery).await?;
+    } else {
+        drop((host, fake));
     }
-    host.kill();
 
     print_table(&results);
     let text = serde_json::to_string_pretty(&results)?;
@@ -274,7 +200,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// 200 concurrent ProcessOrder on one new key: one answer, one charge.
-async fn one_key(http: &reqwest::Client, host: &Host) -> anyhow::Result<Value> {
+async fn one_key(http: &reqwest::Client, host: &Host, fake: &Fake) -> anyhow::Result<Value> {
     let key = fresh_key("one-key");
     let started = Instant::now();
     let calls = (0..200).map(|_| {
@@ -291,7 +217,7 @@ async fn one_key(http: &reqwest::Client, host: &Host) -> anyhow::Result<Value> {
     }
     let elapsed = started.elapsed();
     let stats: Value = http
-        .get(format!("{}/_mock/stats", host.mock))
+        .get(format!("{}/_mock/stats", fake.base))
         .send()
         .await?
         .json()
@@ -350,19 +276,21 @@ async fn steps(http: &reqwest::Client, host: &Host, components: &Path) -> anyhow
     }))
 }
 
+/// What every part of a run needs.
+struct Run<'a> {
+    exe: &'a Path,
+    data: &'a Path,
+    components: &'a Path,
+    http: &'a reqwest::Client,
+}
+
 /// `count` orders accepted but unfinished (the fake holds every provider call), kill -9, restart
 /// with a zero-delay fake: time to the first and to the last completion.
-async fn recovery(
-    http: &reqwest::Client,
-    host: &mut Host,
-    exe: &Path,
-    data: &Path,
-    components: &Path,
-    count: usize,
-) -> anyhow::Result<Value> {
-    host.kill();
-    *host = Host::start(exe, data, components, 600_000)?;
-    host.wait_healthy(http).await?;
+async fn recovery(run: &Run<'_>, host: Host, fake: Fake, count: usize) -> anyhow::Result<Value> {
+    drop((host, fake));
+    let holding = Fake::start(run.exe, run.data, 600_000, run.http).await?;
+    let (host, _) = Host::start(run.exe, run.data, run.components, &holding, run.http).await?;
+    let http = run.http;
     let accepted = Arc::new(AtomicU64::new(0));
     let per_worker = count.div_ceil(64);
     let senders: Vec<_> = (0..64)
@@ -389,10 +317,10 @@ async fn recovery(
     for sender in senders {
         sender.await?;
     }
-    host.kill();
-    *host = Host::start(exe, data, components, 0)?;
+    drop((host, holding));
+    let fake = Fake::start(run.exe, run.data, 0, http).await?;
     let restarted = Instant::now();
-    let ready = host.wait_healthy(http).await?;
+    let (host, ready) = Host::start(run.exe, run.data, run.components, &fake, http).await?;
     let list = |status: &'static str| {
         let url = format!("{}/invocations?status={status}&limit=1", host.admin);
         let http = http.clone();
@@ -423,14 +351,8 @@ async fn recovery(
         "first_completion_ms": first.unwrap_or_default().as_millis(),
         "last_completion_ms": last.as_millis(),
         "orders_per_s": (accepted as f64 / last.as_secs_f64()).round(),
-        "peak_rss_mib": host.peak_rss_mib().round(),
+        "peak_rss_mib": host.proc.peak_rss_mib(),
     }))
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("cairn-bench-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 fn machine() -> Value {
@@ -465,12 +387,20 @@ fn print_table(r: &Value) {
         seq["p99"]
     );
     println!(
-        "\n{:<8} {:>10} {:>9} {:>9} {:>7} {:>9} {:>12} {:>9}",
-        "clients", "orders/s", "p50 ms", "p99 ms", "errors", "declines", "CPU ms/order", "RSS MiB"
+        "\n{:<8} {:>9} {:>8} {:>8} {:>7} {:>9} {:>14} {:>13} {:>13}",
+        "clients",
+        "orders/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "declines",
+        "CPU ms/order",
+        "(host, fake)",
+        "RSS MiB host"
     );
     for row in r["throughput"].as_array().into_iter().flatten() {
         println!(
-            "{:<8} {:>10} {:>9} {:>9} {:>7} {:>9} {:>12} {:>9}",
+            "{:<8} {:>9} {:>8} {:>8} {:>7} {:>9} {:>14} {:>13} {:>13}",
             row["clients"],
             row["orders_per_s"],
             row["p50"],
@@ -478,6 +408,10 @@ fn print_table(r: &Value) {
             row["errors"],
             row["declines"],
             row["cpu_ms_per_order"],
+            format!(
+                "({}, {})",
+                row["host_cpu_ms_per_order"], row["fake_cpu_ms_per_order"]
+            ),
             row["peak_rss_mib"]
         );
     }

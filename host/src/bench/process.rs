@@ -1,0 +1,180 @@
+//! The processes under test, each a child of the bench: `cairn serve` (the host) and
+//! `cairn mock-providers` (the fake Stripe/SendGrid/Shippo API it is pointed at). Separate
+//! processes, so the host's memory and CPU are read on their own from `/proc`, and the fake's
+//! beside them.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+/// A child process; killed (SIGKILL) when dropped, so a failed run leaves none behind.
+pub(super) struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    /// Starts `command` with its output appended to `log`.
+    fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<Proc> {
+        let log = OpenOptions::new().create(true).append(true).open(log)?;
+        let child = command
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {command:?}"))?;
+        Ok(Proc { child })
+    }
+
+    /// CPU time (user + system) of the process so far.
+    pub(super) fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields
+            .get(11..13)
+            .map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+        Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+    }
+
+    /// Peak resident memory of the process, in MiB.
+    pub(super) fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| (kb / 1024.0).round())
+    }
+
+    /// SIGKILL, as a crash would.
+    pub(super) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The fake provider API.
+pub(super) struct Fake {
+    pub(super) proc: Proc,
+    /// `http://127.0.0.1:PORT`, the base URL of all three APIs and of `/_mock/*`.
+    pub(super) base: String,
+}
+
+impl Fake {
+    /// Starts a fake that never declines and answers every call after `delay_ms`.
+    pub(super) async fn start(
+        exe: &Path,
+        data: &Path,
+        delay_ms: u64,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<Fake> {
+        let listen = format!("127.0.0.1:{}", free_port()?);
+        let proc = Proc::spawn(
+            Command::new(exe)
+                .args(["mock-providers", "--listen", &listen])
+                .env("MOCK_DECLINE_RATE", "0")
+                .env("MOCK_DELAY_MS", delay_ms.to_string()),
+            &data.join("fake.log"),
+        )?;
+        let fake = Fake {
+            proc,
+            base: format!("http://{listen}"),
+        };
+        let stats = format!("{}/_mock/stats", fake.base);
+        wait_for(http, &stats, "the fake provider API").await?;
+        Ok(fake)
+    }
+}
+
+/// The host under test.
+pub(super) struct Host {
+    pub(super) proc: Proc,
+    pub(super) ingress: String,
+    pub(super) admin: String,
+}
+
+impl Host {
+    /// Starts `cairn serve` on `data` with the providers pointed at `fake`; returns once it is
+    /// healthy, with the time that took.
+    pub(super) async fn start(
+        exe: &Path,
+        data: &Path,
+        components: &Path,
+        fake: &Fake,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<(Host, Duration)> {
+        let (ingress, admin) = (free_port()?, free_port()?);
+        let started = Instant::now();
+        let proc = Proc::spawn(
+            Command::new(exe)
+                .arg("serve")
+                .arg("--data-dir")
+                .arg(data)
+                .arg("--components-dir")
+                .arg(components)
+                .args(["--ingress-addr", &format!("127.0.0.1:{ingress}")])
+                .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+                .env_remove("MOCK_MODE")
+                .env("STRIPE_API_BASE", &fake.base)
+                .env("STRIPE_API_KEY", "sk_test_bench")
+                .env("SENDGRID_API_BASE", &fake.base)
+                .env("SENDGRID_API_KEY", "SG.bench")
+                .env("SHIPPO_API_BASE", &fake.base)
+                .env("SHIPPO_API_KEY", "shippo_test_bench"),
+            &data.join("host.log"),
+        )?;
+        let host = Host {
+            proc,
+            ingress: format!("http://127.0.0.1:{ingress}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+        };
+        let health = format!("{}/health", host.admin);
+        wait_for(http, &health, "the host (see host.log in the data dir)").await?;
+        Ok((host, started.elapsed()))
+    }
+}
+
+/// Polls `url` until it answers 2xx (two minutes at most).
+async fn wait_for(http: &reqwest::Client, url: &str, what: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        if let Ok(resp) = http.get(url).send().await
+            && resp.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    anyhow::bail!("{what} did not become ready")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A fresh data dir under the system's temp dir.
+pub(super) fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("cairn-bench-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
