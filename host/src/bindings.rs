@@ -30,6 +30,7 @@ pub mod orchestrator {
             "cairn:durable/state": super::service::cairn::durable::state,
             "cairn:durable/http": super::service::cairn::durable::http,
             "cairn:durable/log": super::service::cairn::durable::log,
+            "cairn:durable/timer": super::service::cairn::durable::timer,
         },
         additional_derives: [serde::Serialize, serde::Deserialize],
     });
@@ -84,5 +85,5 @@ pub mod shipping_provider {
 
 pub use orchestrator::cairn::commerce::types as commerce_types;
 pub use payments_provider::cairn::commerce::provider_context;
-pub use service::cairn::durable::{context, http, log, run, state};
+pub use service::cairn::durable::{context, http, log, run, state, timer};
 pub use service::exports::cairn::durable::handler;

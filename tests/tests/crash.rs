@@ -3,6 +3,9 @@
 //! with SIGKILL at random moments and restarted. Then: every accepted order reaches a final
 //! state within 30 s of the last restart, and per order the fake saw at most one successful
 //! charge, one label and one email, in agreement with the stored order.
+//!
+//! A durable sleep is killed the same way: it ends at the time its journal entry recorded,
+//! not a full sleep after the restart.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -289,4 +292,135 @@ async fn orders_survive_kill_minus_nine_with_at_most_one_effect_each() {
         count(&stats, "/replays"),
     );
     host.lock().unwrap().child.kill().ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
+    let mock = MockServer::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
+        .await
+        .unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let start = |generation| {
+        let (ingress, admin) = (free_port(), free_port());
+        let child = spawn_host(
+            data_dir.path(),
+            &mock.base_url(),
+            ingress,
+            admin,
+            generation,
+        );
+        Host {
+            child,
+            ingress: format!("http://127.0.0.1:{ingress}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+        }
+    };
+    let mut host = start(10);
+    wait_healthy(&http, &host.admin).await;
+    let deployed = http
+        .post(format!("{}/deployments", host.admin))
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(test_artifacts::STEPS_SERVICE).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        deployed.status().is_success(),
+        "{}",
+        deployed.text().await.unwrap()
+    );
+
+    let sent: Value = http
+        .post(format!("{}/Steps/Run/send", host.ingress))
+        .json(&serde_json::json!({"steps": 3, "sleepMs": 3000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = sent["invocationId"].as_str().unwrap().to_string();
+
+    // Once the sleep's entry is durable, kill the host and keep it down for a while.
+    let timer_entry = |invocation: &Value| {
+        invocation["journal"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["kind"] == "timer")
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let recorded = loop {
+        let invocation: Value = http
+            .get(format!("{}/invocations/{id}", host.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(entry) = timer_entry(&invocation) {
+            break entry;
+        }
+        assert!(Instant::now() < deadline, "no timer entry: {invocation}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let until_ms = recorded["result"]
+        .as_i64()
+        .expect("the end of the sleep, in ms");
+    host.child.kill().unwrap();
+    host.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let mut host = start(11);
+    wait_healthy(&http, &host.admin).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let finished = loop {
+        let invocation: Value = http
+            .get(format!("{}/invocations/{id}", host.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if invocation["status"] != "running" {
+            break invocation;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sleep never ended: {invocation}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    let timers: Vec<&Value> = finished["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "timer")
+        .collect();
+    assert_eq!(timers.len(), 1, "one sleep, recorded once: {finished}");
+    assert_eq!(
+        timers[0]["result"], recorded["result"],
+        "the recorded end holds"
+    );
+    let completed = finished["completedAt"].as_i64().unwrap();
+    assert!(
+        completed >= until_ms,
+        "ended at {completed}, before {until_ms}"
+    );
+    let output: Value = http
+        .get(format!("{}/invocations/{id}/output", host.ingress))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(output, serde_json::json!({"steps": 3, "sum": 3}));
+    host.child.kill().unwrap();
+    host.child.wait().unwrap();
 }

@@ -1,6 +1,7 @@
 //! Durability (issue 3), in-process: replay after a stop at every step, divergence, retries,
-//! ingress idempotency keys, `/send` + output, one exclusive invocation per key, and bad input
-//! that writes nothing. The kill -9 test with child processes is in `crash.rs`.
+//! ingress idempotency keys, `/send` + output, one exclusive invocation per key, bad input
+//! that writes nothing, and durable sleeps. The kill -9 tests with child processes are in
+//! `crash.rs`.
 
 use cairn::journal::{Entry, EntryKind};
 use cairn::storage::{Created, NewInvocation, Table};
@@ -415,6 +416,57 @@ async fn bad_requests_at_the_ingress_get_json_errors_and_write_no_row() {
     assert_eq!(cairn.count_rows(Table::Invocations).await, 0);
     assert_eq!(cairn.count_rows(Table::Journal).await, 0);
     assert_eq!(cairn.count_rows(Table::State).await, 0);
+}
+
+#[tokio::test]
+async fn a_sleeping_invocation_holds_no_instance_and_wakes_when_its_time_comes() {
+    let cairn = Cairn::start().await;
+    let deployed = cairn.deploy_file(test_artifacts::STEPS_SERVICE, None).await;
+    assert!(deployed.status.is_success(), "{:?}", deployed.body);
+    let sent_at = std::time::Instant::now();
+    let sent = cairn
+        .post("/Steps/Run/send", &json!({"steps": 2, "sleepMs": 1500}))
+        .await;
+    assert_eq!(sent.status, 202, "{:?}", sent.body);
+    let id = sent.invocation_id.expect("invocation id");
+
+    // While it sleeps: its entries are durable and no attempt (no instance) is running.
+    let mut suspended = false;
+    for _ in 0..100 {
+        let inv = cairn.admin_get(&format!("/invocations/{id}")).await.body;
+        let kinds: Vec<&Value> = inv["journal"]
+            .as_array()
+            .expect("journal")
+            .iter()
+            .map(|e| &e["kind"])
+            .collect();
+        if kinds == [&json!("run"), &json!("timer")] && cairn.server.runtime.running_attempts() == 0
+        {
+            suspended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(suspended, "the invocation did not suspend in its sleep");
+    assert_eq!(
+        cairn.admin_get(&format!("/invocations/{id}")).await.body["status"],
+        "running"
+    );
+
+    let done = wait_until_done(&cairn, &id).await;
+    assert!(
+        sent_at.elapsed() >= std::time::Duration::from_millis(1500),
+        "woke early"
+    );
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let kinds: Vec<&Value> = done["journal"]
+        .as_array()
+        .expect("journal")
+        .iter()
+        .map(|e| &e["kind"])
+        .collect();
+    assert_eq!(kinds, [&json!("run"), &json!("timer"), &json!("run")]);
+    assert_eq!(cairn.output(&id).await.body, json!({"steps": 2, "sum": 1}));
 }
 
 async fn wait_until_done(cairn: &Cairn, id: &str) -> Value {

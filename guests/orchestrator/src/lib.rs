@@ -28,6 +28,7 @@ mod bindings {
             "cairn:durable/state@0.1.0": cairn_sdk::bindings::cairn::durable::state,
             "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
             "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
+            "cairn:durable/timer@0.1.0": cairn_sdk::bindings::cairn::durable::timer,
             "cairn:durable/handler@0.1.0": generate,
         },
     });

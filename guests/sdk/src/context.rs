@@ -10,7 +10,7 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::cairn::durable::{context, run, state};
+use crate::bindings::cairn::durable::{context, run, state, timer};
 use crate::failure::Failure;
 
 /// The invocation being served; the same on every attempt.
@@ -126,6 +126,19 @@ impl Context {
             Err(text) => run::end(name, Err(&text)),
         }
         outcome
+    }
+
+    /// Sleeps durably for `duration`, measured from the first time this call ran: the end is
+    /// journaled, so a crash or restart does not restart the wait. While it lasts, the host
+    /// holds no instance of this component; it replays the handler up to here when the time
+    /// comes (an exclusive handler keeps its key meanwhile).
+    pub fn sleep(&self, duration: core::time::Duration) {
+        assert!(
+            !self.open_step.get(),
+            "cairn: sleep inside a step; sleep between steps instead"
+        );
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        timer::sleep(ms);
     }
 
     /// The state value under `key`, decoded from JSON; `None` when unset.

@@ -13,6 +13,7 @@ mod provider_context;
 mod run;
 mod shipping;
 mod state;
+mod timer;
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -28,6 +29,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     bindings::state::add_to_linker::<HostState, Me>(linker, |s| s)?;
     bindings::http::add_to_linker::<HostState, Me>(linker, |s| s)?;
     bindings::log::add_to_linker::<HostState, Me>(linker, |s| s)?;
+    bindings::timer::add_to_linker::<HostState, Me>(linker, |s| s)?;
     bindings::commerce_types::add_to_linker::<HostState, Me>(linker, |s| s)?;
     bindings::orchestrator::cairn::commerce::payments::add_to_linker::<HostState, Me>(
         linker,

@@ -23,6 +23,8 @@ pub enum EntryKind {
     Http,
     /// A call to a provider component (payments, email, shipping).
     Call,
+    /// A `cairn:durable/timer` sleep, with the time it ends.
+    Timer,
 }
 
 impl EntryKind {
@@ -37,6 +39,7 @@ impl EntryKind {
             EntryKind::Run => "run",
             EntryKind::Http => "http",
             EntryKind::Call => "call",
+            EntryKind::Timer => "timer",
         }
     }
 
@@ -46,6 +49,7 @@ impl EntryKind {
             "run" => Some(EntryKind::Run),
             "http" => Some(EntryKind::Http),
             "call" => Some(EntryKind::Call),
+            "timer" => Some(EntryKind::Timer),
             _ => None,
         }
     }
@@ -104,6 +108,10 @@ pub enum JournalError {
     /// Retryable: nothing was recorded.
     #[error("{0}")]
     Effect(String),
+    /// Not a failure: the guest sleeps until `until_ms` (Unix ms). The attempt stops here, its
+    /// entries are committed, and the invocation is replayed when the time comes.
+    #[error("suspended until {until_ms}")]
+    Suspended { until_ms: i64 },
 }
 
 impl JournalError {
@@ -111,7 +119,7 @@ impl JournalError {
     pub fn is_retryable(&self) -> bool {
         match self {
             JournalError::Storage(e) => e.is_retryable(),
-            JournalError::Effect(_) => true,
+            JournalError::Effect(_) | JournalError::Suspended { .. } => true,
             JournalError::Divergence { .. } | JournalError::Codec(_) | JournalError::Misuse(_) => {
                 false
             }
@@ -195,6 +203,7 @@ mod tests {
             EntryKind::Run,
             EntryKind::Http,
             EntryKind::Call,
+            EntryKind::Timer,
         ] {
             assert_eq!(EntryKind::parse(kind.as_str()), Some(kind));
         }

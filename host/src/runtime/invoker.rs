@@ -14,7 +14,7 @@ use crate::bindings::handler::{FailureKind, HandlerKind, ServiceKind};
 use crate::bindings::service::ServicePre;
 use crate::journal::Entry;
 use crate::journal::{Journal, JournalError};
-use crate::storage::{FailureRecord, Invocation, Outcome, StateOp, StateScope};
+use crate::storage::{FailureRecord, Invocation, Outcome, StateOp, StateScope, now_ms};
 
 /// Exponential backoff with jitter for retryable failures.
 #[derive(Debug, Clone)]
@@ -105,6 +105,10 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
 /// How one attempt ended.
 enum Attempt {
     Output(Vec<u8>),
+    /// A durable sleep that ends at `until_ms` (Unix ms): wait without an instance, then replay.
+    Suspended {
+        until_ms: i64,
+    },
     Failed {
         retryable: bool,
         failure: FailureRecord,
@@ -119,9 +123,6 @@ pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
         (Some(key), true) => Some(runtime.locks.lock(&inv.service, key).await),
         _ => None,
     };
-    // Bounded instances at once (a queued invocation holds no instance); taken after the key
-    // turn so a waiter for a busy key holds no permit.
-    let _permit = runtime.running.acquire().await;
     let policy = runtime
         .settings
         .service_retry
@@ -132,10 +133,32 @@ pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
         service: &inv.service,
         key: inv.key.as_deref().unwrap_or_default(),
     };
+    // Only a new invocation's first run may skip reading its (empty) journal.
+    let mut fresh = inv.just_created;
     let (outcome, pending) = loop {
-        let (result, pending) = run_attempt(runtime, &inv, attempt, exclusive).await;
+        // Bounded instances at once: only a running attempt holds a permit (and an instance);
+        // one waiting for its key, a retry or a timer holds neither.
+        let permit = runtime.running.acquire().await;
+        let (result, pending) = run_attempt(runtime, &inv, attempt, exclusive, fresh).await;
+        drop(permit);
+        fresh = false;
         match result {
             Attempt::Output(out) => break (Outcome::Succeeded(out), pending),
+            Attempt::Suspended { until_ms } => {
+                // The sleep's entry must be durable before the instance is gone: a restart
+                // then resumes the sleep instead of starting a new one.
+                if let Err(e) = runtime
+                    .storage
+                    .append_batch(&inv.id, scope.clone(), pending)
+                    .await
+                {
+                    tracing::error!(invocation = %inv.id, error = %e, "could not record the entries before a sleep");
+                }
+                let wait = until_ms.saturating_sub(now_ms()).max(0) as u64;
+                tracing::debug!(invocation = %inv.id, wait_ms = wait, "suspended");
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                continue;
+            }
             Attempt::Failed { retryable, failure } => {
                 if retryable && attempt < policy.max_attempts {
                     // What this attempt recorded stays: the next one replays it.
@@ -215,9 +238,10 @@ async fn run_attempt(
     inv: &Invocation,
     attempt: u32,
     exclusive: bool,
+    fresh: bool,
 ) -> (Attempt, Pending) {
     let mut store = None;
-    let result = attempt_in(runtime, inv, attempt, exclusive, &mut store).await;
+    let result = attempt_in(runtime, inv, attempt, exclusive, fresh, &mut store).await;
     let pending = match store.map(|s: Store<HostState>| s.into_data().role) {
         Some(Role::Service(mut ctx)) => ctx.journal.take_pending(),
         _ => Vec::new(),
@@ -230,6 +254,7 @@ async fn attempt_in(
     inv: &Invocation,
     attempt: u32,
     exclusive: bool,
+    fresh: bool,
     slot: &mut Option<Store<HostState>>,
 ) -> Attempt {
     let terminal = |code: u16, message: String| Attempt::Failed {
@@ -248,8 +273,8 @@ async fn attempt_in(
             format!("deployment {} is not loaded", inv.deployment_id),
         );
     };
-    // A new invocation's first attempt has nothing to replay: no read.
-    let journal = if inv.just_created && attempt == 1 {
+    // A new invocation's first run has nothing to replay: no read.
+    let journal = if fresh {
         Ok(Vec::new())
     } else {
         runtime.storage.journal(&inv.id).await
@@ -325,6 +350,7 @@ async fn attempt_in(
             },
         },
         Err(trap) => match trap.downcast::<JournalError>() {
+            Ok(JournalError::Suspended { until_ms }) => Attempt::Suspended { until_ms },
             Ok(journal_error) => host_failure(journal_error),
             // A guest trap (unreachable, out of memory, stack overflow): retryable.
             Err(trap) => Attempt::Failed {

@@ -149,6 +149,15 @@ impl Runtime {
         }))
     }
 
+    /// Invocation attempts running now, each holding a component instance. Waiting ones (for a
+    /// key, a retry or a durable sleep) hold none and are not counted.
+    pub fn running_attempts(&self) -> usize {
+        self.settings
+            .max_running
+            .max(1)
+            .saturating_sub(self.running.available_permits())
+    }
+
     /// A snapshot of the current deployments.
     pub fn registry(&self) -> Arc<Registry> {
         self.registry
