@@ -74,6 +74,11 @@ async fn wait_healthy(http: &reqwest::Client, admin: &str) {
     panic!("cairn did not become healthy");
 }
 
+/// Sends `request` and decodes the JSON answer.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// A small xorshift generator: random kill moments without another dependency.
 fn random_between(state: &AtomicU64, low: u64, high: u64) -> u64 {
     let mut x = state.load(Ordering::Relaxed);
@@ -331,15 +336,11 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
         deployed.text().await.unwrap()
     );
 
-    let sent: Value = http
-        .post(format!("{}/Steps/Run/send", host.ingress))
-        .json(&serde_json::json!({"steps": 3, "sleepMs": 3000}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sent = json_of(
+        http.post(format!("{}/Steps/Run/send", host.ingress))
+            .json(&serde_json::json!({"steps": 3, "sleepMs": 3000})),
+    )
+    .await;
     let id = sent["invocationId"].as_str().unwrap().to_string();
 
     // Once the sleep's entry is durable, kill the host and keep it down for a while.
@@ -353,14 +354,7 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let recorded = loop {
-        let invocation: Value = http
-            .get(format!("{}/invocations/{id}", host.admin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let invocation = json_of(http.get(format!("{}/invocations/{id}", host.admin))).await;
         if let Some(entry) = timer_entry(&invocation) {
             break entry;
         }
@@ -378,14 +372,7 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
     wait_healthy(&http, &host.admin).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let finished = loop {
-        let invocation: Value = http
-            .get(format!("{}/invocations/{id}", host.admin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let invocation = json_of(http.get(format!("{}/invocations/{id}", host.admin))).await;
         if invocation["status"] != "running" {
             break invocation;
         }
@@ -412,14 +399,7 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
         completed >= until_ms,
         "ended at {completed}, before {until_ms}"
     );
-    let output: Value = http
-        .get(format!("{}/invocations/{id}/output", host.ingress))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let output = json_of(http.get(format!("{}/invocations/{id}/output", host.ingress))).await;
     assert_eq!(output, serde_json::json!({"steps": 3, "sum": 3}));
     host.child.kill().unwrap();
     host.child.wait().unwrap();

@@ -434,14 +434,7 @@ async fn a_sleeping_invocation_holds_no_instance_and_wakes_when_its_time_comes()
     let mut suspended = false;
     for _ in 0..100 {
         let inv = cairn.admin_get(&format!("/invocations/{id}")).await.body;
-        let kinds: Vec<&Value> = inv["journal"]
-            .as_array()
-            .expect("journal")
-            .iter()
-            .map(|e| &e["kind"])
-            .collect();
-        if kinds == [&json!("run"), &json!("timer")] && cairn.server.runtime.running_attempts() == 0
-        {
+        if journal_kinds(&inv) == ["run", "timer"] && cairn.server.runtime.running_attempts() == 0 {
             suspended = true;
             break;
         }
@@ -459,14 +452,18 @@ async fn a_sleeping_invocation_holds_no_instance_and_wakes_when_its_time_comes()
         "woke early"
     );
     assert_eq!(done["status"], "succeeded", "{done}");
-    let kinds: Vec<&Value> = done["journal"]
+    assert_eq!(journal_kinds(&done), ["run", "timer", "run"]);
+    assert_eq!(cairn.output(&id).await.body, json!({"steps": 2, "sum": 1}));
+}
+
+/// The kinds of an invocation's journal entries, in order (admin API JSON).
+fn journal_kinds(invocation: &Value) -> Vec<&str> {
+    invocation["journal"]
         .as_array()
         .expect("journal")
         .iter()
-        .map(|e| &e["kind"])
-        .collect();
-    assert_eq!(kinds, [&json!("run"), &json!("timer"), &json!("run")]);
-    assert_eq!(cairn.output(&id).await.body, json!({"steps": 2, "sum": 1}));
+        .map(|e| e["kind"].as_str().expect("kind"))
+        .collect()
 }
 
 async fn wait_until_done(cairn: &Cairn, id: &str) -> Value {

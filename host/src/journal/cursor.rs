@@ -342,17 +342,22 @@ mod tests {
         (dir, storage)
     }
 
-    #[tokio::test]
-    async fn entries_are_durable_before_an_external_effect_runs() {
-        let (_dir, storage) = storage().await;
-        let mut journal = Journal::new(
+    /// A cursor over invocation "inv" of service "S", key "k", replaying `recorded`.
+    fn journal(storage: &Arc<dyn Storage>, recorded: Vec<Entry>) -> Journal {
+        Journal::new(
             "inv".into(),
             "S".into(),
             "k".into(),
             storage.clone(),
-            vec![],
+            recorded,
             None,
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn entries_are_durable_before_an_external_effect_runs() {
+        let (_dir, storage) = storage().await;
+        let mut journal = journal(&storage, vec![]);
         let op = StateOp::Set {
             name: "order".into(),
             value: b"1".to_vec(),
@@ -396,14 +401,7 @@ mod tests {
     #[tokio::test]
     async fn a_started_marker_is_committed_with_the_entries_before_the_call() {
         let (_dir, storage) = storage().await;
-        let mut journal = Journal::new(
-            "inv".into(),
-            "S".into(),
-            "k".into(),
-            storage.clone(),
-            vec![],
-            None,
-        );
+        let mut journal = journal(&storage, vec![]);
         journal
             .record(EntryKind::Run, "prepare", &(), |_| async {
                 Ok(Effect::value(()))
@@ -450,14 +448,7 @@ mod tests {
     #[tokio::test]
     async fn replay_answers_from_the_record_and_detects_divergence() {
         let (_dir, storage) = storage().await;
-        let mut live = Journal::new(
-            "inv".into(),
-            "S".into(),
-            "k".into(),
-            storage.clone(),
-            vec![],
-            None,
-        );
+        let mut live = journal(&storage, vec![]);
         let first: u32 = live
             .record(EntryKind::Http, "GET", &"https://a", |_| async {
                 Ok(Effect::value(7u32))
@@ -467,14 +458,7 @@ mod tests {
         live.flush().await.unwrap();
         let recorded = storage.journal("inv").await.unwrap();
 
-        let mut replay = Journal::new(
-            "inv".into(),
-            "S".into(),
-            "k".into(),
-            storage.clone(),
-            recorded.clone(),
-            None,
-        );
+        let mut replay = journal(&storage, recorded.clone());
         let again: u32 = replay
             .record(EntryKind::Http, "GET", &"https://a", |_| async {
                 panic!("replay must not perform the effect")
@@ -483,14 +467,7 @@ mod tests {
             .unwrap();
         assert_eq!(again, first);
 
-        let mut changed = Journal::new(
-            "inv".into(),
-            "S".into(),
-            "k".into(),
-            storage,
-            recorded,
-            None,
-        );
+        let mut changed = journal(&storage, recorded);
         let err = changed
             .record(EntryKind::Http, "GET", &"https://b", |_| async {
                 Ok(Effect::value(0u32))
