@@ -1,29 +1,33 @@
 //! SQLite implementation of [`Storage`]: one file under the data dir, WAL, `synchronous=FULL`,
-//! a read pool and one group-committing writer.
+//! `rusqlite` connections for reads ([`reader`]) and one group-committing writer thread
+//! ([`writer`]); sqlx runs the embedded migrations at open.
 
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use rusqlite::{Connection, OptionalExtension};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::{
-    CallMarker, Created, DeploymentRecord, FailureRecord, Invocation, InvocationFilter,
-    InvocationStatus, NewInvocation, Outcome, StateOp, StateScope, Storage, StorageError,
-    StorageResult, Table, UnfinishedScan,
+    CallMarker, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation, Outcome,
+    StateOp, StateScope, Storage, StorageError, StorageResult, Table, UnfinishedScan,
 };
-use crate::journal::{Entry, EntryKind};
+use crate::journal::Entry;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+mod reader;
 mod writer;
 
+use reader::{Readers, invocation_columns, rows};
 use writer::{Write, Writer, Written};
 
-/// Reads go through a pool; every write goes through the one [`Writer`] (group commit).
+/// Reads run on [`Readers`]; every write goes through the one [`Writer`] (group commit).
 pub struct SqliteStorage {
-    pool: SqlitePool,
+    readers: Arc<Readers>,
     writer: Writer,
 }
 
@@ -31,68 +35,33 @@ impl SqliteStorage {
     pub async fn open(url: &str) -> Result<Self, StorageError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .journal_mode(SqliteJournalMode::Wal);
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(1)
             .connect_with(options.clone())
             .await?;
         MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| StorageError::Migration(e.to_string()))?;
-        let writer = Writer::spawn(options.get_filename())?;
-        Ok(SqliteStorage { pool, writer })
+        pool.close().await;
+        let path = options.get_filename();
+        Ok(SqliteStorage {
+            readers: Readers::new(path),
+            writer: Writer::spawn(path)?,
+        })
     }
 }
 
-const INVOCATION_COLUMNS: &str = "id, service, handler, object_key, status, input, output, failure, \
-     deployment_id, providers, attempt, idempotency_key, created_at, updated_at, completed_at";
-
-fn invocation_from_row(row: &sqlx::sqlite::SqliteRow) -> StorageResult<Invocation> {
-    let status: String = row.try_get("status")?;
-    let failure: Option<String> = row.try_get("failure")?;
-    let providers: String = row.try_get("providers")?;
-    Ok(Invocation {
-        id: row.try_get("id")?,
-        service: row.try_get("service")?,
-        handler: row.try_get("handler")?,
-        key: row.try_get("object_key")?,
-        status: InvocationStatus::parse(&status)
-            .ok_or_else(|| StorageError::Corrupt(format!("unknown status {status:?}")))?,
-        input: row.try_get("input")?,
-        output: row.try_get("output")?,
-        failure: failure
-            .map(|f| serde_json::from_str::<FailureRecord>(&f))
-            .transpose()
-            .map_err(|e| StorageError::Corrupt(format!("failure column: {e}")))?,
-        deployment_id: row.try_get("deployment_id")?,
-        providers: serde_json::from_str(&providers)
-            .map_err(|e| StorageError::Corrupt(format!("providers column: {e}")))?,
-        attempt: row.try_get::<i64, _>("attempt")? as u32,
-        idempotency_key: row.try_get("idempotency_key")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        completed_at: row.try_get("completed_at")?,
-        just_created: false,
-    })
-}
-
-fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> StorageResult<Entry> {
-    let kind: String = row.try_get("kind")?;
-    Ok(Entry {
-        index: row.try_get::<i64, _>("idx")? as u32,
-        kind: EntryKind::parse(&kind)
-            .ok_or_else(|| StorageError::Corrupt(format!("unknown journal kind {kind:?}")))?,
-        name: row.try_get("name")?,
-        args_digest: row.try_get("args_digest")?,
-        result: row.try_get("result")?,
-        detail: row.try_get("detail")?,
-        started_at: row.try_get("started_at")?,
-        duration_us: row.try_get("duration_us")?,
-    })
+/// A connection to the (migrated) database at `path`, in WAL mode with `synchronous=FULL`.
+fn open_connection(path: &Path) -> StorageResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 /// Entries with their state mutation, owned for the writer task.
@@ -133,29 +102,35 @@ impl Storage for SqliteStorage {
     }
 
     async fn invocation(&self, id: &str) -> StorageResult<Option<Invocation>> {
-        let row = sqlx::query(&format!(
-            "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(invocation_from_row).transpose()
+        let id = id.to_string();
+        self.readers
+            .run(move |conn| {
+                let sql = concat!(
+                    "SELECT ",
+                    invocation_columns!(),
+                    " FROM invocations WHERE id = ?"
+                );
+                Ok(rows(conn, sql, [id], reader::invocation)?.pop())
+            })
+            .await
     }
 
     async fn list_invocations(&self, filter: &InvocationFilter) -> StorageResult<Vec<Invocation>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {INVOCATION_COLUMNS} FROM invocations \
-             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR service = ?2) \
-             AND (?3 IS NULL OR object_key = ?3) \
-             ORDER BY created_at DESC, id DESC LIMIT ?4"
-        ))
-        .bind(&filter.status)
-        .bind(&filter.service)
-        .bind(&filter.key)
-        .bind(i64::from(filter.limit.unwrap_or(100).min(10_000)))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(invocation_from_row).collect()
+        let filter = filter.clone();
+        self.readers
+            .run(move |conn| {
+                let sql = concat!(
+                    "SELECT ",
+                    invocation_columns!(),
+                    " FROM invocations WHERE (?1 IS NULL OR status = ?1) \
+                     AND (?2 IS NULL OR service = ?2) AND (?3 IS NULL OR object_key = ?3) \
+                     ORDER BY created_at DESC, id DESC LIMIT ?4"
+                );
+                let limit = i64::from(filter.limit.unwrap_or(100).min(10_000));
+                let params = rusqlite::params![filter.status, filter.service, filter.key, limit];
+                rows(conn, sql, params, reader::invocation)
+            })
+            .await
     }
 
     async fn unfinished_invocations(
@@ -163,30 +138,37 @@ impl Storage for SqliteStorage {
         scan: &mut UnfinishedScan,
         limit: u32,
     ) -> StorageResult<Vec<Invocation>> {
-        // Rows are inserted by one writer, so rowid order is creation order.
-        let until = match scan.until {
-            Some(until) => until,
-            None => {
-                let until: i64 =
-                    sqlx::query_scalar("SELECT COALESCE(MAX(rowid), 0) FROM invocations")
-                        .fetch_one(&self.pool)
-                        .await?;
-                *scan.until.insert(until)
-            }
-        };
-        let rows = sqlx::query(&format!(
-            "SELECT rowid AS seq, {INVOCATION_COLUMNS} FROM invocations \
-             WHERE status = 'running' AND rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
-        ))
-        .bind(scan.after)
-        .bind(until)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        if let Some(last) = rows.last() {
-            scan.after = last.try_get("seq")?;
+        let (after, until) = (scan.after, scan.until);
+        let (until, page) = self
+            .readers
+            .run(move |conn| {
+                // Rows are inserted by one writer, so rowid order is creation order.
+                let until = match until {
+                    Some(until) => until,
+                    None => conn.query_row(
+                        "SELECT COALESCE(MAX(rowid), 0) FROM invocations",
+                        [],
+                        |row| row.get(0),
+                    )?,
+                };
+                let sql = concat!(
+                    "SELECT rowid AS seq, ",
+                    invocation_columns!(),
+                    " FROM invocations WHERE status = 'running' AND rowid > ? AND rowid <= ? \
+                     ORDER BY rowid LIMIT ?"
+                );
+                let params = rusqlite::params![after, until, i64::from(limit)];
+                let page = rows(conn, sql, params, |row| {
+                    Ok((row.get::<_, i64>("seq")?, reader::invocation(row)?))
+                })?;
+                Ok((until, page))
+            })
+            .await?;
+        scan.until = Some(until);
+        if let Some((seq, _)) = page.last() {
+            scan.after = *seq;
         }
-        rows.iter().map(invocation_from_row).collect()
+        Ok(page.into_iter().map(|(_, invocation)| invocation).collect())
     }
 
     async fn set_attempt(&self, id: &str, attempt: u32) -> StorageResult<()> {
@@ -217,14 +199,14 @@ impl Storage for SqliteStorage {
     }
 
     async fn journal(&self, id: &str) -> StorageResult<Vec<Entry>> {
-        let rows = sqlx::query(
-            "SELECT idx, kind, name, args_digest, result, detail, started_at, duration_us \
-             FROM journal WHERE invocation_id = ? ORDER BY idx",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(entry_from_row).collect()
+        let id = id.to_string();
+        self.readers
+            .run(move |conn| {
+                let sql = "SELECT idx, kind, name, args_digest, result, detail, started_at, \
+                           duration_us FROM journal WHERE invocation_id = ? ORDER BY idx";
+                rows(conn, sql, [id], reader::entry)
+            })
+            .await
     }
 
     async fn append_batch(
@@ -277,28 +259,28 @@ impl Storage for SqliteStorage {
         key: &str,
         name: &str,
     ) -> StorageResult<Option<Vec<u8>>> {
-        let row = sqlx::query(
-            "SELECT value FROM state WHERE service = ? AND object_key = ? AND name = ?",
-        )
-        .bind(service)
-        .bind(key)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("value")).transpose()?)
+        let params = [service.to_string(), key.to_string(), name.to_string()];
+        self.readers
+            .run(move |conn| {
+                let sql =
+                    "SELECT value FROM state WHERE service = ? AND object_key = ? AND name = ?";
+                Ok(conn
+                    .prepare_cached(sql)?
+                    .query_row(params, |row| row.get(0))
+                    .optional()?)
+            })
+            .await
     }
 
     async fn state_keys(&self, service: &str, key: &str) -> StorageResult<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT name FROM state WHERE service = ? AND object_key = ? ORDER BY name",
-        )
-        .bind(service)
-        .bind(key)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| r.try_get("name").map_err(StorageError::from))
-            .collect()
+        let params = [service.to_string(), key.to_string()];
+        self.readers
+            .run(move |conn| {
+                let sql =
+                    "SELECT name FROM state WHERE service = ? AND object_key = ? ORDER BY name";
+                rows(conn, sql, params, |row| Ok(row.get(0)?))
+            })
+            .await
     }
 
     async fn put_deployment(&self, d: &DeploymentRecord) -> StorageResult<()> {
@@ -309,40 +291,15 @@ impl Storage for SqliteStorage {
     }
 
     async fn deployments(&self) -> StorageResult<Vec<DeploymentRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, kind, name, size, describe, component, created_at, limits, \
-             provider_settings, COALESCE(activated_at, created_at) AS activated_at FROM deployments \
-             ORDER BY COALESCE(activated_at, created_at), created_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let describe: Option<String> = r.try_get("describe")?;
-                let limits: Option<String> = r.try_get("limits")?;
-                let provider_settings: Option<String> = r.try_get("provider_settings")?;
-                let json = |text: Option<String>| {
-                    text.map(|s| serde_json::from_str(&s))
-                        .transpose()
-                        .map_err(|e| StorageError::Corrupt(e.to_string()))
-                };
-                Ok(DeploymentRecord {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    name: r.try_get("name")?,
-                    size: r.try_get("size")?,
-                    describe: describe
-                        .map(|s| serde_json::from_str(&s))
-                        .transpose()
-                        .map_err(|e| StorageError::Corrupt(e.to_string()))?,
-                    component: r.try_get("component")?,
-                    created_at: r.try_get("created_at")?,
-                    limits: json(limits)?,
-                    provider_settings: json(provider_settings)?,
-                    activated_at: r.try_get("activated_at")?,
-                })
+        self.readers
+            .run(|conn| {
+                let sql = "SELECT id, kind, name, size, describe, component, created_at, limits, \
+                           provider_settings, COALESCE(activated_at, created_at) AS activated_at \
+                           FROM deployments \
+                           ORDER BY COALESCE(activated_at, created_at), created_at, id";
+                rows(conn, sql, [], reader::deployment)
             })
-            .collect()
+            .await
     }
 
     async fn activate_deployment(
@@ -376,18 +333,17 @@ impl Storage for SqliteStorage {
         id: &str,
         limit: u32,
     ) -> StorageResult<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT id FROM invocations WHERE status = 'running' AND (deployment_id = ?1 \
-             OR EXISTS (SELECT 1 FROM json_each(invocations.providers) WHERE value = ?1)) \
-             ORDER BY created_at, id LIMIT ?2",
-        )
-        .bind(id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| r.try_get("id").map_err(StorageError::from))
-            .collect()
+        let id = id.to_string();
+        self.readers
+            .run(move |conn| {
+                let sql = "SELECT id FROM invocations WHERE status = 'running' AND \
+                           (deployment_id = ?1 OR EXISTS (SELECT 1 FROM json_each(invocations.providers) \
+                           WHERE value = ?1)) ORDER BY created_at, id LIMIT ?2";
+                rows(conn, sql, rusqlite::params![id, i64::from(limit)], |row| {
+                    Ok(row.get(0)?)
+                })
+            })
+            .await
     }
 
     async fn count_rows(&self, table: Table) -> StorageResult<i64> {
@@ -396,7 +352,9 @@ impl Storage for SqliteStorage {
             Table::Journal => "SELECT COUNT(*) FROM journal",
             Table::State => "SELECT COUNT(*) FROM state",
         };
-        Ok(sqlx::query_scalar(sql).fetch_one(&self.pool).await?)
+        self.readers
+            .run(move |conn| Ok(conn.query_row(sql, [], |row| row.get(0))?))
+            .await
     }
 }
 

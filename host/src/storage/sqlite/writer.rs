@@ -7,7 +7,6 @@
 //! statements (prepared once, cached) without a thread hop per statement.
 
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
@@ -81,7 +80,7 @@ impl Writer {
     /// Opens the writer's own connection to the database at `path` (migrated already) and starts
     /// its thread.
     pub(super) fn spawn(path: &Path) -> StorageResult<Writer> {
-        let conn = connect(path)?;
+        let conn = super::open_connection(path)?;
         let (queue, receiver) = mpsc::channel(4096);
         std::thread::Builder::new()
             .name("cairn-sqlite-writer".into())
@@ -101,16 +100,6 @@ impl Writer {
             .await
             .map_err(|_| StorageError::Database("the database writer has stopped".into()))?
     }
-}
-
-fn connect(path: &Path) -> StorageResult<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
 }
 
 /// The writer thread: takes whatever has queued (up to [`MAX_BATCH`]) and commits it at once.
