@@ -8,18 +8,21 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, Params, Row};
+use tokio::sync::Semaphore;
 
 use super::super::{
     DeploymentRecord, FailureRecord, Invocation, InvocationStatus, StorageError, StorageResult,
 };
 use crate::journal::{Entry, EntryKind};
 
-/// Connections kept open between reads.
-const MAX_IDLE: usize = 8;
+/// Reads running at once (and connections kept open between reads). More would only add
+/// blocking-pool threads contending for two cores.
+const MAX_READERS: usize = 4;
 
 pub(super) struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    turns: Semaphore,
 }
 
 impl Readers {
@@ -27,15 +30,22 @@ impl Readers {
         Arc::new(Readers {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
+            turns: Semaphore::new(MAX_READERS),
         })
     }
 
-    /// Runs `read` on an idle connection (or a new one) on the blocking pool.
+    /// Runs `read` on an idle connection (or a new one) on the blocking pool, at most
+    /// [`MAX_READERS`] at once.
     pub(super) async fn run<T, F>(self: &Arc<Self>, read: F) -> StorageResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
     {
+        let _turn = self
+            .turns
+            .acquire()
+            .await
+            .map_err(|_| StorageError::Database("the readers are closed".into()))?;
         let readers = self.clone();
         tokio::task::spawn_blocking(move || {
             let idle = readers.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -45,7 +55,7 @@ impl Readers {
             };
             let result = read(&conn);
             let mut idle = readers.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < MAX_IDLE {
+            if idle.len() < MAX_READERS {
                 idle.push(conn);
             }
             result
