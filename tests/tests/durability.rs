@@ -97,6 +97,7 @@ async fn a_changed_component_replaying_an_old_journal_is_reported_as_diverged() 
         detail: None,
         started_at: 0,
         duration_us: 0,
+        soft: false,
     };
     runtime
         .storage

@@ -89,6 +89,7 @@ async fn get_invocation(
                 "detail": detail,
                 "startedAt": entry.started_at,
                 "durationUs": entry.duration_us,
+                "soft": entry.soft,
             })
         })
         .collect();

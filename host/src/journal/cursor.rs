@@ -30,7 +30,7 @@ pub struct Effect<R> {
     pub state: Option<StateOp>,
     /// A retryable failure of the effect (provider unavailable, rate limited). When it is the
     /// last entry of an attempt, the next attempt performs the call again instead of replaying
-    /// the failure (see [`Entry::is_soft`]).
+    /// the failure (see [`Entry::soft`]).
     pub soft: bool,
 }
 
@@ -246,9 +246,6 @@ impl Journal {
         if let Some(extra) = effect.detail {
             detail["effect"] = extra;
         }
-        if effect.soft {
-            detail["soft"] = serde_json::Value::Bool(true);
-        }
         let entry = Entry {
             index,
             kind,
@@ -258,6 +255,7 @@ impl Journal {
             detail: Some(detail.to_string()),
             started_at,
             duration_us: clock.elapsed().as_micros() as i64,
+            soft: effect.soft,
         };
         self.recorded.push(entry.clone());
         self.pending.push((entry, effect.state));

@@ -73,18 +73,10 @@ pub struct Entry {
     /// Unix ms when the call started.
     pub started_at: i64,
     pub duration_us: i64,
-}
-
-impl Entry {
     /// A recorded retryable failure of an effect. If it closes a failed attempt, the guest did
     /// nothing durable with it, so the next attempt drops it and performs the call again (with
     /// the same idempotency key, as the index is the same).
-    pub fn is_soft(&self) -> bool {
-        self.detail
-            .as_deref()
-            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-            .is_some_and(|d| d["soft"] == serde_json::Value::Bool(true))
-    }
+    pub soft: bool,
 }
 
 /// Why a journaled call could not complete. Becomes a trap in the guest.

@@ -285,7 +285,7 @@ async fn attempt_in(
     };
     // A retryable provider failure that ended the previous attempt is performed again.
     if let Some(last) = recorded.last()
-        && last.is_soft()
+        && last.soft
     {
         if let Err(e) = runtime.storage.truncate_journal(&inv.id, last.index).await {
             return host_failure(JournalError::Storage(e));

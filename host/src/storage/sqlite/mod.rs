@@ -203,7 +203,7 @@ impl Storage for SqliteStorage {
         self.readers
             .run(move |conn| {
                 let sql = "SELECT idx, kind, name, args_digest, result, detail, started_at, \
-                           duration_us FROM journal WHERE invocation_id = ? ORDER BY idx";
+                           duration_us, soft FROM journal WHERE invocation_id = ? ORDER BY idx";
                 rows(conn, sql, [id], reader::entry)
             })
             .await

@@ -133,6 +133,7 @@ pub(super) fn entry(row: &Row<'_>) -> StorageResult<Entry> {
         detail: row.get("detail")?,
         started_at: row.get("started_at")?,
         duration_us: row.get("duration_us")?,
+        soft: row.get("soft")?,
     })
 }
 

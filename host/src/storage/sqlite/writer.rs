@@ -306,7 +306,7 @@ fn append(
 ) -> StorageResult<()> {
     conn.prepare_cached(
         "INSERT INTO journal (invocation_id, idx, kind, name, args_digest, result, detail, \
-         started_at, duration_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         started_at, duration_us, soft) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         id,
@@ -318,10 +318,11 @@ fn append(
         entry.detail,
         entry.started_at,
         entry.duration_us,
+        entry.soft,
     ])?;
     // A soft failure may have come after the effect (a lost response): the marker stays, so a
     // repeat of the call is treated as in doubt.
-    if entry.kind == EntryKind::Call && !entry.is_soft() {
+    if entry.kind == EntryKind::Call && !entry.soft {
         conn.prepare_cached("DELETE FROM call_markers WHERE invocation_id = ? AND idx = ?")?
             .execute(params![id, i64::from(entry.index)])?;
     }
@@ -397,6 +398,7 @@ mod tests {
             detail: None,
             started_at: 0,
             duration_us: 0,
+            soft: false,
         }
     }
 
