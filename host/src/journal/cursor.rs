@@ -88,6 +88,8 @@ pub struct Journal {
     service: Arc<str>,
     key: Arc<str>,
     storage: Arc<dyn Storage>,
+    /// The entries of earlier attempts; live entries go to `pending` only (past the end of
+    /// `recorded`, every lookup finds nothing, which is what a live call needs).
     recorded: Vec<Entry>,
     next: u32,
     open_step: Option<String>,
@@ -257,7 +259,6 @@ impl Journal {
             duration_us: clock.elapsed().as_micros() as i64,
             soft: effect.soft,
         };
-        self.recorded.push(entry.clone());
         self.pending.push((entry, effect.state));
         self.next += 1;
         if let Some(point) = &self.fail_point
