@@ -1,7 +1,7 @@
 //! The one SQLite writer: every write of every invocation goes through this thread, which commits
 //! whatever has queued up as one transaction (group commit) and answers each caller only after
-//! the commit is durable. Each write runs in its own savepoint, so one failing write (say, a
-//! duplicate key) fails alone.
+//! the commit is durable. One failing write (say, a duplicate key) fails alone: the batch is then
+//! run again with a savepoint per write.
 //!
 //! The writer owns a plain `rusqlite` connection on a dedicated OS thread: a batch runs its
 //! statements (prepared once, cached) without a thread hop per statement.
@@ -102,17 +102,27 @@ impl Writer {
     }
 }
 
+/// Under load, how long the writer waits for more writes before it commits.
+const GATHER_DELAY: std::time::Duration = std::time::Duration::from_micros(500);
+/// The batch size from which the writer counts as under load.
+const GATHER_FROM: usize = 4;
+
 /// The writer thread: takes whatever has queued (up to [`MAX_BATCH`]) and commits it at once.
+///
+/// While batches hold several writes, it first waits [`GATHER_DELAY`] for more (as PostgreSQL's
+/// `commit_delay`): every commit costs an fsync and writes each page it changed again, so a
+/// bigger batch costs less per write. A lone writer (one invocation at a time) never waits.
 fn run(mut conn: Connection, mut receiver: mpsc::Receiver<(Write, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut last_len = 0;
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
+        take_queued(&mut receiver, &mut batch);
+        if last_len >= GATHER_FROM && batch.len() < MAX_BATCH {
+            std::thread::sleep(GATHER_DELAY);
+            take_queued(&mut receiver, &mut batch);
         }
+        last_len = batch.len();
         let results = commit_batch(&mut conn, &batch);
         for ((_, reply), result) in batch.drain(..).zip(results) {
             let _ = reply.send(result);
@@ -120,8 +130,38 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<(Write, Reply)>) {
     }
 }
 
+fn take_queued(receiver: &mut mpsc::Receiver<(Write, Reply)>, batch: &mut Vec<(Write, Reply)>) {
+    while batch.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Runs every write of `batch` in one transaction; returns one result per write.
+///
+/// The batch first runs as it is: a savepoint per write would copy every page a write touches
+/// into a statement journal, and writes almost never fail. If one does, that transaction is
+/// rolled back and the batch runs again with each write in its own savepoint, so the failing write
+/// fails alone.
 fn commit_batch(conn: &mut Connection, batch: &[(Write, Reply)]) -> Vec<StorageResult<Written>> {
+    match run_batch(conn, batch, false) {
+        Ok(results) => results,
+        Err(Rerun) => run_batch(conn, batch, true).unwrap_or_else(|Rerun| {
+            unreachable!("with savepoints, a failing write does not abort the batch")
+        }),
+    }
+}
+
+/// A write failed in a batch run without savepoints: run it again with them.
+struct Rerun;
+
+fn run_batch(
+    conn: &mut Connection,
+    batch: &[(Write, Reply)],
+    isolated: bool,
+) -> Result<Vec<StorageResult<Written>>, Rerun> {
     let fail_all = |e: StorageError| -> Vec<StorageResult<Written>> {
         let message = e.to_string();
         batch
@@ -131,27 +171,35 @@ fn commit_batch(conn: &mut Connection, batch: &[(Write, Reply)]) -> Vec<StorageR
     };
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(e) => return fail_all(e.into()),
+        Err(e) => return Ok(fail_all(e.into())),
     };
     let mut results = Vec::with_capacity(batch.len());
     for (write, _) in batch {
+        if !isolated {
+            match apply(&tx, write) {
+                // Dropping `tx` rolls the whole batch back.
+                Err(_) => return Err(Rerun),
+                ok => results.push(ok),
+            }
+            continue;
+        }
         let savepoint = match tx.savepoint() {
             Ok(savepoint) => savepoint,
-            Err(e) => return fail_all(e.into()),
+            Err(e) => return Ok(fail_all(e.into())),
         };
         let result = apply(&savepoint, write);
         // Dropped without commit, a savepoint rolls back just this write.
         if result.is_ok()
             && let Err(e) = savepoint.commit()
         {
-            return fail_all(e.into());
+            return Ok(fail_all(e.into()));
         }
         results.push(result);
     }
-    match tx.commit() {
+    Ok(match tx.commit() {
         Ok(()) => results,
         Err(e) => fail_all(e.into()),
-    }
+    })
 }
 
 fn apply(conn: &Connection, write: &Write) -> StorageResult<Written> {
