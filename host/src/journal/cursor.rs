@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Entry, EntryKind, JournalError, digest, preview};
+use super::{Entry, EntryKind, JournalError, digest_json, preview_json};
 use crate::storage::{CallMarker, StateOp, StateScope, Storage, now_ms};
 
 /// What a live call gets to know about the entry it will become.
@@ -197,7 +197,9 @@ impl Journal {
         F: FnOnce(Live) -> Fut,
         Fut: Future<Output = Result<Effect<R>, JournalError>>,
     {
-        let args_digest = digest(args)?;
+        // Encoded once: digested here, stored as the entry's preview if it becomes live.
+        let args_json = serde_json::to_vec(args).map_err(|e| JournalError::Codec(e.to_string()))?;
+        let args_digest = digest_json(&args_json);
         let mark = std::mem::take(&mut self.mark_next);
         if let Some(recorded) = self.recorded.get(self.next as usize) {
             if recorded.kind != kind || recorded.name != name || recorded.args_digest != args_digest
@@ -244,17 +246,19 @@ impl Journal {
         }
         let result =
             serde_json::to_vec(&effect.value).map_err(|e| JournalError::Codec(e.to_string()))?;
-        let mut detail = serde_json::json!({ "args": preview(args) });
+        let mut detail = format!(r#"{{"args":{}"#, preview_json(&args_json));
         if let Some(extra) = effect.detail {
-            detail["effect"] = extra;
+            detail.push_str(r#","effect":"#);
+            detail.push_str(&extra.to_string());
         }
+        detail.push('}');
         let entry = Entry {
             index,
             kind,
             name: name.to_string(),
             args_digest,
             result,
-            detail: Some(detail.to_string()),
+            detail: Some(detail),
             started_at,
             duration_us: clock.elapsed().as_micros() as i64,
             soft: effect.soft,

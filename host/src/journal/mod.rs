@@ -122,17 +122,44 @@ impl JournalError {
 /// Digest of a call's arguments, as stored in `args_digest`.
 pub fn digest<A: Serialize + ?Sized>(args: &A) -> Result<String, JournalError> {
     let bytes = serde_json::to_vec(args).map_err(|e| JournalError::Codec(e.to_string()))?;
-    Ok(hex::encode(&Sha256::digest(&bytes)[..16]))
+    Ok(digest_json(&bytes))
 }
+
+/// [`digest`] of arguments already encoded as JSON.
+pub fn digest_json(args_json: &[u8]) -> String {
+    hex::encode(&Sha256::digest(args_json)[..16])
+}
+
+/// Longest preview, in bytes of JSON.
+const PREVIEW_MAX: usize = 2048;
 
 /// A short, human-readable preview of call arguments for operators (byte lists shown as text).
 pub fn preview<A: Serialize + ?Sized>(args: &A) -> serde_json::Value {
-    const MAX: usize = 2048;
-    let value = serde_json::to_value(args).unwrap_or(serde_json::Value::Null);
+    preview_value(serde_json::to_value(args).unwrap_or(serde_json::Value::Null))
+}
+
+/// The [`preview`] stored with an entry, as JSON text, from the arguments' JSON encoding (the
+/// one digested): that encoding itself when it is short and holds no byte list, so most entries
+/// encode their arguments once.
+pub fn preview_json(args_json: &[u8]) -> String {
+    let byte_list = args_json
+        .windows(2)
+        .any(|w| w[0] == b'[' && w[1].is_ascii_digit());
+    if args_json.len() <= PREVIEW_MAX
+        && !byte_list
+        && let Ok(text) = std::str::from_utf8(args_json)
+    {
+        return text.to_owned();
+    }
+    let value = serde_json::from_slice(args_json).unwrap_or(serde_json::Value::Null);
+    preview_value(value).to_string()
+}
+
+fn preview_value(value: serde_json::Value) -> serde_json::Value {
     let value = bytes_as_text(value);
     let text = value.to_string();
-    if text.len() > MAX {
-        let mut cut = MAX;
+    if text.len() > PREVIEW_MAX {
+        let mut cut = PREVIEW_MAX;
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -185,6 +212,24 @@ mod tests {
         assert_eq!(
             preview(&args),
             serde_json::json!({"key": "order", "value": "{}"})
+        );
+    }
+
+    #[test]
+    fn stored_previews_match_previews() {
+        for args in [
+            serde_json::json!(["order"]),
+            serde_json::json!(["order", [123, 125]]),
+            serde_json::json!({"amount": 5000, "lines": [[1, 2], []], "note": "a [1] b"}),
+            serde_json::json!({"blob": "x".repeat(3000)}),
+        ] {
+            let stored = preview_json(&serde_json::to_vec(&args).unwrap());
+            let parsed: serde_json::Value = serde_json::from_str(&stored).unwrap();
+            assert_eq!(parsed, preview(&args), "{args}");
+        }
+        assert_eq!(
+            digest_json(&serde_json::to_vec(&("order",)).unwrap()),
+            digest(&("order",)).unwrap()
         );
     }
 
