@@ -119,16 +119,28 @@ impl Storage for SqliteStorage {
         let filter = filter.clone();
         self.readers
             .run(move |conn| {
-                let sql = concat!(
+                // Only the filters given, so the planner can walk an index (by status or by
+                // target) newest first and stop at the limit instead of sorting the table.
+                let mut sql = String::from(concat!(
                     "SELECT ",
                     invocation_columns!(),
-                    " FROM invocations WHERE (?1 IS NULL OR status = ?1) \
-                     AND (?2 IS NULL OR service = ?2) AND (?3 IS NULL OR object_key = ?3) \
-                     ORDER BY created_at DESC, id DESC LIMIT ?4"
-                );
+                    " FROM invocations WHERE 1"
+                ));
+                let mut params: Vec<&dyn rusqlite::ToSql> = Vec::new();
+                for (column, value) in [
+                    ("status", &filter.status),
+                    ("service", &filter.service),
+                    ("object_key", &filter.key),
+                ] {
+                    if let Some(value) = value {
+                        sql.push_str(&format!(" AND {column} = ?"));
+                        params.push(value);
+                    }
+                }
+                sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
                 let limit = i64::from(filter.limit.unwrap_or(100).min(10_000));
-                let params = rusqlite::params![filter.status, filter.service, filter.key, limit];
-                rows(conn, sql, params, reader::invocation)
+                params.push(&limit);
+                rows(conn, &sql, params.as_slice(), reader::invocation)
             })
             .await
     }
