@@ -91,7 +91,10 @@ impl Fake {
             Command::new(exe)
                 .args(["mock-providers", "--listen", &listen])
                 .env("MOCK_DECLINE_RATE", "0")
-                .env("MOCK_DELAY_MS", delay_ms.to_string()),
+                .env("MOCK_DELAY_MS", delay_ms.to_string())
+                // One worker thread (tokio reads this variable): the fake needs a fraction of
+                // a core, and on two shared cores a second worker mostly adds wake-ups.
+                .env("TOKIO_WORKER_THREADS", "1"),
             &data.join("fake.log"),
         )?;
         let fake = Fake {
