@@ -22,7 +22,7 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::bindings::http::{HttpError, Request, Response};
 
@@ -161,30 +161,39 @@ impl Outbound {
         }
     }
 
-    /// Sends `req` under `policy`. Returns the guest-visible result and a JSON record of the
-    /// exchange (as the guest wrote it: secrets appear only as placeholders).
-    pub async fn send(
+    /// [`Outbound::send`], also returning the exchange as JSON text, as the guest wrote it
+    /// (secrets appear only as placeholders).
+    pub async fn send_recorded(
         &self,
         policy: &Policy,
         req: &Request,
-    ) -> (Result<Response, HttpError>, serde_json::Value) {
-        let result = self.send_inner(policy, req).await;
-        let exchange = json!({
-            "request": {
-                "method": req.method,
-                "url": req.url,
-                "headers": req.headers,
-                "body": body_preview(&req.body),
+    ) -> (Result<Response, HttpError>, String) {
+        let result = self.send(policy, req).await;
+        let exchange = Exchange {
+            request: SentRequest {
+                method: &req.method,
+                url: &req.url,
+                headers: &req.headers,
+                body: BodyPreview(&req.body),
             },
-            "response": match &result {
-                Ok(resp) => json!({"status": resp.status, "body": body_preview(&resp.body)}),
-                Err(e) => json!({"error": format!("{e:?}")}),
+            response: match &result {
+                Ok(resp) => Received::Response {
+                    status: resp.status,
+                    body: BodyPreview(&resp.body),
+                },
+                Err(e) => Received::Error {
+                    error: format!("{e:?}"),
+                },
             },
+        };
+        let text = serde_json::to_string(&exchange).unwrap_or_else(|e| {
+            serde_json::Value::from(format!("exchange not recorded: {e}")).to_string()
         });
-        (result, exchange)
+        (result, text)
     }
 
-    async fn send_inner(&self, policy: &Policy, req: &Request) -> Result<Response, HttpError> {
+    /// Sends `req` under `policy`. Returns the guest-visible result.
+    pub async fn send(&self, policy: &Policy, req: &Request) -> Result<Response, HttpError> {
         let url = reqwest::Url::parse(&req.url)
             .map_err(|e| HttpError::InvalidRequest(format!("invalid URL {:?}: {e}", req.url)))?;
         let origin = Origin::of(&url).map_err(HttpError::InvalidRequest)?;
@@ -287,14 +296,42 @@ fn substitute_secrets(
     Ok(out)
 }
 
-fn body_preview(body: &[u8]) -> serde_json::Value {
-    const MAX: usize = 4096;
-    let shown = &body[..body.len().min(MAX)];
-    let mut text = String::from_utf8_lossy(shown).into_owned();
-    if body.len() > MAX {
-        text.push_str(&format!("… ({} bytes)", body.len()));
+/// One HTTP exchange as recorded under a provider call's journal entry.
+#[derive(Serialize)]
+struct Exchange<'a> {
+    request: SentRequest<'a>,
+    response: Received<'a>,
+}
+
+#[derive(Serialize)]
+struct SentRequest<'a> {
+    method: &'a str,
+    url: &'a str,
+    headers: &'a [(String, String)],
+    body: BodyPreview<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Received<'a> {
+    Response { status: u16, body: BodyPreview<'a> },
+    Error { error: String },
+}
+
+/// A body as text (lossy UTF-8), cut after 4 KiB with its full length.
+struct BodyPreview<'a>(&'a [u8]);
+
+impl Serialize for BodyPreview<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const MAX: usize = 4096;
+        let body = self.0;
+        let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
+        if body.len() > MAX {
+            serializer.serialize_str(&format!("{text}… ({} bytes)", body.len()))
+        } else {
+            serializer.serialize_str(&text)
+        }
     }
-    serde_json::Value::String(text)
 }
 
 #[cfg(test)]
@@ -370,37 +407,40 @@ mod tests {
 
         // Listed but not explicit: the name resolves to loopback, refused at connect time.
         let strict = Outbound::new([&listed]).unwrap();
-        let (result, exchange) = strict.send(&listed, &get(&format!("{by_name}/x"))).await;
+        let (result, exchange) = strict
+            .send_recorded(&listed, &get(&format!("{by_name}/x")))
+            .await;
         match result {
             Err(HttpError::Denied(reason)) => {
                 assert!(reason.contains("loopback"), "{reason}")
             }
             other => panic!("expected denied, got {other:?}"),
         }
+        let exchange: serde_json::Value = serde_json::from_str(&exchange).unwrap();
         assert!(exchange["response"]["error"].is_string());
         // An IP literal on the list was listed explicitly.
-        let (result, _) = strict.send(&listed, &get(&format!("{by_ip}/x"))).await;
+        let result = strict.send(&listed, &get(&format!("{by_ip}/x"))).await;
         assert_eq!(result.unwrap().status, 200);
         // Not listed: the metadata service, another loopback port.
         for url in [
             "http://169.254.169.254/latest/meta-data/",
             "http://127.0.0.1:1/",
         ] {
-            match strict.send(&listed, &get(url)).await.0 {
+            match strict.send(&listed, &get(url)).await {
                 Err(HttpError::Denied(reason)) => {
                     assert!(reason.contains("IP literal"), "{reason}")
                 }
                 other => panic!("{url}: expected denied, got {other:?}"),
             }
         }
-        match strict.send(&listed, &get("http://[::1]:1/")).await.0 {
+        match strict.send(&listed, &get("http://[::1]:1/")).await {
             Err(HttpError::Denied(reason)) => assert!(reason.contains("loopback"), "{reason}"),
             other => panic!("expected denied, got {other:?}"),
         }
 
         // Explicit: the name may resolve to loopback.
         let lenient = Outbound::new([&explicit]).unwrap();
-        let (result, _) = lenient.send(&explicit, &get(&format!("{by_name}/x"))).await;
+        let result = lenient.send(&explicit, &get(&format!("{by_name}/x"))).await;
         assert_eq!(result.unwrap().body, b"ok");
     }
 

@@ -15,7 +15,7 @@ impl Host for HostState {
                 let request = req.clone();
                 svc.journal
                     .record(EntryKind::Http, &name, &req, |_| async move {
-                        let (result, _exchange) = outbound.send(&policy, &request).await;
+                        let result = outbound.send(&policy, &request).await;
                         log_refusal(&component, &request, &result);
                         Ok(Effect::value(result))
                     })
@@ -23,7 +23,8 @@ impl Host for HostState {
                     .map_err(trap)
             }
             Role::Provider(ctx) => {
-                let (result, exchange) = ctx.runtime.outbound.send(&ctx.policy, &req).await;
+                let (result, exchange) =
+                    ctx.runtime.outbound.send_recorded(&ctx.policy, &req).await;
                 log_refusal(&component, &req, &result);
                 tracing::debug!(%component, method = %req.method, url = %req.url, ok = result.is_ok(), "provider http");
                 ctx.exchanges.push(exchange);

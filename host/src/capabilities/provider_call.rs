@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 use crate::journal::{Effect, EntryKind, JournalError};
 use crate::runtime::providers::{self, ProviderCall, ProviderOutput};
@@ -39,14 +38,12 @@ impl HostState {
                 let performed =
                     providers::perform(&runtime, &invocation_id, &deployment, &live, call).await?;
                 let soft = performed.output.is_retryable_error();
+                let detail = performed.detail(&deployment, &live.idempotency_key);
                 let value = pick(performed.output).ok_or_else(|| {
                     JournalError::Effect(format!(
                         "provider answered {name} with another call's result"
                     ))
                 })?;
-                let mut detail = performed.detail;
-                detail["provider"] = json!(deployment);
-                detail["idempotency_key"] = json!(live.idempotency_key);
                 Ok(Effect {
                     value,
                     detail: Some(detail),

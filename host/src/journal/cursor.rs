@@ -24,8 +24,8 @@ pub struct Live {
 /// The result of a live call: the value returned to the guest and what is stored with it.
 pub struct Effect<R> {
     pub value: R,
-    /// Extra JSON stored with the entry (e.g. a provider's HTTP exchanges).
-    pub detail: Option<serde_json::Value>,
+    /// Extra JSON text stored with the entry (e.g. a provider's HTTP exchanges).
+    pub detail: Option<String>,
     /// A state mutation committed in the same transaction as the entry.
     pub state: Option<StateOp>,
     /// A retryable failure of the effect (provider unavailable, rate limited). When it is the
@@ -249,7 +249,7 @@ impl Journal {
         let mut detail = format!(r#"{{"args":{}"#, preview_json(&args_json));
         if let Some(extra) = effect.detail {
             detail.push_str(r#","effect":"#);
-            detail.push_str(&extra.to_string());
+            detail.push_str(&extra);
         }
         detail.push('}');
         let entry = Entry {

@@ -113,8 +113,28 @@ enum Instance {
 /// The effect of one provider call, as the journal entry records it.
 pub struct Performed {
     pub output: ProviderOutput,
-    /// The provider's HTTP exchanges and how an in-doubt call was resolved.
-    pub detail: serde_json::Value,
+    /// The provider's HTTP exchanges, each as JSON text.
+    pub exchanges: Vec<String>,
+    /// How a call found in doubt after a crash was resolved.
+    pub recovery: Option<&'static str>,
+}
+
+impl Performed {
+    /// The entry's detail as JSON text: the exchanges, the recovery if any, the provider
+    /// deployment and the idempotency key. Written as text, since the exchanges already are.
+    pub fn detail(&self, provider: &str, idempotency_key: &str) -> String {
+        let text = |s: &str| serde_json::Value::from(s).to_string();
+        let mut detail = format!(r#"{{"exchanges":[{}]"#, self.exchanges.join(","));
+        if let Some(recovery) = self.recovery {
+            detail.push_str(&format!(r#","recovery":{}"#, text(recovery)));
+        }
+        detail.push_str(&format!(
+            r#","provider":{},"idempotency_key":{}}}"#,
+            text(provider),
+            text(idempotency_key)
+        ));
+        detail
+    }
 }
 
 /// Performs `call` (entry `index` of invocation `invocation_id`) on provider deployment
@@ -143,7 +163,7 @@ pub async fn perform(
     let safety = retry_safety(runtime, deployment_id, operation, &mut store, &instance)
         .await
         .map_err(trapped)?;
-    let mut recovery = serde_json::Value::Null;
+    let mut recovery = None;
     if safety != RetrySafety::IdempotencyKey {
         // Normally committed with the entries before the call (see `needs_marker`).
         let in_doubt = match live.marked {
@@ -177,13 +197,9 @@ pub async fn perform(
             );
             if safety == RetrySafety::Lookup {
                 if let Some(found) = find(&mut store, &instance, &call).await.map_err(trapped)? {
-                    return Ok(done(
-                        store,
-                        found,
-                        serde_json::json!("in doubt: found by lookup"),
-                    ));
+                    return Ok(done(store, found, Some("in doubt: found by lookup")));
                 }
-                recovery = serde_json::json!("in doubt: not found by lookup, called again");
+                recovery = Some("in doubt: not found by lookup, called again");
             } else if policy == InDoubtPolicy::AtMostOnce {
                 let output = in_doubt_output(
                     &call,
@@ -194,10 +210,10 @@ pub async fn perform(
                 return Ok(done(
                     store,
                     output,
-                    serde_json::json!("in doubt: not repeated (at-most-once)"),
+                    Some("in doubt: not repeated (at-most-once)"),
                 ));
             } else {
-                recovery = serde_json::json!("in doubt: called again (at-least-once)");
+                recovery = Some("in doubt: called again (at-least-once)");
             }
         }
     }
@@ -205,16 +221,20 @@ pub async fn perform(
     Ok(done(store, output, recovery))
 }
 
-fn done(store: Store<HostState>, output: ProviderOutput, recovery: serde_json::Value) -> Performed {
+fn done(
+    store: Store<HostState>,
+    output: ProviderOutput,
+    recovery: Option<&'static str>,
+) -> Performed {
     let exchanges = match store.into_data().role {
         Role::Provider(ctx) => ctx.exchanges,
         _ => Vec::new(),
     };
-    let mut detail = serde_json::json!({ "exchanges": exchanges });
-    if !recovery.is_null() {
-        detail["recovery"] = recovery;
+    Performed {
+        output,
+        exchanges,
+        recovery,
     }
-    Performed { output, detail }
 }
 
 async fn instantiate(

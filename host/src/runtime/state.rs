@@ -54,7 +54,8 @@ pub struct ProviderCtx {
     pub policy: Arc<Policy>,
     pub runtime: Arc<Runtime>,
     /// The provider's HTTP exchanges during this call, shown under the journal entry.
-    pub exchanges: Vec<serde_json::Value>,
+    /// Each as JSON text (see [`crate::outbound::Outbound::send`]).
+    pub exchanges: Vec<String>,
 }
 
 impl HostState {
