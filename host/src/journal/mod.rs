@@ -138,21 +138,77 @@ pub fn preview<A: Serialize + ?Sized>(args: &A) -> serde_json::Value {
     preview_value(serde_json::to_value(args).unwrap_or(serde_json::Value::Null))
 }
 
-/// The [`preview`] stored with an entry, as JSON text, from the arguments' JSON encoding (the
-/// one digested): that encoding itself when it is short and holds no byte list, so most entries
-/// encode their arguments once.
+/// The [`preview`] stored with an entry, as JSON text, made from the arguments' JSON encoding
+/// (the one digested) without decoding it: each entry encodes its arguments once.
 pub fn preview_json(args_json: &[u8]) -> String {
-    let byte_list = args_json
-        .windows(2)
-        .any(|w| w[0] == b'[' && w[1].is_ascii_digit());
-    if args_json.len() <= PREVIEW_MAX
-        && !byte_list
-        && let Ok(text) = std::str::from_utf8(args_json)
-    {
-        return text.to_owned();
+    let Ok(json) = std::str::from_utf8(args_json) else {
+        return "null".into();
+    };
+    let text = bytes_as_text_json(json);
+    if text.len() <= PREVIEW_MAX {
+        return text;
     }
-    let value = serde_json::from_slice(args_json).unwrap_or(serde_json::Value::Null);
-    preview_value(value).to_string()
+    let mut cut = PREVIEW_MAX;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    serde_json::Value::from(format!("{}…", &text[..cut])).to_string()
+}
+
+/// [`bytes_as_text`] on compact JSON text: every array outside a string whose items are all
+/// integers 0..=255 and decode as UTF-8 becomes a JSON string of that text.
+fn bytes_as_text_json(json: &str) -> String {
+    let bytes = json.as_bytes();
+    let mut out = String::with_capacity(json.len());
+    let (mut i, mut copied, mut in_string) = (0, 0, false);
+    while i < bytes.len() {
+        match (in_string, bytes[i]) {
+            (true, b'\\') => i += 1,
+            (true, b'"') => in_string = false,
+            (false, b'"') => in_string = true,
+            (false, b'[') => {
+                if let Some((text, len)) = byte_list(&bytes[i..]) {
+                    out.push_str(&json[copied..i]);
+                    out.push_str(&serde_json::Value::from(text).to_string());
+                    i += len;
+                    copied = i;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push_str(&json[copied..]);
+    out
+}
+
+/// A non-empty `[n,...]` at the start of `json` with every `n` in 0..=255, whose bytes are UTF-8:
+/// that text, and the length of the array in `json`.
+fn byte_list(json: &[u8]) -> Option<(String, usize)> {
+    let mut bytes = Vec::new();
+    let mut i = 1;
+    loop {
+        let start = i;
+        let mut n: u32 = 0;
+        while let Some(digit) = json.get(i).filter(|b| b.is_ascii_digit()) {
+            n = n * 10 + u32::from(digit - b'0');
+            if n > 255 {
+                return None;
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        bytes.push(n as u8);
+        match json.get(i)? {
+            b',' => i += 1,
+            b']' => break,
+            _ => return None,
+        }
+    }
+    String::from_utf8(bytes).ok().map(|text| (text, i + 1))
 }
 
 fn preview_value(value: serde_json::Value) -> serde_json::Value {
@@ -222,6 +278,11 @@ mod tests {
             serde_json::json!(["order", [123, 125]]),
             serde_json::json!({"amount": 5000, "lines": [[1, 2], []], "note": "a [1] b"}),
             serde_json::json!({"blob": "x".repeat(3000)}),
+            serde_json::json!([
+                "a \\\" [1,2] \\\\",
+                [[104, 105], [300, 1], [255, 254], [0], [1.5]]
+            ]),
+            serde_json::json!({"k": [104, 105], "n": -1, "e": [], "v": [[1, [2]]]}),
         ] {
             let stored = preview_json(&serde_json::to_vec(&args).unwrap());
             let parsed: serde_json::Value = serde_json::from_str(&stored).unwrap();
