@@ -273,7 +273,7 @@ impl Storage for SqliteStorage {
     ) -> StorageResult<Option<Vec<u8>>> {
         let params = [service.to_string(), key.to_string(), name.to_string()];
         self.readers
-            .run(move |conn| {
+            .run_lookup(move |conn| {
                 let sql =
                     "SELECT value FROM state WHERE service = ? AND object_key = ? AND name = ?";
                 Ok(conn

@@ -47,21 +47,41 @@ impl Readers {
             .await
             .map_err(|_| StorageError::Database("the readers are closed".into()))?;
         let readers = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let idle = readers.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let conn = match idle {
-                Some(conn) => conn,
-                None => super::open_connection(&readers.path)?,
-            };
-            let result = read(&conn);
-            let mut idle = readers.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < MAX_READERS {
-                idle.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|e| StorageError::Database(format!("a read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || readers.with_connection(read))
+            .await
+            .map_err(|e| StorageError::Database(format!("a read task failed: {e}")))?
+    }
+
+    /// Runs `read`, a lookup by primary key, on the calling thread when a reader is free (else
+    /// as [`Readers::run`]): a few pages in WAL mode take microseconds, less than handing the
+    /// read to another thread and back.
+    pub(super) async fn run_lookup<T, F>(self: &Arc<Self>, read: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
+    {
+        match self.turns.try_acquire() {
+            Ok(_turn) => self.with_connection(read),
+            Err(_) => self.run(read).await,
+        }
+    }
+
+    /// `read` on an idle connection, or a new one; the connection is kept for the next read.
+    fn with_connection<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> StorageResult<T>,
+    ) -> StorageResult<T> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => super::open_connection(&self.path)?,
+        };
+        let result = read(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_READERS {
+            idle.push(conn);
+        }
+        result
     }
 }
 
