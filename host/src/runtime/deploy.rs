@@ -9,6 +9,7 @@ use wasmtime::component::{Component, InstancePre};
 
 use super::limits::{Limits, describe_trap};
 use super::provider_settings::{OwnSettings, ProviderOverrides, SettingsError};
+use super::registry::Linked;
 use super::{Deployment, DeploymentKind, HostState, ProviderRole, Role, Runtime};
 use crate::bindings::email_provider::EmailProviderPre;
 use crate::bindings::payments_provider::PaymentsProviderPre;
@@ -271,21 +272,25 @@ async fn load(
         .linker
         .instantiate_pre(&component)
         .map_err(|e| DeployError::Link(format!("{e:#}")))?;
-    let kind = if exports.iter().any(|e| e == HANDLER_EXPORT) {
-        DeploymentKind::Service(describe(runtime, id, &pre, limits).await?)
+    let (kind, linked) = if exports.iter().any(|e| e == HANDLER_EXPORT) {
+        let service = ServicePre::new(pre).map_err(|e| DeployError::MissingExport {
+            world: "cairn:durable/service",
+            message: format!("{e:#}"),
+        })?;
+        let info = describe(runtime, id, &service, limits).await?;
+        (DeploymentKind::Service(info), Linked::Service(service))
     } else if let Some(role) = ProviderRole::ALL
         .into_iter()
         .find(|r| exports.iter().any(|e| e == r.export_name()))
     {
-        check_provider_world(role, &pre)?;
-        DeploymentKind::Provider(role)
+        (DeploymentKind::Provider(role), link_provider(role, pre)?)
     } else {
         return Err(DeployError::UnknownWorld(exports.join(", ")));
     };
     Ok(Deployment {
         id: id.to_string(),
         kind,
-        pre,
+        linked,
         size: bytes.len(),
         created_at,
         limits,
@@ -294,25 +299,22 @@ async fn load(
 }
 
 /// A provider must export everything its world does (the role's interface and its recovery).
-fn check_provider_world(
-    role: ProviderRole,
-    pre: &InstancePre<HostState>,
-) -> Result<(), DeployError> {
-    let (world, checked) = match role {
+fn link_provider(role: ProviderRole, pre: InstancePre<HostState>) -> Result<Linked, DeployError> {
+    let (world, linked) = match role {
         ProviderRole::Payments => (
             "cairn:commerce/payments-provider",
-            PaymentsProviderPre::new(pre.clone()).map(|_| ()),
+            PaymentsProviderPre::new(pre).map(Linked::Payments),
         ),
         ProviderRole::Email => (
             "cairn:commerce/email-provider",
-            EmailProviderPre::new(pre.clone()).map(|_| ()),
+            EmailProviderPre::new(pre).map(Linked::Email),
         ),
         ProviderRole::Shipping => (
             "cairn:commerce/shipping-provider",
-            ShippingProviderPre::new(pre.clone()).map(|_| ()),
+            ShippingProviderPre::new(pre).map(Linked::Shipping),
         ),
     };
-    checked.map_err(|e| DeployError::MissingExport {
+    linked.map_err(|e| DeployError::MissingExport {
         world,
         message: format!("{e:#}"),
     })
@@ -321,13 +323,9 @@ fn check_provider_world(
 async fn describe(
     runtime: &Runtime,
     id: &str,
-    pre: &InstancePre<HostState>,
+    service_pre: &ServicePre<HostState>,
     limits: Limits,
 ) -> Result<crate::bindings::handler::ServiceInfo, DeployError> {
-    let service_pre = ServicePre::new(pre.clone()).map_err(|e| DeployError::MissingExport {
-        world: "cairn:durable/service",
-        message: format!("{e:#}"),
-    })?;
     let fail = |e: wasmtime::Error| DeployError::Describe(describe_trap(&e));
     let state = HostState::new(
         id.into(),

@@ -8,10 +8,10 @@ use std::time::Duration;
 use wasmtime::Store;
 
 use super::providers::seed_of;
+use super::registry::Linked;
 use super::{DeploymentKind, HostState, Role, Runtime, ServiceCtx};
 use crate::bindings::context;
 use crate::bindings::handler::{FailureKind, HandlerKind, ServiceKind};
-use crate::bindings::service::ServicePre;
 use crate::journal::Entry;
 use crate::journal::{Journal, JournalError};
 use crate::storage::{FailureRecord, Invocation, Outcome, StateOp, StateScope, now_ms};
@@ -322,9 +322,11 @@ async fn attempt_in(
         Some(inv.created_at),
     );
     let store = slot.insert(runtime.new_store(state));
-    let pre = match ServicePre::new(deployment.pre.clone()) {
-        Ok(pre) => pre,
-        Err(e) => return terminal(500, format!("deployment is not a service: {e:#}")),
+    let Linked::Service(pre) = &deployment.linked else {
+        return terminal(
+            500,
+            format!("deployment {} is not a service", deployment.id),
+        );
     };
     let result = match pre.instantiate_async(&mut *store).await {
         Ok(instance) => {

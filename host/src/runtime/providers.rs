@@ -9,14 +9,12 @@ use serde::Serialize;
 use wasmtime::Store;
 
 use super::limits::describe_trap;
+use super::registry::Linked;
 use super::{HostState, ProviderCtx, ProviderRole, Role, Runtime};
 use crate::bindings::commerce_types::{
     Charge, ChargeRequest, EmailMessage, EmailReceipt, Label, LabelRequest, ProviderError, Refund,
     RefundRequest, RetrySafety,
 };
-use crate::bindings::email_provider::EmailProviderPre;
-use crate::bindings::payments_provider::PaymentsProviderPre;
-use crate::bindings::shipping_provider::ShippingProviderPre;
 use crate::journal::JournalError;
 use crate::storage::CallMarker;
 
@@ -123,7 +121,7 @@ impl Performed {
     /// The entry's detail as JSON text: the exchanges, the recovery if any, the provider
     /// deployment and the idempotency key. Written as text, since the exchanges already are.
     pub fn detail(&self, provider: &str, idempotency_key: &str) -> String {
-        let text = |s: &str| serde_json::Value::from(s).to_string();
+        let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
         let mut detail = format!(r#"{{"exchanges":[{}]"#, self.exchanges.join(","));
         if let Some(recovery) = self.recovery {
             detail.push_str(&format!(r#","recovery":{}"#, text(recovery)));
@@ -278,7 +276,6 @@ async fn instantiate(
         None,
     );
     let mut store = runtime.new_store_with(state, deployment.limits);
-    let pre = deployment.pre.clone();
     let trapped = |e: wasmtime::Error| {
         JournalError::Effect(format!(
             "provider {} ({deployment_id}) failed to start: {}",
@@ -286,28 +283,22 @@ async fn instantiate(
             describe_trap(&e)
         ))
     };
-    let instance = match role {
-        ProviderRole::Payments => Instance::Payments(
-            PaymentsProviderPre::new(pre)
-                .map_err(trapped)?
-                .instantiate_async(&mut store)
-                .await
-                .map_err(trapped)?,
-        ),
-        ProviderRole::Email => Instance::Email(
-            EmailProviderPre::new(pre)
-                .map_err(trapped)?
-                .instantiate_async(&mut store)
-                .await
-                .map_err(trapped)?,
-        ),
-        ProviderRole::Shipping => Instance::Shipping(
-            ShippingProviderPre::new(pre)
-                .map_err(trapped)?
-                .instantiate_async(&mut store)
-                .await
-                .map_err(trapped)?,
-        ),
+    let instance = match (role, &deployment.linked) {
+        (ProviderRole::Payments, Linked::Payments(pre)) => {
+            Instance::Payments(pre.instantiate_async(&mut store).await.map_err(trapped)?)
+        }
+        (ProviderRole::Email, Linked::Email(pre)) => {
+            Instance::Email(pre.instantiate_async(&mut store).await.map_err(trapped)?)
+        }
+        (ProviderRole::Shipping, Linked::Shipping(pre)) => {
+            Instance::Shipping(pre.instantiate_async(&mut store).await.map_err(trapped)?)
+        }
+        _ => {
+            return Err(JournalError::Misuse(format!(
+                "deployment {deployment_id} is not a {} provider",
+                role.as_str()
+            )));
+        }
     };
     Ok((store, instance))
 }

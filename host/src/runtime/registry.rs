@@ -4,12 +4,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use wasmtime::component::InstancePre;
 
 use super::HostState;
 use super::limits::Limits;
 use super::provider_settings::OwnSettings;
+use crate::bindings::email_provider::EmailProviderPre;
 use crate::bindings::handler::ServiceInfo;
+use crate::bindings::payments_provider::PaymentsProviderPre;
+use crate::bindings::service::ServicePre;
+use crate::bindings::shipping_provider::ShippingProviderPre;
 
 /// The provider roles a service can import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -72,13 +75,23 @@ impl DeploymentKind {
     }
 }
 
+/// A deployment's pre-linked component, typed by its world: the world's exports are looked up
+/// once, when it is deployed, instead of at every instantiation.
+#[derive(Clone)]
+pub enum Linked {
+    Service(ServicePre<HostState>),
+    Payments(PaymentsProviderPre<HostState>),
+    Email(EmailProviderPre<HostState>),
+    Shipping(ShippingProviderPre<HostState>),
+}
+
 /// A compiled, pre-linked component.
 #[derive(Clone)]
 pub struct Deployment {
     /// Hex SHA-256 of the component bytes.
     pub id: String,
     pub kind: DeploymentKind,
-    pub pre: InstancePre<HostState>,
+    pub linked: Linked,
     pub size: usize,
     pub created_at: i64,
     /// Sandbox limits set for this deployment (host defaults fill the rest).
