@@ -117,7 +117,9 @@ enum Attempt {
 
 /// Runs `inv` until it succeeds, fails terminally, or runs out of attempts; commits and returns
 /// the outcome. Exclusive handlers of a keyed object hold the key for the whole run.
-pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
+pub async fn invoke(runtime: &Arc<Runtime>, mut inv: Invocation) -> Outcome {
+    // The first attempt may know its journal already (new, or resumed after a restart).
+    let mut known = inv.known_journal.take();
     let exclusive = exclusive(runtime, &inv);
     let _turn = match (&inv.key, exclusive) {
         (Some(key), true) => Some(runtime.locks.lock(&inv.service, key).await),
@@ -133,15 +135,12 @@ pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
         service: &inv.service,
         key: inv.key.as_deref().unwrap_or_default(),
     };
-    // Only a new invocation's first run may skip reading its (empty) journal.
-    let mut fresh = inv.just_created;
     let (outcome, pending) = loop {
         // Bounded instances at once: only a running attempt holds a permit (and an instance);
         // one waiting for its key, a retry or a timer holds neither.
         let permit = runtime.running.acquire().await;
-        let (result, pending) = run_attempt(runtime, &inv, attempt, exclusive, fresh).await;
+        let (result, pending) = run_attempt(runtime, &inv, attempt, exclusive, known.take()).await;
         drop(permit);
-        fresh = false;
         match result {
             Attempt::Output(out) => break (Outcome::Succeeded(out), pending),
             Attempt::Suspended { until_ms } => {
@@ -238,10 +237,10 @@ async fn run_attempt(
     inv: &Invocation,
     attempt: u32,
     exclusive: bool,
-    fresh: bool,
+    known: Option<Vec<Entry>>,
 ) -> (Attempt, Pending) {
     let mut store = None;
-    let result = attempt_in(runtime, inv, attempt, exclusive, fresh, &mut store).await;
+    let result = attempt_in(runtime, inv, attempt, exclusive, known, &mut store).await;
     let pending = match store.map(|s: Store<HostState>| s.into_data().role) {
         Some(Role::Service(mut ctx)) => ctx.journal.take_pending(),
         _ => Vec::new(),
@@ -254,7 +253,7 @@ async fn attempt_in(
     inv: &Invocation,
     attempt: u32,
     exclusive: bool,
-    fresh: bool,
+    known: Option<Vec<Entry>>,
     slot: &mut Option<Store<HostState>>,
 ) -> Attempt {
     let terminal = |code: u16, message: String| Attempt::Failed {
@@ -273,11 +272,9 @@ async fn attempt_in(
             format!("deployment {} is not loaded", inv.deployment_id),
         );
     };
-    // A new invocation's first run has nothing to replay: no read.
-    let journal = if fresh {
-        Ok(Vec::new())
-    } else {
-        runtime.storage.journal(&inv.id).await
+    let journal = match known {
+        Some(entries) => Ok(entries),
+        None => runtime.storage.journal(&inv.id).await,
     };
     let mut recorded = match journal {
         Ok(entries) => entries,

@@ -159,9 +159,11 @@ pub struct Invocation {
     pub created_at: i64,
     pub updated_at: i64,
     pub completed_at: Option<i64>,
-    /// Created by this process and not run yet: its journal is known to be empty.
+    /// Its journal as already known (empty for an invocation this process just created, read
+    /// with the row when resuming after a restart): the first attempt uses it instead of
+    /// reading it. `None`: read it.
     #[serde(skip)]
-    pub just_created: bool,
+    pub known_journal: Option<Vec<Entry>>,
 }
 
 impl Invocation {
@@ -184,7 +186,7 @@ impl Invocation {
             created_at: at,
             updated_at: at,
             completed_at: None,
-            just_created: true,
+            known_journal: Some(Vec::new()),
         }
     }
 }
@@ -267,7 +269,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Created>;
     async fn invocation(&self, id: &str) -> StorageResult<Option<Invocation>>;
     async fn list_invocations(&self, filter: &InvocationFilter) -> StorageResult<Vec<Invocation>>;
-    /// The next page (at most `limit`) of `scan`, in creation order; empty once it is over.
+    /// The next page (at most `limit`) of `scan`, in creation order, each with its journal
+    /// ([`Invocation::known_journal`]); empty once it is over.
     async fn unfinished_invocations(
         &self,
         scan: &mut UnfinishedScan,

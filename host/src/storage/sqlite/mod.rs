@@ -2,6 +2,7 @@
 //! `rusqlite` connections for reads ([`reader`]) and one group-committing writer thread
 //! ([`writer`]); sqlx runs the embedded migrations at open.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -169,10 +170,32 @@ impl Storage for SqliteStorage {
                     " FROM invocations WHERE status = 'running' AND rowid > ? AND rowid <= ? \
                      ORDER BY rowid LIMIT ?"
                 );
+                // One snapshot for the page and, in one query, the journals of its invocations:
+                // a resumed invocation's first attempt does not read its own.
+                let snapshot = conn.unchecked_transaction()?;
                 let params = rusqlite::params![after, until, i64::from(limit)];
-                let page = rows(conn, sql, params, |row| {
+                let page = rows(&snapshot, sql, params, |row| {
                     Ok((row.get::<_, i64>("seq")?, reader::invocation(row)?))
                 })?;
+                let journal_sql = "SELECT invocation_id, idx, kind, name, args_digest, result, \
+                                   detail, started_at, duration_us, soft FROM journal \
+                                   WHERE invocation_id IN (SELECT id FROM invocations \
+                                   WHERE status = 'running' AND rowid > ? AND rowid <= ? \
+                                   ORDER BY rowid LIMIT ?) ORDER BY invocation_id, idx";
+                let mut journals: HashMap<String, Vec<Entry>> = HashMap::new();
+                for (id, entry) in rows(&snapshot, journal_sql, params, |row| {
+                    Ok((row.get::<_, String>("invocation_id")?, reader::entry(row)?))
+                })? {
+                    journals.entry(id).or_default().push(entry);
+                }
+                let page = page
+                    .into_iter()
+                    .map(|(seq, mut invocation)| {
+                        invocation.known_journal =
+                            Some(journals.remove(&invocation.id).unwrap_or_default());
+                        (seq, invocation)
+                    })
+                    .collect::<Vec<_>>();
                 Ok((until, page))
             })
             .await?;
@@ -406,9 +429,19 @@ mod deployment_tests {
         };
         let done = Outcome::Succeeded(Vec::new());
         storage
-            .complete("d", &done, scope, Vec::new())
+            .complete("d", &done, scope.clone(), Vec::new())
             .await
             .unwrap();
+        let entries = |n: u32| {
+            (0..n)
+                .map(|i| (super::writer::tests::entry(i), None))
+                .collect()
+        };
+        storage
+            .append_batch("a", scope.clone(), entries(2))
+            .await
+            .unwrap();
+        storage.append_batch("e", scope, entries(1)).await.unwrap();
 
         let mut scan = UnfinishedScan::default();
         let mut seen = Vec::new();
@@ -423,9 +456,16 @@ mod deployment_tests {
                 .create_invocation(&invocation(&format!("new{}", seen.len())))
                 .await
                 .unwrap();
-            seen.extend(page.into_iter().map(|i| i.id));
+            // Each comes with its journal, read with the page.
+            seen.extend(page.into_iter().map(|i| {
+                let journal = i.known_journal.expect("the journal comes with the page");
+                (i.id, journal.iter().map(|e| e.index).collect::<Vec<_>>())
+            }));
         }
-        assert_eq!(seen, ["c", "a", "b", "e"]);
+        let ids: Vec<_> = seen.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["c", "a", "b", "e"]);
+        let journals: Vec<_> = seen.iter().map(|(_, j)| j.len()).collect();
+        assert_eq!(journals, [0, 2, 0, 1]);
     }
 
     fn record(id: &str, at: i64) -> DeploymentRecord {

@@ -431,12 +431,12 @@ fn put_deployment(conn: &Connection, d: &DeploymentRecord) -> StorageResult<Writ
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::SqliteStorage;
     use crate::journal::{Entry, EntryKind};
     use crate::storage::{Storage, Table};
 
-    fn entry(index: u32) -> Entry {
+    pub(in crate::storage::sqlite) fn entry(index: u32) -> Entry {
         Entry {
             index,
             kind: EntryKind::State,
