@@ -115,6 +115,8 @@ async fn run() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sqlx=warn,wasmtime_cache=warn".into()),
         )
+        // Colours only on a terminal: a log file or a collector gets plain lines.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,
