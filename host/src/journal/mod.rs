@@ -135,7 +135,10 @@ const PREVIEW_MAX: usize = 2048;
 
 /// A short, human-readable preview of call arguments for operators (byte lists shown as text).
 pub fn preview<A: Serialize + ?Sized>(args: &A) -> serde_json::Value {
-    preview_value(serde_json::to_value(args).unwrap_or(serde_json::Value::Null))
+    serde_json::to_vec(args)
+        .ok()
+        .and_then(|json| serde_json::from_str(&preview_json(&json)).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// The [`preview`] stored with an entry, as JSON text, made from the arguments' JSON encoding
@@ -155,8 +158,8 @@ pub fn preview_json(args_json: &[u8]) -> String {
     serde_json::Value::from(format!("{}…", &text[..cut])).to_string()
 }
 
-/// [`bytes_as_text`] on compact JSON text: every array outside a string whose items are all
-/// integers 0..=255 and decode as UTF-8 becomes a JSON string of that text.
+/// Byte lists shown as text, on compact JSON text: every array outside a string whose items are
+/// all integers 0..=255 and decode as UTF-8 becomes a JSON string of that text.
 fn bytes_as_text_json(json: &str) -> String {
     let bytes = json.as_bytes();
     let mut out = String::with_capacity(json.len());
@@ -209,43 +212,6 @@ fn byte_list(json: &[u8]) -> Option<(String, usize)> {
         }
     }
     String::from_utf8(bytes).ok().map(|text| (text, i + 1))
-}
-
-fn preview_value(value: serde_json::Value) -> serde_json::Value {
-    let value = bytes_as_text(value);
-    let text = value.to_string();
-    if text.len() > PREVIEW_MAX {
-        let mut cut = PREVIEW_MAX;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        serde_json::Value::String(format!("{}…", &text[..cut]))
-    } else {
-        value
-    }
-}
-
-/// Replaces arrays of small integers that decode as UTF-8 with the text they hold.
-fn bytes_as_text(value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::Array(items) => {
-            let bytes: Option<Vec<u8>> = items
-                .iter()
-                .map(|v| v.as_u64().and_then(|n| u8::try_from(n).ok()))
-                .collect();
-            match bytes.and_then(|b| String::from_utf8(b).ok()) {
-                Some(text) if !items.is_empty() => Value::String(text),
-                _ => Value::Array(items.into_iter().map(bytes_as_text).collect()),
-            }
-        }
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k, bytes_as_text(v)))
-                .collect(),
-        ),
-        other => other,
-    }
 }
 
 #[cfg(test)]
