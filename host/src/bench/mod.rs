@@ -379,14 +379,41 @@ fn machine() -> Value {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| (kb / 1024.0 / 1024.0).round());
-    json!({"cores": cores, "memory_gib": mem_gib})
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+        c.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, m)| m.trim().to_string())
+    });
+    json!({"cores": cores, "memory_gib": mem_gib, "cpu": cpu, "sha256_ms": calibrate()})
+}
+
+/// How long this machine takes, on one core, to hash 64 MiB with SHA-256 (the best of five):
+/// a fixed yardstick, so figures from different machines, or from one machine in a slow and a
+/// fast phase, can be set side by side.
+fn calibrate() -> f64 {
+    use sha2::{Digest, Sha256};
+    let block = vec![0x5a_u8; 1 << 20];
+    let best = (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            let mut hasher = Sha256::new();
+            for _ in 0..64 {
+                hasher.update(&block);
+            }
+            std::hint::black_box(hasher.finalize());
+            started.elapsed()
+        })
+        .min()
+        .unwrap_or_default();
+    (best.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 fn print_table(r: &Value) {
     let seq = &r["sequential"];
     println!(
-        "\ncairn bench ({} cores, {} GiB)",
-        r["machine"]["cores"], r["machine"]["memory_gib"]
+        "\ncairn bench ({} cores, {} GiB; SHA-256 of 64 MiB on one core: {} ms)",
+        r["machine"]["cores"], r["machine"]["memory_gib"], r["machine"]["sha256_ms"]
     );
     println!(
         "{:<34} {:>10} {:>10} {:>10}",
