@@ -55,7 +55,8 @@ struct ServeArgs {
     /// Where the SQLite database and the compiled-component cache live.
     #[arg(long, env = "CAIRN_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
-    /// Overrides the database (default: sqlite under --data-dir).
+    /// The database: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE (default: SQLite under
+    /// --data-dir).
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
     /// Directory with the bundled components (order_orchestrator.wasm, stripe_payments.wasm...).

@@ -49,7 +49,10 @@ async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> 
     cairn::server::start(ServerConfig {
         ingress_addr: "127.0.0.1:0".parse().unwrap(),
         admin_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}", data_dir.join("cairn.db").display()),
+        database_url: options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("cairn.db").display())),
         components: bundled_components(Path::new(test_artifacts::COMPONENTS_DIR)),
         ingress: options.ingress.clone(),
         runtime,
@@ -85,6 +88,8 @@ pub struct Options {
     pub ingress: IngressConfig,
     /// The host's environment as deployments' `secrets` see it (`NAME`, value).
     pub secret_env: Vec<(String, String)>,
+    /// The database (default: SQLite in the data dir).
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
@@ -100,6 +105,7 @@ impl Default for Options {
             service_retry: Vec::new(),
             ingress: IngressConfig::default(),
             secret_env: Vec::new(),
+            database_url: None,
         }
     }
 }

@@ -35,9 +35,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn_host(data_dir: &Path, mock: &str, ingress: u16, admin: u16, generation: usize) -> Child {
+/// `cairn serve` over `data_dir` and, with `database_url`, that database instead of SQLite.
+fn spawn_host(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    mock: &str,
+    ingress: u16,
+    admin: u16,
+    generation: usize,
+) -> Child {
     let log = std::fs::File::create(data_dir.join(format!("host-{generation}.log"))).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    } else {
+        command.env_remove("DATABASE_URL");
+    }
+    command
         .arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
@@ -45,7 +59,6 @@ fn spawn_host(data_dir: &Path, mock: &str, ingress: u16, admin: u16, generation:
         .args(["--ingress-addr", &format!("127.0.0.1:{ingress}")])
         .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
         .env_remove("MOCK_MODE")
-        .env_remove("DATABASE_URL")
         .env("RUST_LOG", "warn")
         .env("STRIPE_API_BASE", mock)
         .env("SENDGRID_API_BASE", mock)
@@ -91,6 +104,18 @@ fn random_between(state: &AtomicU64, low: u64, high: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_survive_kill_minus_nine_with_at_most_one_effect_each() {
+    orders_survive_kill_minus_nine(None).await;
+}
+
+/// The same on PostgreSQL: a killed host's connections (and its advisory lock) are released by
+/// the server, and the restarted host resumes from the same database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_orders_survive_kill_minus_nine_with_at_most_one_effect_each() {
+    let database = cairn::storage::ScratchDatabase::create().await.unwrap();
+    orders_survive_kill_minus_nine(Some(&database.url)).await;
+}
+
+async fn orders_survive_kill_minus_nine(database_url: Option<&str>) {
     let mock = MockServer::start(
         "127.0.0.1:0".parse().unwrap(),
         MockConfig {
@@ -109,6 +134,7 @@ async fn orders_survive_kill_minus_nine_with_at_most_one_effect_each() {
     let host = Arc::new(Mutex::new(Host {
         child: spawn_host(
             data_dir.path(),
+            database_url,
             &mock.base_url(),
             ingress_port,
             admin_port,
@@ -173,6 +199,7 @@ async fn orders_survive_kill_minus_nine_with_at_most_one_effect_each() {
             h.child.wait().unwrap();
             h.child = spawn_host(
                 data_dir.path(),
+                database_url,
                 &mock.base_url(),
                 ingress_port,
                 admin_port,
@@ -310,6 +337,7 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
         let (ingress, admin) = (free_port(), free_port());
         let child = spawn_host(
             data_dir.path(),
+            None,
             &mock.base_url(),
             ingress,
             admin,

@@ -1,24 +1,52 @@
 //! The order flow end to end (issue 2): real host, real components, fake provider API. Effects are
 //! counted at the fake.
 
-use cairn::storage::Table;
-use cairn_e2e::{Cairn, count, order_input};
+use cairn::storage::{ScratchDatabase, Table};
+use cairn_e2e::{Cairn, Options, count, order_input};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn twenty_orders_are_confirmed_with_one_charge_label_and_email_each() {
-    let cairn = Cairn::start().await;
-    let orders = (0..20).map(|i| {
-        let cairn = &cairn;
-        async move {
-            let id = format!("order-{i:03}");
-            (
-                id.clone(),
-                cairn
-                    .process_order(&id, &order_input("alice@example.com"))
-                    .await,
-            )
-        }
+    twenty_orders_confirmed(&Cairn::start().await).await;
+}
+
+/// The same on PostgreSQL; after a restart the orders are still there and a repeat charges
+/// nothing.
+#[tokio::test]
+async fn on_postgres_twenty_orders_are_confirmed_and_kept_across_a_restart() {
+    let database = ScratchDatabase::create().await.unwrap();
+    let cairn = Cairn::start_opts(Options {
+        database_url: Some(database.url.clone()),
+        ..Options::default()
+    })
+    .await;
+    twenty_orders_confirmed(&cairn).await;
+    let before = cairn
+        .process_order("order-007", &order_input("alice@example.com"))
+        .await;
+
+    let cairn = cairn.restart().await;
+    let order = cairn.get_order("order-007").await;
+    assert_eq!(order.status, 200, "{:?}", order.body);
+    assert_eq!(order.body["chargeId"], before.body["chargeId"]);
+    let again = cairn
+        .process_order("order-007", &order_input("alice@example.com"))
+        .await;
+    assert_eq!(again.body, before.body);
+    assert_eq!(count(&cairn.stats().await, "/charges/total"), 20);
+    // The twenty, the repeat, the read and the repeat after the restart.
+    assert_eq!(cairn.count_rows(Table::Invocations).await, 23);
+}
+
+async fn twenty_orders_confirmed(cairn: &Cairn) {
+    let orders = (0..20).map(|i| async move {
+        let id = format!("order-{i:03}");
+        (
+            id.clone(),
+            cairn
+                .process_order(&id, &order_input("alice@example.com"))
+                .await,
+        )
     });
     for (id, reply) in futures::future::join_all(orders).await {
         assert_eq!(reply.status, 200, "{id}: {:?}", reply.body);

@@ -1,10 +1,30 @@
 //! Durable storage: invocations, their journals, per-key state and deployments.
 //!
-//! One [`Storage`] trait; the SQLite implementation is the embedded default. Every method that
-//! writes returns only once the write is durable (SQLite WAL with `synchronous=FULL`).
+//! One [`Storage`] trait, two implementations: SQLite, the embedded default, and PostgreSQL
+//! (a `postgres://` database URL). Every method that writes returns only once the write is
+//! durable (SQLite WAL with `synchronous=FULL`; PostgreSQL's commit).
 
+/// The invocation columns each implementation's row mapper reads.
+macro_rules! invocation_columns {
+    () => {
+        "id, service, handler, object_key, status, input, output, failure, deployment_id, \
+         providers, attempt, idempotency_key, created_at, updated_at, completed_at"
+    };
+}
+
+/// The journal entry columns each implementation's row mapper reads.
+macro_rules! entry_columns {
+    () => {
+        "idx, kind, name, args_digest, result, detail, started_at, duration_us, soft"
+    };
+}
+
+mod postgres;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
+pub use postgres::{DEFAULT_TEST_SERVER, PgStorage, ScratchDatabase};
 pub use sqlite::SqliteStorage;
 
 use std::collections::BTreeMap;
@@ -15,11 +35,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::journal::Entry;
 
-/// A storage failure. Busy/locked databases are retryable; everything else is terminal.
+/// A storage failure. A busy or unreachable database is retryable; everything else is terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("database busy: {0}")]
     Busy(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Database(String),
     #[error("stored data is corrupt: {0}")]
@@ -30,22 +52,32 @@ pub enum StorageError {
 
 impl StorageError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StorageError::Busy(_))
+        matches!(self, StorageError::Busy(_) | StorageError::Unavailable(_))
     }
 }
 
 impl From<sqlx::Error> for StorageError {
     fn from(e: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(db) = &e {
-            let msg = db.message().to_ascii_lowercase();
-            if msg.contains("locked") || msg.contains("busy") {
-                return StorageError::Busy(db.message().to_string());
+        match &e {
+            sqlx::Error::Database(db) => {
+                let msg = db.message().to_ascii_lowercase();
+                // PostgreSQL: serialization failure, deadlock, lock not available; any
+                // connection exception or the server shutting down (classes 08, 57P).
+                let code = db.code().unwrap_or_default();
+                let transient = matches!(code.as_ref(), "40001" | "40P01" | "55P03")
+                    || code.starts_with("08")
+                    || code.starts_with("57P");
+                if transient || msg.contains("locked") || msg.contains("busy") {
+                    return StorageError::Busy(db.message().to_string());
+                }
+                StorageError::Database(e.to_string())
             }
+            sqlx::Error::PoolTimedOut => StorageError::Busy(e.to_string()),
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => {
+                StorageError::Unavailable(e.to_string())
+            }
+            _ => StorageError::Database(e.to_string()),
         }
-        if matches!(e, sqlx::Error::PoolTimedOut) {
-            return StorageError::Busy(e.to_string());
-        }
-        StorageError::Database(e.to_string())
     }
 }
 
@@ -60,6 +92,11 @@ impl From<rusqlite::Error> for StorageError {
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;
+
+/// A JSON text column, parsed.
+fn json_column<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> StorageResult<T> {
+    serde_json::from_str(text).map_err(|e| StorageError::Corrupt(format!("{name} column: {e}")))
+}
 
 /// Lifecycle of an invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -377,13 +414,16 @@ pub enum Table {
     State,
 }
 
-/// Opens the storage named by `database_url` (a `sqlite:` URL; `postgres://` is planned).
+/// Opens the storage named by `database_url`: `sqlite:PATH` or `postgres://...`.
 pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Storage>> {
     if database_url.starts_with("sqlite:") {
         return Ok(Arc::new(SqliteStorage::open(database_url).await?));
     }
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        return Ok(Arc::new(PgStorage::open(database_url).await?));
+    }
     anyhow::bail!(
-        "unsupported database URL {database_url:?}: use sqlite:PATH (PostgreSQL support is not built yet)"
+        "unsupported database URL {database_url:?}: use sqlite:PATH or postgres://USER@HOST/DATABASE"
     )
 }
 

@@ -23,7 +23,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 mod reader;
 mod writer;
 
-use reader::{Readers, invocation_columns, rows};
+use reader::{Readers, rows};
 use writer::{Write, Writer, Written};
 
 /// Reads run on [`Readers`]; every write goes through the one [`Writer`] (group commit).
@@ -177,11 +177,13 @@ impl Storage for SqliteStorage {
                 let page = rows(&snapshot, sql, params, |row| {
                     Ok((row.get::<_, i64>("seq")?, reader::invocation(row)?))
                 })?;
-                let journal_sql = "SELECT invocation_id, idx, kind, name, args_digest, result, \
-                                   detail, started_at, duration_us, soft FROM journal \
-                                   WHERE invocation_id IN (SELECT id FROM invocations \
-                                   WHERE status = 'running' AND rowid > ? AND rowid <= ? \
-                                   ORDER BY rowid LIMIT ?) ORDER BY invocation_id, idx";
+                let journal_sql = concat!(
+                    "SELECT invocation_id, ",
+                    entry_columns!(),
+                    " FROM journal WHERE invocation_id IN (SELECT id FROM invocations \
+                     WHERE status = 'running' AND rowid > ? AND rowid <= ? \
+                     ORDER BY rowid LIMIT ?) ORDER BY invocation_id, idx"
+                );
                 let mut journals: HashMap<String, Vec<Entry>> = HashMap::new();
                 for (id, entry) in rows(&snapshot, journal_sql, params, |row| {
                     Ok((row.get::<_, String>("invocation_id")?, reader::entry(row)?))
@@ -237,8 +239,11 @@ impl Storage for SqliteStorage {
         let id = id.to_string();
         self.readers
             .run(move |conn| {
-                let sql = "SELECT idx, kind, name, args_digest, result, detail, started_at, \
-                           duration_us, soft FROM journal WHERE invocation_id = ? ORDER BY idx";
+                let sql = concat!(
+                    "SELECT ",
+                    entry_columns!(),
+                    " FROM journal WHERE invocation_id = ? ORDER BY idx"
+                );
                 rows(conn, sql, [id], reader::entry)
             })
             .await
@@ -390,137 +395,5 @@ impl Storage for SqliteStorage {
         self.readers
             .run(move |conn| Ok(conn.query_row(sql, [], |row| row.get(0))?))
             .await
-    }
-}
-
-#[cfg(test)]
-mod deployment_tests {
-    use std::collections::BTreeMap;
-
-    use super::SqliteStorage;
-    use crate::storage::{
-        DeploymentRecord, NewInvocation, Outcome, StateScope, Storage, UnfinishedScan,
-    };
-
-    fn invocation(id: &str) -> NewInvocation {
-        NewInvocation {
-            id: id.into(),
-            service: "S".into(),
-            handler: "h".into(),
-            key: None,
-            input: Vec::new(),
-            deployment_id: "svc".into(),
-            providers: BTreeMap::new(),
-            idempotency: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn unfinished_invocations_stream_in_creation_order_without_later_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let storage = SqliteStorage::open(&url).await.unwrap();
-        for id in ["c", "a", "d", "b", "e"] {
-            storage.create_invocation(&invocation(id)).await.unwrap();
-        }
-        let scope = StateScope {
-            service: "S",
-            key: "",
-        };
-        let done = Outcome::Succeeded(Vec::new());
-        storage
-            .complete("d", &done, scope.clone(), Vec::new())
-            .await
-            .unwrap();
-        let entries = |n: u32| {
-            (0..n)
-                .map(|i| (super::writer::tests::entry(i), None))
-                .collect()
-        };
-        storage
-            .append_batch("a", scope.clone(), entries(2))
-            .await
-            .unwrap();
-        storage.append_batch("e", scope, entries(1)).await.unwrap();
-
-        let mut scan = UnfinishedScan::default();
-        let mut seen = Vec::new();
-        loop {
-            let page = storage.unfinished_invocations(&mut scan, 2).await.unwrap();
-            if page.is_empty() {
-                break;
-            }
-            assert!(page.len() <= 2);
-            // Created while the scan runs: not part of it (this process runs it itself).
-            storage
-                .create_invocation(&invocation(&format!("new{}", seen.len())))
-                .await
-                .unwrap();
-            // Each comes with its journal, read with the page.
-            seen.extend(page.into_iter().map(|i| {
-                let journal = i.known_journal.expect("the journal comes with the page");
-                (i.id, journal.iter().map(|e| e.index).collect::<Vec<_>>())
-            }));
-        }
-        let ids: Vec<_> = seen.iter().map(|(id, _)| id.as_str()).collect();
-        assert_eq!(ids, ["c", "a", "b", "e"]);
-        let journals: Vec<_> = seen.iter().map(|(_, j)| j.len()).collect();
-        assert_eq!(journals, [0, 2, 0, 1]);
-    }
-
-    fn record(id: &str, at: i64) -> DeploymentRecord {
-        DeploymentRecord {
-            id: id.into(),
-            kind: "payments".into(),
-            name: "payments".into(),
-            size: 3,
-            describe: None,
-            component: b"abc".to_vec(),
-            created_at: at,
-            limits: None,
-            provider_settings: None,
-            activated_at: at,
-        }
-    }
-
-    #[tokio::test]
-    async fn deployments_are_listed_by_activation_pinned_and_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let storage = SqliteStorage::open(&url).await.unwrap();
-        storage.put_deployment(&record("a", 1)).await.unwrap();
-        storage.put_deployment(&record("b", 2)).await.unwrap();
-        let limits = serde_json::json!({"cpuMs": 1000});
-        storage
-            .activate_deployment("a", Some(&limits), None, 3)
-            .await
-            .unwrap();
-        let listed = storage.deployments().await.unwrap();
-        let order: Vec<&str> = listed.iter().map(|d| d.id.as_str()).collect();
-        assert_eq!(order, ["b", "a"], "the last activated comes last");
-        assert_eq!(listed[1].limits, Some(limits));
-        assert_eq!(listed[1].activated_at, 3);
-
-        storage
-            .create_invocation(&NewInvocation {
-                id: "inv_1".into(),
-                service: "S".into(),
-                handler: "h".into(),
-                key: None,
-                input: Vec::new(),
-                deployment_id: "svc".into(),
-                providers: BTreeMap::from([("payments".to_string(), "a".to_string())]),
-                idempotency: None,
-            })
-            .await
-            .unwrap();
-        let pinned = |id: &'static str| storage.running_invocations_pinned_to(id, 10);
-        assert_eq!(pinned("a").await.unwrap(), ["inv_1"]);
-        assert_eq!(pinned("svc").await.unwrap(), ["inv_1"]);
-        assert!(pinned("b").await.unwrap().is_empty());
-
-        assert!(storage.delete_deployment("b").await.unwrap());
-        assert!(!storage.delete_deployment("b").await.unwrap());
-        assert_eq!(storage.deployments().await.unwrap().len(), 1);
     }
 }

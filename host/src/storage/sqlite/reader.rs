@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::super::{
     DeploymentRecord, FailureRecord, Invocation, InvocationStatus, StorageError, StorageResult,
+    json_column,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -99,19 +100,6 @@ pub(super) fn rows<T>(
         out.push(map(row)?);
     }
     Ok(out)
-}
-
-/// The columns [`invocation`] reads.
-macro_rules! invocation_columns {
-    () => {
-        "id, service, handler, object_key, status, input, output, failure, deployment_id, \
-         providers, attempt, idempotency_key, created_at, updated_at, completed_at"
-    };
-}
-pub(super) use invocation_columns;
-
-fn json_column<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> StorageResult<T> {
-    serde_json::from_str(text).map_err(|e| StorageError::Corrupt(format!("{name} column: {e}")))
 }
 
 pub(super) fn invocation(row: &Row<'_>) -> StorageResult<Invocation> {

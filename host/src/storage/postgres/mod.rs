@@ -1,0 +1,555 @@
+//! PostgreSQL implementation of [`Storage`], selected by a `postgres://` database URL: a sqlx
+//! pool, one transaction per write (PostgreSQL commits concurrent transactions together on its
+//! own), the embedded migrations run at open.
+//!
+//! One host at a time: at open the host takes a session advisory lock (held on a connection of its
+//! own for the process's life, released by PostgreSQL when that connection ends, kill -9
+//! included) and a second host on the same database is refused with a clear error. Hosts sharing
+//! one database need key leases fenced on every append (DESIGN.md), which are not built yet.
+
+mod rows;
+mod scratch;
+
+pub use scratch::{DEFAULT_TEST_SERVER, ScratchDatabase};
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Postgres, QueryBuilder, Row, Transaction};
+use tokio::sync::Mutex;
+
+use super::{
+    CallMarker, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation, Outcome,
+    StateOp, StateScope, Storage, StorageError, StorageResult, Table, UnfinishedScan, now_ms,
+};
+use crate::journal::{Entry, EntryKind};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections in the pool: every running invocation's commits and reads share them.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a starting host waits for the previous holder of the database (a host just killed,
+/// whose connection PostgreSQL has not closed yet) before it gives up.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// The advisory lock's first key: "cairn" in ASCII, so it does not collide with other users of
+/// the database; the second is the schema's.
+const LOCK_CLASS: i32 = 0x6361_6972;
+
+pub struct PgStorage {
+    pool: PgPool,
+    /// Holds the advisory lock that makes this the database's one host.
+    _owner: Mutex<PgConnection>,
+}
+
+impl PgStorage {
+    pub async fn open(url: &str) -> Result<Self, StorageError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let owner = take_ownership(&options).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StorageError::Migration(e.to_string()))?;
+        Ok(PgStorage {
+            pool,
+            _owner: Mutex::new(owner),
+        })
+    }
+}
+
+/// A connection holding the database's host lock (see the module header).
+async fn take_ownership(options: &PgConnectOptions) -> StorageResult<PgConnection> {
+    let mut conn = PgConnection::connect_with(options).await?;
+    let started = std::time::Instant::now();
+    loop {
+        let taken: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
+                .bind(LOCK_CLASS)
+                .fetch_one(&mut conn)
+                .await?;
+        if taken {
+            return Ok(conn);
+        }
+        if started.elapsed() > LOCK_WAIT {
+            return Err(StorageError::Database(
+                "another Cairn host is using this database (several hosts on one database are \
+                 not supported yet)"
+                    .into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+type Tx<'a> = Transaction<'a, Postgres>;
+
+#[async_trait]
+impl Storage for PgStorage {
+    async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Created> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        if let Some((key, retention_ms)) = &inv.idempotency {
+            let target = inv.target();
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE target = $1 AND idempotency_key = $2 \
+                 AND created_at < $3",
+            )
+            .bind(&target)
+            .bind(key)
+            .bind(now - retention_ms)
+            .execute(&mut *tx)
+            .await?;
+            // A concurrent claim of the same key waits here for the other transaction, then
+            // finds its row.
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (target, idempotency_key, invocation_id, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (target, idempotency_key) DO NOTHING",
+            )
+            .bind(&target)
+            .bind(key)
+            .bind(&inv.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == 0 {
+                let existing: String = sqlx::query_scalar(
+                    "SELECT invocation_id FROM idempotency_keys \
+                     WHERE target = $1 AND idempotency_key = $2",
+                )
+                .bind(&target)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| {
+                    StorageError::Corrupt(format!("idempotency key {key:?} vanished"))
+                })?;
+                tx.commit().await?;
+                return self
+                    .invocation(&existing)
+                    .await?
+                    .map(Created::Existing)
+                    .ok_or_else(|| {
+                        StorageError::Corrupt(format!(
+                            "idempotency key points at missing {existing}"
+                        ))
+                    });
+            }
+        }
+        let providers = serde_json::to_string(&inv.providers)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO invocations (id, service, handler, object_key, status, input, \
+             deployment_id, providers, attempt, idempotency_key, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, 1, $8, $9, $9)",
+        )
+        .bind(&inv.id)
+        .bind(&inv.service)
+        .bind(&inv.handler)
+        .bind(&inv.key)
+        .bind(&inv.input)
+        .bind(&inv.deployment_id)
+        .bind(providers)
+        .bind(inv.idempotency.as_ref().map(|(k, _)| k))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Created::New(Invocation::created(inv, now)))
+    }
+
+    async fn invocation(&self, id: &str) -> StorageResult<Option<Invocation>> {
+        let sql = concat!(
+            "SELECT ",
+            invocation_columns!(),
+            " FROM invocations WHERE id = $1"
+        );
+        sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| rows::invocation(&row))
+            .transpose()
+    }
+
+    async fn list_invocations(&self, filter: &InvocationFilter) -> StorageResult<Vec<Invocation>> {
+        let mut query = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            invocation_columns!(),
+            " FROM invocations WHERE TRUE"
+        ));
+        // Only the filters given, so the planner can walk an index.
+        for (column, value) in [
+            ("status", &filter.status),
+            ("service", &filter.service),
+            ("object_key", &filter.key),
+        ] {
+            if let Some(value) = value {
+                query.push(format!(" AND {column} = ")).push_bind(value);
+            }
+        }
+        let limit = i64::from(filter.limit.unwrap_or(100).min(10_000));
+        query
+            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(limit);
+        let found = query.build().fetch_all(&self.pool).await?;
+        found.iter().map(rows::invocation).collect()
+    }
+
+    async fn unfinished_invocations(
+        &self,
+        scan: &mut UnfinishedScan,
+        limit: u32,
+    ) -> StorageResult<Vec<Invocation>> {
+        // One snapshot for the page and the journals of its invocations.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await?;
+        let until = match scan.until {
+            Some(until) => until,
+            None => {
+                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM invocations")
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        let sql = concat!(
+            "SELECT seq, ",
+            invocation_columns!(),
+            " FROM invocations WHERE status = 'running' AND seq > $1 AND seq <= $2 \
+             ORDER BY seq LIMIT $3"
+        );
+        let found = sqlx::query(sql)
+            .bind(scan.after)
+            .bind(until)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut page = Vec::with_capacity(found.len());
+        for row in &found {
+            page.push((row.try_get::<i64, _>("seq")?, rows::invocation(row)?));
+        }
+        let ids: Vec<&str> = page.iter().map(|(_, i)| i.id.as_str()).collect();
+        let journal_sql = concat!(
+            "SELECT invocation_id, ",
+            entry_columns!(),
+            " FROM journal WHERE invocation_id = ANY($1) ORDER BY invocation_id, idx"
+        );
+        let mut journals: HashMap<String, Vec<Entry>> = HashMap::new();
+        for row in sqlx::query(journal_sql)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let id: String = row.try_get("invocation_id")?;
+            journals.entry(id).or_default().push(rows::entry(&row)?);
+        }
+        tx.commit().await?;
+        scan.until = Some(until);
+        if let Some((seq, _)) = page.last() {
+            scan.after = *seq;
+        }
+        Ok(page
+            .into_iter()
+            .map(|(_, mut invocation)| {
+                invocation.known_journal =
+                    Some(journals.remove(&invocation.id).unwrap_or_default());
+                invocation
+            })
+            .collect())
+    }
+
+    async fn set_attempt(&self, id: &str, attempt: u32) -> StorageResult<()> {
+        sqlx::query("UPDATE invocations SET attempt = $1, updated_at = $2 WHERE id = $3")
+            .bind(attempt as i32)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        id: &str,
+        outcome: &Outcome,
+        scope: StateScope<'_>,
+        entries: Vec<(Entry, Option<StateOp>)>,
+    ) -> StorageResult<()> {
+        let now = now_ms();
+        let (status, output, failure) = match outcome {
+            Outcome::Succeeded(out) => ("succeeded", Some(out.as_slice()), None),
+            Outcome::Failed(f) => (
+                "failed",
+                None,
+                Some(serde_json::to_string(f).map_err(|e| StorageError::Corrupt(e.to_string()))?),
+            ),
+        };
+        let mut tx = self.pool.begin().await?;
+        append_entries(&mut tx, id, &scope, &entries).await?;
+        sqlx::query(
+            "UPDATE invocations SET status = $1, output = $2, failure = $3, updated_at = $4, \
+             completed_at = $4 WHERE id = $5",
+        )
+        .bind(status)
+        .bind(output)
+        .bind(failure)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM call_markers WHERE invocation_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn journal(&self, id: &str) -> StorageResult<Vec<Entry>> {
+        let sql = concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM journal WHERE invocation_id = $1 ORDER BY idx"
+        );
+        let found = sqlx::query(sql).bind(id).fetch_all(&self.pool).await?;
+        found.iter().map(rows::entry).collect()
+    }
+
+    async fn append_batch(
+        &self,
+        id: &str,
+        scope: StateScope<'_>,
+        entries: Vec<(Entry, Option<StateOp>)>,
+    ) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await?;
+        append_entries(&mut tx, id, &scope, &entries).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn append_and_mark(
+        &self,
+        id: &str,
+        scope: StateScope<'_>,
+        entries: Vec<(Entry, Option<StateOp>)>,
+        marker: CallMarker,
+    ) -> StorageResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        append_entries(&mut tx, id, &scope, &entries).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO call_markers (invocation_id, idx, name, idempotency_key, started_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (invocation_id, idx) DO NOTHING",
+        )
+        .bind(id)
+        .bind(marker.index as i32)
+        .bind(&marker.name)
+        .bind(&marker.idempotency_key)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 0)
+    }
+
+    async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()> {
+        sqlx::query("DELETE FROM journal WHERE invocation_id = $1 AND idx >= $2")
+            .bind(id)
+            .bind(from_index as i32)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn state_get(
+        &self,
+        service: &str,
+        key: &str,
+        name: &str,
+    ) -> StorageResult<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT value FROM state WHERE service = $1 AND object_key = $2 AND name = $3",
+        )
+        .bind(service)
+        .bind(key)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn state_keys(&self, service: &str, key: &str) -> StorageResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM state WHERE service = $1 AND object_key = $2 ORDER BY name",
+        )
+        .bind(service)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn put_deployment(&self, d: &DeploymentRecord) -> StorageResult<()> {
+        let describe = d
+            .describe
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO deployments (id, kind, name, size, describe, component, created_at, \
+             limits, provider_settings, activated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&d.id)
+        .bind(&d.kind)
+        .bind(&d.name)
+        .bind(d.size)
+        .bind(describe)
+        .bind(&d.component)
+        .bind(d.created_at)
+        .bind(d.limits.as_ref().map(serde_json::Value::to_string))
+        .bind(
+            d.provider_settings
+                .as_ref()
+                .map(serde_json::Value::to_string),
+        )
+        .bind(d.activated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn deployments(&self) -> StorageResult<Vec<DeploymentRecord>> {
+        let found = sqlx::query(
+            "SELECT id, kind, name, size, describe, component, created_at, limits, \
+             provider_settings, COALESCE(activated_at, created_at) AS activated_at \
+             FROM deployments ORDER BY COALESCE(activated_at, created_at), created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        found.iter().map(rows::deployment).collect()
+    }
+
+    async fn activate_deployment(
+        &self,
+        id: &str,
+        limits: Option<&serde_json::Value>,
+        provider_settings: Option<&serde_json::Value>,
+        at: i64,
+    ) -> StorageResult<()> {
+        sqlx::query(
+            "UPDATE deployments SET activated_at = $1, limits = COALESCE($2, limits), \
+             provider_settings = COALESCE($3, provider_settings) WHERE id = $4",
+        )
+        .bind(at)
+        .bind(limits.map(serde_json::Value::to_string))
+        .bind(provider_settings.map(serde_json::Value::to_string))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_deployment(&self, id: &str) -> StorageResult<bool> {
+        let deleted = sqlx::query("DELETE FROM deployments WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn running_invocations_pinned_to(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM invocations WHERE status = 'running' AND (deployment_id = $1 OR \
+             EXISTS (SELECT 1 FROM jsonb_each_text(providers::jsonb) AS p WHERE p.value = $1)) \
+             ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn count_rows(&self, table: Table) -> StorageResult<i64> {
+        let sql = match table {
+            Table::Invocations => "SELECT COUNT(*) FROM invocations",
+            Table::Journal => "SELECT COUNT(*) FROM journal",
+            Table::State => "SELECT COUNT(*) FROM state",
+        };
+        Ok(sqlx::query_scalar(sql).fetch_one(&self.pool).await?)
+    }
+}
+
+/// Appends `entries` of invocation `id` in `tx`, each with the state mutation it records.
+async fn append_entries(
+    tx: &mut Tx<'_>,
+    id: &str,
+    scope: &StateScope<'_>,
+    entries: &[(Entry, Option<StateOp>)],
+) -> StorageResult<()> {
+    for (entry, op) in entries {
+        sqlx::query(concat!(
+            "INSERT INTO journal (invocation_id, ",
+            entry_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(id)
+        .bind(entry.index as i32)
+        .bind(entry.kind.as_str())
+        .bind(&entry.name)
+        .bind(&entry.args_digest)
+        .bind(&entry.result)
+        .bind(&entry.detail)
+        .bind(entry.started_at)
+        .bind(entry.duration_us)
+        .bind(entry.soft)
+        .execute(&mut **tx)
+        .await?;
+        // As in SQLite: a soft failure may have come after the effect, so its marker stays.
+        if entry.kind == EntryKind::Call && !entry.soft {
+            sqlx::query("DELETE FROM call_markers WHERE invocation_id = $1 AND idx = $2")
+                .bind(id)
+                .bind(entry.index as i32)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let Some(op) = op else { continue };
+        let (service, key) = (scope.service, scope.key);
+        let query = match op {
+            StateOp::Set { name, value } => sqlx::query(
+                "INSERT INTO state (service, object_key, name, value) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (service, object_key, name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(service)
+            .bind(key)
+            .bind(name)
+            .bind(value),
+            StateOp::Clear { name } => sqlx::query(
+                "DELETE FROM state WHERE service = $1 AND object_key = $2 AND name = $3",
+            )
+            .bind(service)
+            .bind(key)
+            .bind(name),
+            StateOp::ClearAll => {
+                sqlx::query("DELETE FROM state WHERE service = $1 AND object_key = $2")
+                    .bind(service)
+                    .bind(key)
+            }
+        };
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
