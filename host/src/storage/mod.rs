@@ -235,6 +235,23 @@ pub enum Outcome {
     Failed(FailureRecord),
 }
 
+/// An invocation row's `status`, `output` and `failure` (JSON text).
+type OutcomeColumns<'a> = (&'static str, Option<&'a [u8]>, Option<String>);
+
+impl Outcome {
+    /// The invocation row's columns for this outcome.
+    fn columns(&self) -> StorageResult<OutcomeColumns<'_>> {
+        Ok(match self {
+            Outcome::Succeeded(out) => ("succeeded", Some(out.as_slice()), None),
+            Outcome::Failed(f) => (
+                "failed",
+                None,
+                Some(serde_json::to_string(f).map_err(|e| StorageError::Corrupt(e.to_string()))?),
+            ),
+        })
+    }
+}
+
 /// A state mutation, committed atomically with the journal entry that records it.
 #[derive(Debug, Clone)]
 pub enum StateOp {
@@ -299,6 +316,18 @@ pub struct DeploymentRecord {
     pub provider_settings: Option<serde_json::Value>,
     /// When it was last made active (deployed, or deployed again).
     pub activated_at: i64,
+}
+
+impl DeploymentRecord {
+    /// The `describe`, `limits` and `provider_settings` columns, as JSON text.
+    fn json_columns(&self) -> [Option<String>; 3] {
+        let text = |v: &Option<serde_json::Value>| v.as_ref().map(serde_json::Value::to_string);
+        [
+            text(&self.describe),
+            text(&self.limits),
+            text(&self.provider_settings),
+        ]
+    }
 }
 
 #[async_trait]

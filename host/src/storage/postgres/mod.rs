@@ -285,14 +285,7 @@ impl Storage for PgStorage {
         entries: Vec<(Entry, Option<StateOp>)>,
     ) -> StorageResult<()> {
         let now = now_ms();
-        let (status, output, failure) = match outcome {
-            Outcome::Succeeded(out) => ("succeeded", Some(out.as_slice()), None),
-            Outcome::Failed(f) => (
-                "failed",
-                None,
-                Some(serde_json::to_string(f).map_err(|e| StorageError::Corrupt(e.to_string()))?),
-            ),
-        };
+        let (status, output, failure) = outcome.columns()?;
         let mut tx = self.pool.begin().await?;
         append_entries(&mut tx, id, &scope, &entries).await?;
         sqlx::query(
@@ -397,12 +390,7 @@ impl Storage for PgStorage {
     }
 
     async fn put_deployment(&self, d: &DeploymentRecord) -> StorageResult<()> {
-        let describe = d
-            .describe
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let [describe, limits, provider_settings] = d.json_columns();
         sqlx::query(
             "INSERT INTO deployments (id, kind, name, size, describe, component, created_at, \
              limits, provider_settings, activated_at) \
@@ -415,12 +403,8 @@ impl Storage for PgStorage {
         .bind(describe)
         .bind(&d.component)
         .bind(d.created_at)
-        .bind(d.limits.as_ref().map(serde_json::Value::to_string))
-        .bind(
-            d.provider_settings
-                .as_ref()
-                .map(serde_json::Value::to_string),
-        )
+        .bind(limits)
+        .bind(provider_settings)
         .bind(d.activated_at)
         .execute(&self.pool)
         .await?;

@@ -328,14 +328,7 @@ fn create_invocation(conn: &Connection, inv: &NewInvocation) -> StorageResult<Wr
 
 fn complete(conn: &Connection, id: &str, outcome: &Outcome) -> StorageResult<Written> {
     let now = now_ms();
-    let (status, output, failure) = match outcome {
-        Outcome::Succeeded(out) => ("succeeded", Some(out.as_slice()), None),
-        Outcome::Failed(f) => (
-            "failed",
-            None,
-            Some(serde_json::to_string(f).map_err(|e| StorageError::Corrupt(e.to_string()))?),
-        ),
-    };
+    let (status, output, failure) = outcome.columns()?;
     conn.prepare_cached(
         "UPDATE invocations SET status = ?, output = ?, failure = ?, updated_at = ?, completed_at = ? \
          WHERE id = ?",
@@ -399,17 +392,7 @@ fn append(
 }
 
 fn put_deployment(conn: &Connection, d: &DeploymentRecord) -> StorageResult<Written> {
-    let describe = d
-        .describe
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let limits = d.limits.as_ref().map(serde_json::Value::to_string);
-    let provider_settings = d
-        .provider_settings
-        .as_ref()
-        .map(serde_json::Value::to_string);
+    let [describe, limits, provider_settings] = d.json_columns();
     conn.prepare_cached(
         "INSERT INTO deployments (id, kind, name, size, describe, component, created_at, limits, \
          provider_settings, activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
