@@ -11,6 +11,7 @@ use crate::config::{self, ServerConfig};
 use crate::http_api::ingress::IngressConfig;
 use crate::mock::{MockConfig, MockServer};
 use crate::runtime::providers::InDoubtPolicy;
+use crate::storage::StorageOptions;
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +60,10 @@ struct ServeArgs {
     /// --data-dir).
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// With several hosts on one PostgreSQL database: how long a host's leases outlive its last
+    /// heartbeat, so how soon another host resumes the invocations of one that died.
+    #[arg(long, env = "CAIRN_LEASE_TTL_MS", default_value_t = 5000)]
+    lease_ttl_ms: u64,
     /// Directory with the bundled components (order_orchestrator.wasm, stripe_payments.wasm...).
     #[arg(long, env = "CAIRN_COMPONENTS_DIR")]
     components_dir: Option<PathBuf>,
@@ -199,10 +204,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let database_url = args
         .database_url
         .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("cairn.db").display()));
+    let storage = StorageOptions {
+        host_id: config::host_id(&args.data_dir)
+            .with_context(|| format!("reading the host id in {}", args.data_dir.display()))?,
+        lease_ttl: std::time::Duration::from_millis(args.lease_ttl_ms.max(100)),
+    };
     let server = crate::server::start(ServerConfig {
         ingress_addr: args.ingress_addr,
         admin_addr: args.admin_addr,
         database_url,
+        storage,
         components,
         ingress: IngressConfig {
             max_body_bytes: args.max_body_bytes,

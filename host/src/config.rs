@@ -10,18 +10,39 @@ use std::time::Duration;
 use crate::http_api::ingress::IngressConfig;
 use crate::outbound::{Origin, Policy, Secret};
 use crate::runtime::{ProviderRole, ProviderSettings, RetryPolicy, RuntimeSettings};
+use crate::storage::StorageOptions;
 
 /// Everything [`crate::server::start`] needs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub ingress_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    /// `sqlite:PATH`.
+    /// `sqlite:PATH` or `postgres://...`.
     pub database_url: String,
+    /// This host's id and lease lifetime (used when several hosts share a PostgreSQL database).
+    pub storage: StorageOptions,
     /// Components deployed at start (no-op when already deployed with the same bytes).
     pub components: Vec<PathBuf>,
     pub ingress: IngressConfig,
     pub runtime: RuntimeSettings,
+}
+
+/// This host's id: kept in `data_dir/host-id`, made on the first start. A host restarted over the
+/// same data dir is the same host, and takes its own leases back at once.
+pub fn host_id(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("host-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        Ok(_) => write_host_id(&path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_host_id(&path),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_host_id(path: &Path) -> std::io::Result<String> {
+    let id = format!("host_{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(path, &id)?;
+    Ok(id)
 }
 
 /// The bundled component files, in the order they are deployed.

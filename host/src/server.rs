@@ -34,7 +34,7 @@ impl Server {
 }
 
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
-    let storage = crate::storage::open(&config.database_url)
+    let storage = crate::storage::open(&config.database_url, &config.storage)
         .await
         .with_context(|| format!("opening {}", config.database_url))?;
     let runtime = Runtime::new(storage, config.runtime.clone())?;
@@ -60,10 +60,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .storage
         .unfinished_invocations(&mut scan, RESUME_PAGE)
         .await?;
-    if !first.is_empty() {
-        tokio::spawn(resume_unfinished(runtime.clone(), scan, first));
-    }
-
     let (stop, stopped) = watch::channel(false);
     let ingress_listener = TcpListener::bind(config.ingress_addr)
         .await
@@ -73,14 +69,29 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .with_context(|| format!("binding admin on {}", config.admin_addr))?;
     let ingress_addr = ingress_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    let tasks = vec![
+    let mut tasks = Vec::new();
+    if runtime.storage.shared() {
+        let period = config.storage.lease_ttl / 2;
+        let taking_over = take_over_unfinished(runtime.clone(), scan, first, period);
+        let mut stopping = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                () = taking_over => {}
+                _ = stopping.wait_for(|s| *s) => {}
+            }
+        }));
+    } else if !first.is_empty() {
+        tokio::spawn(resume_unfinished(runtime.clone(), scan, first));
+    }
+
+    tasks.extend([
         serve(
             ingress_listener,
             ingress::router(runtime.clone(), config.ingress.clone()),
             stopped.clone(),
         ),
         serve(admin_listener, admin::router(runtime.clone()), stopped),
-    ];
+    ]);
     tracing::info!(%ingress_addr, %admin_addr, "cairn is listening");
     Ok(Server {
         ingress_addr,
@@ -134,6 +145,39 @@ async fn resume_unfinished(
         };
     }
     tracing::info!(resumed, "every unfinished invocation is resumed");
+}
+
+/// On a storage several hosts share: resumes what this host's earlier process left, then keeps
+/// looking, every `period`, for the unfinished invocations of hosts that died (their leases
+/// expired) and resumes them here.
+async fn take_over_unfinished(
+    runtime: Arc<Runtime>,
+    scan: UnfinishedScan,
+    first: Vec<Invocation>,
+    period: std::time::Duration,
+) {
+    if !first.is_empty() {
+        resume_unfinished(runtime.clone(), scan, first).await;
+    }
+    loop {
+        tokio::time::sleep(period).await;
+        let mut scan = UnfinishedScan::default();
+        match runtime
+            .storage
+            .unfinished_invocations(&mut scan, RESUME_PAGE)
+            .await
+        {
+            Ok(page) if !page.is_empty() => {
+                tracing::warn!(
+                    found = page.len(),
+                    "taking over the invocations of a host that stopped"
+                );
+                resume_unfinished(runtime.clone(), scan, page).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "looking for unfinished invocations"),
+        }
+    }
 }
 
 fn serve(

@@ -3,6 +3,7 @@
 
 pub mod components;
 pub mod logs;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,10 @@ async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> 
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("cairn.db").display())),
+        storage: cairn::storage::StorageOptions {
+            host_id: cairn::config::host_id(data_dir).expect("host id"),
+            ..Default::default()
+        },
         components: bundled_components(Path::new(test_artifacts::COMPONENTS_DIR)),
         ingress: options.ingress.clone(),
         runtime,

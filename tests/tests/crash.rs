@@ -7,89 +7,27 @@
 //! A durable sleep is killed the same way: it ends at the time its journal entry recorded,
 //! not a full sleep after the restart.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn::mock::{MockConfig, MockServer};
+use cairn_e2e::process::{
+    self, Checked, check_orders, free_port, json_of, wait_healthy, wait_settled,
+};
 use cairn_e2e::{count, order_input};
 use serde_json::Value;
 
 const KILLS: usize = 4;
+/// The host binary.
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 const WORKERS: usize = 16;
 
 struct Host {
     child: Child,
     ingress: String,
     admin: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `cairn serve` over `data_dir` and, with `database_url`, that database instead of SQLite.
-fn spawn_host(
-    data_dir: &Path,
-    database_url: Option<&str>,
-    mock: &str,
-    ingress: u16,
-    admin: u16,
-    generation: usize,
-) -> Child {
-    let log = std::fs::File::create(data_dir.join(format!("host-{generation}.log"))).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    if let Some(url) = database_url {
-        command.env("DATABASE_URL", url);
-    } else {
-        command.env_remove("DATABASE_URL");
-    }
-    command
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--components-dir", test_artifacts::COMPONENTS_DIR])
-        .args(["--ingress-addr", &format!("127.0.0.1:{ingress}")])
-        .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-        .env_remove("MOCK_MODE")
-        .env("RUST_LOG", "warn")
-        .env("STRIPE_API_BASE", mock)
-        .env("SENDGRID_API_BASE", mock)
-        .env("SHIPPO_API_BASE", mock)
-        .env("STRIPE_API_KEY", "sk_test_crash")
-        .env("SENDGRID_API_KEY", "SG.crash")
-        .env("SHIPPO_API_KEY", "shippo_test_crash")
-        .env("SHIPPO_CARRIER_ACCOUNT", "crash_carrier")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("starting cairn serve")
-}
-
-async fn wait_healthy(http: &reqwest::Client, admin: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(resp) = http.get(format!("{admin}/health")).send().await
-            && resp.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("cairn did not become healthy");
-}
-
-/// Sends `request` and decodes the JSON answer.
-async fn json_of(request: reqwest::RequestBuilder) -> Value {
-    request.send().await.unwrap().json().await.unwrap()
 }
 
 /// A small xorshift generator: random kill moments without another dependency.
@@ -132,7 +70,8 @@ async fn orders_survive_kill_minus_nine(database_url: Option<&str>) {
         .build()
         .unwrap();
     let host = Arc::new(Mutex::new(Host {
-        child: spawn_host(
+        child: process::spawn_host(
+            CAIRN,
             data_dir.path(),
             database_url,
             &mock.base_url(),
@@ -197,7 +136,8 @@ async fn orders_survive_kill_minus_nine(database_url: Option<&str>) {
             let mut h = host.lock().unwrap();
             h.child.kill().expect("SIGKILL"); // std's kill() is SIGKILL on Unix
             h.child.wait().unwrap();
-            h.child = spawn_host(
+            h.child = process::spawn_host(
+                CAIRN,
                 data_dir.path(),
                 database_url,
                 &mock.base_url(),
@@ -218,93 +158,13 @@ async fn orders_survive_kill_minus_nine(database_url: Option<&str>) {
     // Every accepted order reaches a final state within 30 s of the last restart.
     let accepted = accepted.lock().unwrap().clone();
     let unknown = unknown.lock().unwrap().clone();
-    let deadline = last_restart + Duration::from_secs(30);
-    loop {
-        let running: Value = http
-            .get(format!("{admin}/invocations?status=running&limit=10000"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let running = running["invocations"].as_array().unwrap().len();
-        if running == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{running} invocations still running 30 s after the last restart"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_settled(&http, &admin, last_restart + Duration::from_secs(30)).await;
     let settled = last_restart.elapsed();
-
-    let stats: Value = http
-        .get(format!("{}/_mock/stats", mock.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut statuses = BTreeMap::<String, usize>::new();
-    let mut checked = 0;
-    for id in accepted.iter().chain(unknown.iter()) {
-        let resp = http
-            .post(format!("{ingress}/OrderOrchestrator/{id}/GetOrder"))
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let order: Value = resp.json().await.unwrap_or(Value::Null);
-        if status == 404 {
-            assert!(!accepted.contains(id), "accepted order {id} was lost");
-            continue;
-        }
-        assert_eq!(status, 200, "{id}: {order}");
-        checked += 1;
-        let state = order["status"].as_str().unwrap().to_string();
-        *statuses.entry(state.clone()).or_default() += 1;
-        let charges = count(&stats, &format!("/charges/by_order/{id}"));
-        let labels = count(&stats, &format!("/labels/by_order/{id}"));
-        let emails = count(&stats, &format!("/emails/by_order/{id}"));
-        assert!(
-            charges <= 1 && labels <= 1 && emails <= 1,
-            "{id}: {charges} charges, {labels} labels, {emails} emails"
-        );
-        if accepted.contains(id) {
-            assert!(
-                ["confirmed", "payment_failed", "payment_in_doubt"].contains(&state.as_str()),
-                "accepted order {id} is {state}"
-            );
-        }
-        // The stored order agrees with what the fake recorded.
-        if state == "confirmed" {
-            assert_eq!(charges, 1, "{id}: confirmed with {charges} charges");
-            assert_eq!(
-                order["trackingNumber"].is_string(),
-                labels == 1,
-                "{id}: {order} vs {labels} labels"
-            );
-            let email_in_doubt = order["failures"].as_array().unwrap().iter().any(|f| {
-                f["step"] == "email" && f["error"].as_str().unwrap_or_default().contains("in doubt")
-            });
-            if order["emailSent"] == true {
-                assert_eq!(emails, 1, "{id}: emailSent with {emails} emails");
-            } else {
-                assert!(
-                    emails == 0 || email_in_doubt,
-                    "{id}: {order} but {emails} emails"
-                );
-            }
-        }
-    }
-    let by_key = stats["charges"]["by_idempotency_key"].as_object().unwrap();
-    assert!(
-        by_key.values().all(|n| n.as_u64() == Some(1)),
-        "one charge per idempotency key"
-    );
+    let Checked {
+        checked,
+        statuses,
+        stats,
+    } = check_orders(&http, &ingress, &mock.base_url(), &accepted, &unknown).await;
     assert!(
         accepted.len() >= 20,
         "the test drove too few orders: {}",
@@ -335,7 +195,8 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
     let http = reqwest::Client::new();
     let start = |generation| {
         let (ingress, admin) = (free_port(), free_port());
-        let child = spawn_host(
+        let child = process::spawn_host(
+            CAIRN,
             data_dir.path(),
             None,
             &mock.base_url(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use wasmtime::Store;
 
+use super::claim::{Claimed, claim};
 use super::providers::seed_of;
 use super::registry::Linked;
 use super::{DeploymentKind, HostState, Role, Runtime, ServiceCtx};
@@ -119,12 +120,46 @@ enum Attempt {
 /// the outcome. Exclusive handlers of a keyed object hold the key for the whole run.
 pub async fn invoke(runtime: &Arc<Runtime>, mut inv: Invocation) -> Outcome {
     // The first attempt may know its journal already (new, or resumed after a restart).
-    let mut known = inv.known_journal.take();
+    let known = inv.known_journal.take();
     let exclusive = exclusive(runtime, &inv);
     let _turn = match (&inv.key, exclusive) {
         (Some(key), true) => Some(runtime.locks.lock(&inv.service, key).await),
         _ => None,
     };
+    if !runtime.storage.shared() {
+        return run_to_end(runtime, &inv, exclusive, known).await;
+    }
+    let outcome = match claim(runtime, &mut inv, exclusive, known).await {
+        Claimed::Run(known) => run_to_end(runtime, &inv, exclusive, known).await,
+        Claimed::Ended(outcome) => outcome,
+        Claimed::Elsewhere(outcome) => return outcome,
+    };
+    if let Err(e) = runtime.storage.release(&inv.id).await {
+        // Unreleased leases expire on their own.
+        tracing::warn!(invocation = %inv.id, error = %e, "could not release the leases");
+    }
+    outcome
+}
+
+/// The outcome of an invocation this host could not go on with because of its storage: it
+/// stays `running`, to be resumed.
+pub(super) fn storage_failure(id: &str, e: &crate::storage::StorageError) -> Outcome {
+    tracing::error!(invocation = %id, error = %e, "storage failed; the invocation stays unfinished");
+    Outcome::Failed(FailureRecord {
+        kind: "retryable".into(),
+        code: 503,
+        message: "the outcome could not be stored; the invocation will be resumed".into(),
+        divergence: None,
+    })
+}
+
+/// Runs the attempts of `inv` and commits its outcome.
+async fn run_to_end(
+    runtime: &Arc<Runtime>,
+    inv: &Invocation,
+    exclusive: bool,
+    mut known: Option<Vec<Entry>>,
+) -> Outcome {
     let policy = runtime
         .settings
         .service_retry
@@ -139,7 +174,7 @@ pub async fn invoke(runtime: &Arc<Runtime>, mut inv: Invocation) -> Outcome {
         // Bounded instances at once: only a running attempt holds a permit (and an instance);
         // one waiting for its key, a retry or a timer holds neither.
         let permit = runtime.running.acquire().await;
-        let (result, pending) = run_attempt(runtime, &inv, attempt, exclusive, known.take()).await;
+        let (result, pending) = run_attempt(runtime, inv, attempt, exclusive, known.take()).await;
         drop(permit);
         match result {
             Attempt::Output(out) => break (Outcome::Succeeded(out), pending),
@@ -194,17 +229,8 @@ pub async fn invoke(runtime: &Arc<Runtime>, mut inv: Invocation) -> Outcome {
                 tries += 1;
                 tokio::time::sleep(policy.delay(tries)).await;
             }
-            Err(e) => {
-                // Not committed: the invocation stays `running` and is resumed on restart.
-                tracing::error!(invocation = %inv.id, error = %e, "could not commit the outcome");
-                return Outcome::Failed(FailureRecord {
-                    kind: "retryable".into(),
-                    code: 503,
-                    message: "the outcome could not be stored; the invocation will be resumed"
-                        .into(),
-                    divergence: None,
-                });
-            }
+            // Not committed: the invocation stays `running` and is resumed.
+            Err(e) => return storage_failure(&inv.id, &e),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The component runtime: the wasmtime engine, the linker with every capability, the deployed
 //! components, and the invoker that runs one invocation.
 
+mod claim;
 mod clock;
 mod deploy;
 mod guest_output;

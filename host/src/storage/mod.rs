@@ -48,6 +48,10 @@ pub enum StorageError {
     Corrupt(String),
     #[error("migration failed: {0}")]
     Migration(String),
+    /// Another host took over the invocation (its lease expired): this host must stop writing
+    /// for it.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 impl StorageError {
@@ -433,6 +437,47 @@ pub trait Storage: Send + Sync + 'static {
         limit: u32,
     ) -> StorageResult<Vec<String>>;
     async fn count_rows(&self, table: Table) -> StorageResult<i64>;
+
+    /// Whether several hosts share this storage. Then a host claims an invocation before it runs
+    /// it ([`Storage::claim`]) and looks for the unfinished invocations of hosts that died all
+    /// the time, not only at start.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Claims `lease` (`inv:<id>`, or `key:<service>/<key>` for an exclusive turn) for invocation
+    /// `id` until [`Storage::release`]: from then on every write for `id` is fenced by it.
+    /// `false` while another live host holds it, or this process holds it for `id` already. A
+    /// host holds `inv:<id>` of the invocations it creates from their creation.
+    async fn claim(&self, id: &str, lease: &str) -> StorageResult<bool> {
+        let _ = (id, lease);
+        Ok(true)
+    }
+
+    /// Gives back every lease held for invocation `id`.
+    async fn release(&self, id: &str) -> StorageResult<()> {
+        let _ = id;
+        Ok(())
+    }
+}
+
+/// How a host uses its storage.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// This host's id, stable across its restarts (so a restarted host takes its own leases
+    /// back at once): see [`crate::config::host_id`].
+    pub host_id: String,
+    /// How long a lease lasts without a heartbeat: a host that died is taken over after this.
+    pub lease_ttl: std::time::Duration,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            host_id: uuid::Uuid::new_v4().to_string(),
+            lease_ttl: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 /// Tables whose size tests and operators look at.
@@ -444,12 +489,15 @@ pub enum Table {
 }
 
 /// Opens the storage named by `database_url`: `sqlite:PATH` or `postgres://...`.
-pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Storage>> {
+pub async fn open(
+    database_url: &str,
+    options: &StorageOptions,
+) -> anyhow::Result<Arc<dyn Storage>> {
     if database_url.starts_with("sqlite:") {
         return Ok(Arc::new(SqliteStorage::open(database_url).await?));
     }
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        return Ok(Arc::new(PgStorage::open(database_url).await?));
+        return Ok(Arc::new(PgStorage::open(database_url, options).await?));
     }
     anyhow::bail!(
         "unsupported database URL {database_url:?}: use sqlite:PATH or postgres://USER@HOST/DATABASE"

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{
     CallMarker, Created, DeploymentRecord, FailureRecord, InvocationFilter, InvocationStatus,
     NewInvocation, Outcome, PgStorage, ScratchDatabase, SqliteStorage, StateOp, StateScope,
-    Storage, Table, UnfinishedScan,
+    Storage, StorageError, StorageOptions, Table, UnfinishedScan,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -24,7 +24,8 @@ where
     test(Arc::new(SqliteStorage::open(&url).await.unwrap())).await;
 
     let database = ScratchDatabase::create().await.unwrap();
-    let storage = Arc::new(PgStorage::open(&database.url).await.unwrap());
+    let options = StorageOptions::default();
+    let storage = Arc::new(PgStorage::open(&database.url, &options).await.unwrap());
     test(storage.clone()).await;
     drop(storage);
 }
@@ -286,7 +287,7 @@ async fn invocations_are_listed_newest_first_by_filter() {
 
 #[tokio::test]
 async fn unfinished_invocations_stream_in_creation_order_without_later_ones() {
-    on_both(|storage| async move {
+    let before = |storage: Arc<dyn Storage>| async move {
         for id in ["c", "a", "d", "b", "e"] {
             storage.create_invocation(&invocation(id)).await.unwrap();
         }
@@ -298,7 +299,9 @@ async fn unfinished_invocations_stream_in_creation_order_without_later_ones() {
         let entries = |n: u32| (0..n).map(|i| (entry(i), None)).collect();
         storage.append_batch("a", SCOPE, entries(2)).await.unwrap();
         storage.append_batch("e", SCOPE, entries(1)).await.unwrap();
-
+    };
+    // The same host's next process finds them.
+    let after = |storage: Arc<dyn Storage>| async move {
         let mut scan = UnfinishedScan::default();
         let mut seen = Vec::new();
         loop {
@@ -312,17 +315,33 @@ async fn unfinished_invocations_stream_in_creation_order_without_later_ones() {
                 .create_invocation(&invocation(&format!("new{}", seen.len())))
                 .await
                 .unwrap();
-            // Each comes with its journal, read with the page.
-            seen.extend(page.into_iter().map(|i| {
-                let journal = i.known_journal.expect("the journal comes with the page");
-                (i.id, journal.iter().map(|e| e.index).collect::<Vec<_>>())
-            }));
+            seen.extend(page.into_iter().map(|i| (i.id, i.known_journal)));
         }
         let ids: Vec<_> = seen.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(ids, ["c", "a", "b", "e"]);
-        let journals: Vec<_> = seen.iter().map(|(_, j)| j.len()).collect();
-        assert_eq!(journals, [0, 2, 0, 1]);
-    })
+        // One host: each comes with its journal, read with the page. Shared: it is read once
+        // the invocation is claimed.
+        let journals: Vec<_> = seen.iter().map(|(_, j)| j.as_ref().map(Vec::len)).collect();
+        if storage.shared() {
+            assert_eq!(journals, [None; 4]);
+        } else {
+            assert_eq!(journals, [Some(0), Some(2), Some(0), Some(1)]);
+        }
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    before(Arc::new(SqliteStorage::open(&url).await.unwrap())).await;
+    after(Arc::new(SqliteStorage::open(&url).await.unwrap())).await;
+
+    let database = ScratchDatabase::create().await.unwrap();
+    let options = StorageOptions::default();
+    let first = Arc::new(PgStorage::open(&database.url, &options).await.unwrap());
+    before(first.clone()).await;
+    drop(first);
+    after(Arc::new(
+        PgStorage::open(&database.url, &options).await.unwrap(),
+    ))
     .await;
 }
 
@@ -401,22 +420,76 @@ async fn concurrent_writes_commit_and_a_failing_write_fails_alone() {
     .await;
 }
 
+/// The ids of the first page of `storage`'s unfinished invocations.
+async fn orphans(storage: &PgStorage) -> Vec<String> {
+    let mut scan = UnfinishedScan::default();
+    let page = storage.unfinished_invocations(&mut scan, 10).await.unwrap();
+    page.into_iter().map(|i| i.id).collect()
+}
+
+/// A PostgreSQL host with `host_id` and a short lease lifetime.
+async fn pg_host(url: &str, host_id: &str) -> Result<PgStorage, StorageError> {
+    let options = StorageOptions {
+        host_id: host_id.into(),
+        lease_ttl: std::time::Duration::from_millis(400),
+    };
+    PgStorage::open(url, &options).await
+}
+
 #[tokio::test]
-async fn a_second_host_on_one_postgres_database_is_refused() {
+async fn on_postgres_a_host_id_is_held_by_one_process_at_a_time() {
     let database = ScratchDatabase::create().await.unwrap();
-    let first = PgStorage::open(&database.url).await.unwrap();
-    let second = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        PgStorage::open(&database.url),
-    )
-    .await
-    .expect("refused within the lock wait");
-    let error = second
-        .err()
-        .expect("the second host is refused")
-        .to_string();
-    assert!(error.contains("another Cairn host"), "{error}");
-    drop(first);
-    // Once the first is gone, a host can open it again.
-    PgStorage::open(&database.url).await.unwrap();
+    let first = pg_host(&database.url, "a").await.unwrap();
+    let other = pg_host(&database.url, "b").await.unwrap();
+    let error = pg_host(&database.url, "a").await.err().expect("refused");
+    assert!(error.to_string().contains("runs as host a"), "{error}");
+    drop((first, other));
+    // Once its process is gone, the host id can be taken again (a restart).
+    pg_host(&database.url, "a").await.unwrap();
+}
+
+#[tokio::test]
+async fn on_postgres_a_host_that_stops_is_taken_over_and_fenced() {
+    let database = ScratchDatabase::create().await.unwrap();
+    let a = pg_host(&database.url, "a").await.unwrap();
+    let b = pg_host(&database.url, "b").await.unwrap();
+    a.create_invocation(&invocation("x")).await.unwrap();
+    a.append_batch("x", SCOPE, vec![(entry(0), None)])
+        .await
+        .unwrap();
+    assert!(!b.claim("x", "inv:x").await.unwrap(), "a live host's");
+    assert!(orphans(&b).await.is_empty());
+    assert!(orphans(&a).await.is_empty(), "a runs it already");
+
+    // Exclusive turns on a key: one host at a time, given back on release.
+    assert!(a.claim("x", "key:S/k").await.unwrap());
+    b.create_invocation(&invocation("y")).await.unwrap();
+    assert!(!b.claim("y", "key:S/k").await.unwrap());
+
+    // a stops extending its leases (as if it died): b takes x over, and a is fenced.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !b.claim("y", "key:S/k").await.unwrap(),
+        "heartbeats keep it"
+    );
+    a.stop_heartbeat();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(orphans(&b).await, ["x"]);
+    assert!(b.claim("x", "inv:x").await.unwrap());
+    assert!(b.claim("y", "key:S/k").await.unwrap());
+    let fenced = a.append_batch("x", SCOPE, vec![(entry(1), None)]).await;
+    assert!(matches!(fenced, Err(StorageError::Fenced(_))), "{fenced:?}");
+    let done = Outcome::Succeeded(Vec::new());
+    assert!(a.complete("x", &done, SCOPE, Vec::new()).await.is_err());
+    b.append_batch("x", SCOPE, vec![(entry(1), None)])
+        .await
+        .unwrap();
+    b.complete("x", &done, SCOPE, Vec::new()).await.unwrap();
+    b.release("x").await.unwrap();
+    assert_eq!(b.journal("x").await.unwrap().len(), 2);
+    assert_eq!(
+        b.count_rows(Table::Invocations).await.unwrap(),
+        2,
+        "x and y"
+    );
 }

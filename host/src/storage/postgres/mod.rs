@@ -2,10 +2,13 @@
 //! pool, one transaction per write (PostgreSQL commits concurrent transactions together on its
 //! own), the embedded migrations run at open.
 //!
-//! One host at a time: at open the host takes a session advisory lock (held on a connection of its
-//! own for the process's life, released by PostgreSQL when that connection ends, kill -9
-//! included) and a second host on the same database is refused with a clear error. Hosts sharing
-//! one database need key leases fenced on every append (DESIGN.md), which are not built yet.
+//! Several hosts share one database. A host holds a lease on every invocation it runs (taken when
+//! it creates or resumes one) and, for an exclusive handler, on the object's key; its heartbeat
+//! extends them. A host that dies stops extending them and, once they expire, another host
+//! resumes its invocations. Every write of a claimed invocation checks, in its own transaction,
+//! that this host still holds the leases at the epoch it took them (fencing): a host that was
+//! taken over cannot write for the invocation any more. Each host process holds a session
+//! advisory lock on its host id, so two processes cannot act as one host.
 
 mod rows;
 mod scratch;
@@ -20,10 +23,12 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, QueryBuilder, Row, Transaction};
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 
 use super::{
     CallMarker, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation, Outcome,
-    StateOp, StateScope, Storage, StorageError, StorageResult, Table, UnfinishedScan, now_ms,
+    StateOp, StateScope, Storage, StorageError, StorageOptions, StorageResult, Table,
+    UnfinishedScan, now_ms,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -31,60 +36,139 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 /// Connections in the pool: every running invocation's commits and reads share them.
 const MAX_CONNECTIONS: u32 = 16;
-/// How long a starting host waits for the previous holder of the database (a host just killed,
-/// whose connection PostgreSQL has not closed yet) before it gives up.
+/// How long a starting host waits for its previous process (killed, its connection not yet
+/// closed by the server) to let go of the host id.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
-/// The advisory lock's first key: "cairn" in ASCII, so it does not collide with other users of
-/// the database; the second is the schema's.
+/// The advisory lock's first key: "cair" in ASCII, so it does not collide with other users of
+/// the database; the second is the host id's hash.
 const LOCK_CLASS: i32 = 0x6361_6972;
+
+/// Takes `$1` as the lease key, `$2` as the owner and `$3` as the lifetime (ms): free, expired
+/// or the owner's own, it becomes the owner's at the next epoch; otherwise no row.
+const TAKE_LEASE: &str = "INSERT INTO leases (lease_key, owner, epoch, expires_at) \
+     VALUES ($1, $2, 1, cairn_now_ms() + $3) \
+     ON CONFLICT (lease_key) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1, \
+     expires_at = EXCLUDED.expires_at \
+     WHERE leases.owner = EXCLUDED.owner OR leases.expires_at < cairn_now_ms() \
+     RETURNING epoch";
 
 pub struct PgStorage {
     pool: PgPool,
-    /// Holds the advisory lock that makes this the database's one host.
+    host: String,
+    ttl_ms: i64,
+    /// The leases this host holds, by invocation: (lease key, epoch).
+    fences: std::sync::Mutex<HashMap<String, Vec<(String, i64)>>>,
+    heartbeat: JoinHandle<()>,
+    /// Holds the advisory lock on the host id.
     _owner: Mutex<PgConnection>,
 }
 
+impl Drop for PgStorage {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
 impl PgStorage {
-    pub async fn open(url: &str) -> Result<Self, StorageError> {
-        let options = PgConnectOptions::from_str(url)?;
-        let owner = take_ownership(&options).await?;
+    pub async fn open(url: &str, options: &StorageOptions) -> Result<Self, StorageError> {
+        let connect = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(connect.clone())
             .await?;
         MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| StorageError::Migration(e.to_string()))?;
+        let owner = take_host_id(&connect, &options.host_id).await?;
+        let ttl_ms = options.lease_ttl.as_millis() as i64;
+        let heartbeat = tokio::spawn(heartbeat(pool.clone(), options.host_id.clone(), ttl_ms));
         Ok(PgStorage {
             pool,
+            host: options.host_id.clone(),
+            ttl_ms,
+            fences: Default::default(),
+            heartbeat,
             _owner: Mutex::new(owner),
         })
     }
+
+    /// Stops extending this host's leases, as if it had died (for tests).
+    #[cfg(test)]
+    pub(crate) fn stop_heartbeat(&self) {
+        self.heartbeat.abort();
+    }
+
+    fn fences_of(&self, id: &str) -> Vec<(String, i64)> {
+        let fences = self.fences.lock().unwrap_or_else(|p| p.into_inner());
+        fences.get(id).cloned().unwrap_or_default()
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(String, i64)>>> {
+        self.fences.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks, in `tx`, that this host still holds every lease it took for invocation `id` (and
+    /// keeps them from being taken over until `tx` ends).
+    async fn fence(&self, tx: &mut Tx<'_>, id: &str) -> StorageResult<()> {
+        for (lease, epoch) in self.fences_of(id) {
+            let held: Option<i64> = sqlx::query_scalar(
+                "SELECT epoch FROM leases WHERE lease_key = $1 AND owner = $2 AND epoch = $3 \
+                 FOR SHARE",
+            )
+            .bind(&lease)
+            .bind(&self.host)
+            .bind(epoch)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if held.is_none() {
+                return Err(StorageError::Fenced(format!(
+                    "invocation {id}: lease {lease} was taken over by another host"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
-/// A connection holding the database's host lock (see the module header).
-async fn take_ownership(options: &PgConnectOptions) -> StorageResult<PgConnection> {
+/// A connection holding the advisory lock on `host` (see the module header).
+async fn take_host_id(options: &PgConnectOptions, host: &str) -> StorageResult<PgConnection> {
     let mut conn = PgConnection::connect_with(options).await?;
     let started = std::time::Instant::now();
     loop {
-        let taken: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
-                .bind(LOCK_CLASS)
-                .fetch_one(&mut conn)
-                .await?;
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
+            .bind(LOCK_CLASS)
+            .bind(host)
+            .fetch_one(&mut conn)
+            .await?;
         if taken {
             return Ok(conn);
         }
         if started.elapsed() > LOCK_WAIT {
-            return Err(StorageError::Database(
-                "another Cairn host is using this database (several hosts on one database are \
-                 not supported yet)"
-                    .into(),
-            ));
+            return Err(StorageError::Database(format!(
+                "another Cairn process runs as host {host} on this database (each host needs a \
+                 data dir of its own)"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Extends this host's leases four times per lifetime, for as long as the storage lives.
+async fn heartbeat(pool: PgPool, host: String, ttl_ms: i64) {
+    let mut tick = tokio::time::interval(Duration::from_millis((ttl_ms / 4).max(1) as u64));
+    loop {
+        tick.tick().await;
+        let extended =
+            sqlx::query("UPDATE leases SET expires_at = cairn_now_ms() + $2 WHERE owner = $1")
+                .bind(&host)
+                .bind(ttl_ms)
+                .execute(&pool)
+                .await;
+        if let Err(e) = extended {
+            tracing::warn!(error = %e, "could not extend this host's leases");
+        }
     }
 }
 
@@ -161,7 +245,16 @@ impl Storage for PgStorage {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // The creating host runs it: its lease is taken in the same transaction.
+        let lease = format!("inv:{}", inv.id);
+        let epoch: i64 = sqlx::query_scalar(TAKE_LEASE)
+            .bind(&lease)
+            .bind(&self.host)
+            .bind(self.ttl_ms)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
+        self.held().insert(inv.id.clone(), vec![(lease, epoch)]);
         Ok(Created::New(Invocation::created(inv, now)))
     }
 
@@ -208,72 +301,52 @@ impl Storage for PgStorage {
         scan: &mut UnfinishedScan,
         limit: u32,
     ) -> StorageResult<Vec<Invocation>> {
-        // One snapshot for the page and the journals of its invocations.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            .execute(&mut *tx)
-            .await?;
         let until = match scan.until {
             Some(until) => until,
             None => {
                 sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM invocations")
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&self.pool)
                     .await?
             }
         };
+        // Running, and no other live host holds its lease: its host died (or is this one, in
+        // an earlier process). Those this process holds are running here already.
         let sql = concat!(
             "SELECT seq, ",
             invocation_columns!(),
-            " FROM invocations WHERE status = 'running' AND seq > $1 AND seq <= $2 \
-             ORDER BY seq LIMIT $3"
+            " FROM invocations i WHERE status = 'running' AND seq > $1 AND seq <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.lease_key = 'inv:' || i.id \
+             AND l.owner <> $4 AND l.expires_at > cairn_now_ms()) ORDER BY seq LIMIT $3"
         );
         let found = sqlx::query(sql)
             .bind(scan.after)
             .bind(until)
             .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
+            .bind(&self.host)
+            .fetch_all(&self.pool)
             .await?;
+        scan.until = Some(until);
         let mut page = Vec::with_capacity(found.len());
         for row in &found {
-            page.push((row.try_get::<i64, _>("seq")?, rows::invocation(row)?));
+            scan.after = row.try_get::<i64, _>("seq")?;
+            // Its journal is read once it is claimed: another host may move it on until then.
+            page.push(rows::invocation(row)?);
         }
-        let ids: Vec<&str> = page.iter().map(|(_, i)| i.id.as_str()).collect();
-        let journal_sql = concat!(
-            "SELECT invocation_id, ",
-            entry_columns!(),
-            " FROM journal WHERE invocation_id = ANY($1) ORDER BY invocation_id, idx"
-        );
-        let mut journals: HashMap<String, Vec<Entry>> = HashMap::new();
-        for row in sqlx::query(journal_sql)
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let id: String = row.try_get("invocation_id")?;
-            journals.entry(id).or_default().push(rows::entry(&row)?);
-        }
-        tx.commit().await?;
-        scan.until = Some(until);
-        if let Some((seq, _)) = page.last() {
-            scan.after = *seq;
-        }
-        Ok(page
-            .into_iter()
-            .map(|(_, mut invocation)| {
-                invocation.known_journal =
-                    Some(journals.remove(&invocation.id).unwrap_or_default());
-                invocation
-            })
-            .collect())
+        let held = self.held();
+        page.retain(|invocation| !held.contains_key(&invocation.id));
+        Ok(page)
     }
 
     async fn set_attempt(&self, id: &str, attempt: u32) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx, id).await?;
         sqlx::query("UPDATE invocations SET attempt = $1, updated_at = $2 WHERE id = $3")
             .bind(attempt as i32)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -287,6 +360,7 @@ impl Storage for PgStorage {
         let now = now_ms();
         let (status, output, failure) = outcome.columns()?;
         let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx, id).await?;
         append_entries(&mut tx, id, &scope, &entries).await?;
         sqlx::query(
             "UPDATE invocations SET status = $1, output = $2, failure = $3, updated_at = $4, \
@@ -324,6 +398,7 @@ impl Storage for PgStorage {
         entries: Vec<(Entry, Option<StateOp>)>,
     ) -> StorageResult<()> {
         let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx, id).await?;
         append_entries(&mut tx, id, &scope, &entries).await?;
         tx.commit().await?;
         Ok(())
@@ -337,6 +412,7 @@ impl Storage for PgStorage {
         marker: CallMarker,
     ) -> StorageResult<bool> {
         let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx, id).await?;
         append_entries(&mut tx, id, &scope, &entries).await?;
         let inserted = sqlx::query(
             "INSERT INTO call_markers (invocation_id, idx, name, idempotency_key, started_at) \
@@ -355,11 +431,14 @@ impl Storage for PgStorage {
     }
 
     async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await?;
+        self.fence(&mut tx, id).await?;
         sqlx::query("DELETE FROM journal WHERE invocation_id = $1 AND idx >= $2")
             .bind(id)
             .bind(from_index as i32)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -474,6 +553,44 @@ impl Storage for PgStorage {
             Table::State => "SELECT COUNT(*) FROM state",
         };
         Ok(sqlx::query_scalar(sql).fetch_one(&self.pool).await?)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn claim(&self, id: &str, lease: &str) -> StorageResult<bool> {
+        if self.fences_of(id).iter().any(|(held, _)| held == lease) {
+            // Held for another run of the same invocation in this process.
+            return Ok(false);
+        }
+        let epoch: Option<i64> = sqlx::query_scalar(TAKE_LEASE)
+            .bind(lease)
+            .bind(&self.host)
+            .bind(self.ttl_ms)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(epoch) = epoch else {
+            return Ok(false);
+        };
+        let mut held = self.held();
+        held.entry(id.to_string())
+            .or_default()
+            .push((lease.to_string(), epoch));
+        Ok(true)
+    }
+
+    async fn release(&self, id: &str) -> StorageResult<()> {
+        let leases = self.held().remove(id).unwrap_or_default();
+        for (lease, epoch) in leases {
+            sqlx::query("DELETE FROM leases WHERE lease_key = $1 AND owner = $2 AND epoch = $3")
+                .bind(&lease)
+                .bind(&self.host)
+                .bind(epoch)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 }
 

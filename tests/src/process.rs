@@ -1,0 +1,197 @@
+//! Hosts as child processes (`cairn serve`), for the tests that kill them: start, wait until
+//! healthy, wait until every invocation settled, and check each order against the effects the
+//! fake provider API counted.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::count;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `cairn serve` (the binary at `exe`) over `data_dir` and, with `database_url`, that database
+/// instead of SQLite (with one-second leases, so a killed host is taken over quickly). Its log
+/// goes to `data_dir/host-GENERATION.log`.
+pub fn spawn_host(
+    exe: &str,
+    data_dir: &Path,
+    database_url: Option<&str>,
+    mock: &str,
+    ingress: u16,
+    admin: u16,
+    generation: usize,
+) -> Child {
+    let log = std::fs::File::create(data_dir.join(format!("host-{generation}.log"))).unwrap();
+    let mut command = Command::new(exe);
+    if let Some(url) = database_url {
+        command
+            .env("DATABASE_URL", url)
+            .env("CAIRN_LEASE_TTL_MS", "1000");
+    } else {
+        command.env_remove("DATABASE_URL");
+    }
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--components-dir", test_artifacts::COMPONENTS_DIR])
+        .args(["--ingress-addr", &format!("127.0.0.1:{ingress}")])
+        .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+        .env_remove("MOCK_MODE")
+        .env("RUST_LOG", "warn")
+        .env("STRIPE_API_BASE", mock)
+        .env("SENDGRID_API_BASE", mock)
+        .env("SHIPPO_API_BASE", mock)
+        .env("STRIPE_API_KEY", "sk_test_crash")
+        .env("SENDGRID_API_KEY", "SG.crash")
+        .env("SHIPPO_API_KEY", "shippo_test_crash")
+        .env("SHIPPO_CARRIER_ACCOUNT", "crash_carrier")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting cairn serve")
+}
+
+pub async fn wait_healthy(http: &reqwest::Client, admin: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(resp) = http.get(format!("{admin}/health")).send().await
+            && resp.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("cairn did not become healthy");
+}
+
+/// Sends `request` and decodes the JSON answer.
+pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// Waits until `admin`'s host has no running invocation; fails at `deadline`.
+pub async fn wait_settled(http: &reqwest::Client, admin: &str, deadline: Instant) {
+    loop {
+        let running: Value = http
+            .get(format!("{admin}/invocations?status=running&limit=10000"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let running = running["invocations"].as_array().unwrap().len();
+        if running == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{running} invocations still running at the deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What [`check_orders`] found.
+pub struct Checked {
+    /// Orders stored.
+    pub checked: usize,
+    /// Stored orders by status.
+    pub statuses: BTreeMap<String, usize>,
+    /// The fake's counters.
+    pub stats: Value,
+}
+
+/// Reads every order (`accepted`: answered 202; `unknown`: unanswered) through `ingress` and
+/// checks it against the fake's counts: no accepted order lost, at most one charge, label and
+/// email per order, in agreement with the stored order, one charge per idempotency key.
+pub async fn check_orders(
+    http: &reqwest::Client,
+    ingress: &str,
+    mock: &str,
+    accepted: &[String],
+    unknown: &[String],
+) -> Checked {
+    let stats: Value = http
+        .get(format!("{mock}/_mock/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut statuses = BTreeMap::<String, usize>::new();
+    let mut checked = 0;
+    for id in accepted.iter().chain(unknown) {
+        let resp = http
+            .post(format!("{ingress}/OrderOrchestrator/{id}/GetOrder"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let order: Value = resp.json().await.unwrap_or(Value::Null);
+        if status == 404 {
+            assert!(!accepted.contains(id), "accepted order {id} was lost");
+            continue;
+        }
+        assert_eq!(status, 200, "{id}: {order}");
+        checked += 1;
+        let state = order["status"].as_str().unwrap().to_string();
+        *statuses.entry(state.clone()).or_default() += 1;
+        let charges = count(&stats, &format!("/charges/by_order/{id}"));
+        let labels = count(&stats, &format!("/labels/by_order/{id}"));
+        let emails = count(&stats, &format!("/emails/by_order/{id}"));
+        assert!(
+            charges <= 1 && labels <= 1 && emails <= 1,
+            "{id}: {charges} charges, {labels} labels, {emails} emails"
+        );
+        if accepted.contains(id) {
+            assert!(
+                ["confirmed", "payment_failed", "payment_in_doubt"].contains(&state.as_str()),
+                "accepted order {id} is {state}"
+            );
+        }
+        // The stored order agrees with what the fake recorded.
+        if state == "confirmed" {
+            assert_eq!(charges, 1, "{id}: confirmed with {charges} charges");
+            assert_eq!(
+                order["trackingNumber"].is_string(),
+                labels == 1,
+                "{id}: {order} vs {labels} labels"
+            );
+            let email_in_doubt = order["failures"].as_array().unwrap().iter().any(|f| {
+                f["step"] == "email" && f["error"].as_str().unwrap_or_default().contains("in doubt")
+            });
+            if order["emailSent"] == true {
+                assert_eq!(emails, 1, "{id}: emailSent with {emails} emails");
+            } else {
+                assert!(
+                    emails == 0 || email_in_doubt,
+                    "{id}: {order} but {emails} emails"
+                );
+            }
+        }
+    }
+    let by_key = stats["charges"]["by_idempotency_key"].as_object().unwrap();
+    assert!(
+        by_key.values().all(|n| n.as_u64() == Some(1)),
+        "one charge per idempotency key"
+    );
+    Checked {
+        checked,
+        statuses,
+        stats,
+    }
+}

@@ -1,0 +1,155 @@
+//! Several hosts on one PostgreSQL database: `cairn serve` twice as child processes, each with a
+//! data dir (and host id) of its own, orders sent to both, the same order to both at once. One
+//! host is killed with SIGKILL and not restarted: the other takes over its unfinished
+//! invocations once their leases expire. Then every accepted order is final, and per order the
+//! fake saw at most one charge, label and email, in agreement with the stored order.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn::mock::{MockConfig, MockServer};
+use cairn::storage::ScratchDatabase;
+use cairn_e2e::order_input;
+use cairn_e2e::process::{
+    Checked, check_orders, free_port, spawn_host, wait_healthy, wait_settled,
+};
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+const WORKERS: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_left() {
+    let database = ScratchDatabase::create().await.unwrap();
+    let mock = MockServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockConfig {
+            decline_rate: 0.0,
+            delay_ms: (5, 30),
+        },
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let ports = [(free_port(), free_port()), (free_port(), free_port())];
+    let mut children: Vec<_> = (0..2)
+        .map(|i| {
+            let (ingress, admin) = ports[i];
+            let url = Some(database.url.as_str());
+            spawn_host(
+                CAIRN,
+                dirs[i].path(),
+                url,
+                &mock.base_url(),
+                ingress,
+                admin,
+                0,
+            )
+        })
+        .collect();
+    let ingress: Vec<String> = ports
+        .iter()
+        .map(|(ingress, _)| format!("http://127.0.0.1:{ingress}"))
+        .collect();
+    let admin: Vec<String> = ports
+        .iter()
+        .map(|(_, admin)| format!("http://127.0.0.1:{admin}"))
+        .collect();
+    for admin in &admin {
+        wait_healthy(&http, admin).await;
+    }
+
+    // Each worker sends orders to both hosts in turn; every fourth order goes to both at once
+    // (one key, two hosts: its exclusive turns are taken one host at a time).
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let unknown = Arc::new(Mutex::new(Vec::<String>::new()));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (http, ingress, stop, next) =
+                (http.clone(), ingress.clone(), stop.clone(), next.clone());
+            let (accepted, unknown) = (accepted.clone(), unknown.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let id = format!("hosts-{n:05}");
+                    let targets: &[usize] = match n % 4 {
+                        0 => &[0, 1],
+                        1 | 2 => &[(n % 2) as usize],
+                        _ => &[1],
+                    };
+                    let sends = targets.iter().map(|&host| {
+                        http.post(format!(
+                            "{}/OrderOrchestrator/{id}/ProcessOrder/send",
+                            ingress[host]
+                        ))
+                        .json(&order_input(&format!("{id}@example.com")))
+                        .send()
+                    });
+                    let answered = futures::future::join_all(sends).await;
+                    if answered
+                        .iter()
+                        .any(|r| matches!(r, Ok(resp) if resp.status().as_u16() == 202))
+                    {
+                        accepted.lock().unwrap().push(id);
+                    } else {
+                        unknown.lock().unwrap().push(id);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Host 0 dies under load; host 1 goes on alone.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    children[0].kill().expect("SIGKILL");
+    children[0].wait().unwrap();
+    let killed = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    // The leases last a second: host 1 finishes everything host 0 left, well within 30 s.
+    wait_settled(&http, &admin[1], killed + Duration::from_secs(30)).await;
+    let settled = killed.elapsed();
+    let accepted = accepted.lock().unwrap().clone();
+    let unknown = unknown.lock().unwrap().clone();
+    let Checked {
+        checked,
+        statuses,
+        stats,
+    } = check_orders(&http, &ingress[1], &mock.base_url(), &accepted, &unknown).await;
+    assert!(
+        accepted.len() >= 20,
+        "the test drove too few orders: {}",
+        accepted.len()
+    );
+    assert!(
+        statuses
+            .keys()
+            .all(|s| s == "confirmed" || s == "payment_in_doubt"),
+        "{statuses:?}"
+    );
+    let log = std::fs::read_to_string(dirs[1].path().join("host-0.log")).unwrap();
+    assert!(
+        log.contains("taking over the invocations of a host that stopped"),
+        "host 1 never took anything over:\n{log}"
+    );
+    eprintln!(
+        "two hosts: {} orders accepted, {} unanswered, {checked} stored; statuses {statuses:?}; \
+         all settled {:.1} s after the kill; at the fake: {} charges",
+        accepted.len(),
+        unknown.len(),
+        settled.as_secs_f64(),
+        cairn_e2e::count(&stats, "/charges/succeeded"),
+    );
+    children[1].kill().ok();
+}
