@@ -310,19 +310,22 @@ impl Storage for PgStorage {
             }
         };
         // Running, and no other live host holds its lease: its host died (or is this one, in
-        // an earlier process). Those this process holds are running here already.
+        // an earlier process). Those this process holds run here already.
         let sql = concat!(
             "SELECT seq, ",
             invocation_columns!(),
             " FROM invocations i WHERE status = 'running' AND seq > $1 AND seq <= $2 \
+             AND NOT (i.id = ANY($5)) \
              AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.lease_key = 'inv:' || i.id \
              AND l.owner <> $4 AND l.expires_at > cairn_now_ms()) ORDER BY seq LIMIT $3"
         );
+        let held: Vec<String> = self.held().keys().cloned().collect();
         let found = sqlx::query(sql)
             .bind(scan.after)
             .bind(until)
             .bind(i64::from(limit))
             .bind(&self.host)
+            .bind(&held)
             .fetch_all(&self.pool)
             .await?;
         scan.until = Some(until);
@@ -332,8 +335,6 @@ impl Storage for PgStorage {
             // Its journal is read once it is claimed: another host may move it on until then.
             page.push(rows::invocation(row)?);
         }
-        let held = self.held();
-        page.retain(|invocation| !held.contains_key(&invocation.id));
         Ok(page)
     }
 
