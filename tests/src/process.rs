@@ -5,11 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::task::JoinHandle;
 
-use crate::count;
+use crate::{count, order_input};
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -81,17 +84,84 @@ pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request.send().await.unwrap().json().await.unwrap()
 }
 
+/// Orders sent without waiting for them (`/send`) by a few workers until stopped. An order is
+/// accepted when a host it went to answered 202, unknown when none did (hosts down).
+pub struct OrderLoad {
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    accepted: Arc<Mutex<Vec<String>>>,
+    unknown: Arc<Mutex<Vec<String>>>,
+}
+
+impl OrderLoad {
+    /// `workers` loops sending orders `{prefix}-00000`, `{prefix}-00001`...; order `n` goes to
+    /// every ingress URL `route(n)` names, at once.
+    pub fn start(
+        http: &reqwest::Client,
+        workers: usize,
+        prefix: &'static str,
+        route: impl Fn(u64) -> Vec<String> + Send + Sync + 'static,
+    ) -> OrderLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let next = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let unknown = Arc::new(Mutex::new(Vec::new()));
+        let route = Arc::new(route);
+        let workers = (0..workers)
+            .map(|_| {
+                let (http, stop, next, route) =
+                    (http.clone(), stop.clone(), next.clone(), route.clone());
+                let (accepted, unknown) = (accepted.clone(), unknown.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let id = format!("{prefix}-{n:05}");
+                        let sends = route(n).into_iter().map(|ingress| {
+                            http.post(format!(
+                                "{ingress}/OrderOrchestrator/{id}/ProcessOrder/send"
+                            ))
+                            .json(&order_input(&format!("{id}@example.com")))
+                            .send()
+                        });
+                        let answered = futures::future::join_all(sends).await;
+                        if answered
+                            .iter()
+                            .any(|r| matches!(r, Ok(resp) if resp.status().as_u16() == 202))
+                        {
+                            accepted.lock().unwrap().push(id);
+                        } else {
+                            unknown.lock().unwrap().push(id);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        OrderLoad {
+            stop,
+            workers,
+            accepted,
+            unknown,
+        }
+    }
+
+    /// Stops the workers; returns the accepted and the unknown orders.
+    pub async fn stop(self) -> (Vec<String>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for worker in self.workers {
+            worker.await.unwrap();
+        }
+        let accepted = self.accepted.lock().unwrap().clone();
+        let unknown = self.unknown.lock().unwrap().clone();
+        (accepted, unknown)
+    }
+}
+
 /// Waits until `admin`'s host has no running invocation; fails at `deadline`.
 pub async fn wait_settled(http: &reqwest::Client, admin: &str, deadline: Instant) {
     loop {
-        let running: Value = http
-            .get(format!("{admin}/invocations?status=running&limit=10000"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let running =
+            json_of(http.get(format!("{admin}/invocations?status=running&limit=10000"))).await;
         let running = running["invocations"].as_array().unwrap().len();
         if running == 0 {
             return;
@@ -124,14 +194,7 @@ pub async fn check_orders(
     accepted: &[String],
     unknown: &[String],
 ) -> Checked {
-    let stats: Value = http
-        .get(format!("{mock}/_mock/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = json_of(http.get(format!("{mock}/_mock/stats"))).await;
     let mut statuses = BTreeMap::<String, usize>::new();
     let mut checked = 0;
     for id in accepted.iter().chain(unknown) {

@@ -8,15 +8,15 @@
 //! not a full sleep after the restart.
 
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn::mock::{MockConfig, MockServer};
 use cairn_e2e::process::{
-    self, Checked, check_orders, free_port, json_of, wait_healthy, wait_settled,
+    self, Checked, OrderLoad, check_orders, free_port, json_of, wait_healthy, wait_settled,
 };
-use cairn_e2e::{count, order_input};
+use cairn_e2e::count;
 use serde_json::Value;
 
 const KILLS: usize = 4;
@@ -89,38 +89,10 @@ async fn orders_survive_kill_minus_nine(database_url: Option<&str>) {
     wait_healthy(&http, &admin).await;
 
     // Drive orders at concurrency 16: an order is accepted when /send answered 202.
-    let stop = Arc::new(AtomicBool::new(false));
-    let next = Arc::new(AtomicU64::new(0));
-    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
-    let unknown = Arc::new(Mutex::new(Vec::<String>::new()));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (http, ingress, stop, next) =
-                (http.clone(), ingress.clone(), stop.clone(), next.clone());
-            let (accepted, unknown) = (accepted.clone(), unknown.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let id = format!("crash-{:05}", next.fetch_add(1, Ordering::Relaxed));
-                    let sent = http
-                        .post(format!(
-                            "{ingress}/OrderOrchestrator/{id}/ProcessOrder/send"
-                        ))
-                        .json(&order_input(&format!("{id}@example.com")))
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(resp) if resp.status().as_u16() == 202 => {
-                            accepted.lock().unwrap().push(id)
-                        }
-                        _ => {
-                            unknown.lock().unwrap().push(id);
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = OrderLoad::start(&http, WORKERS, "crash", {
+        let ingress = ingress.clone();
+        move |_| vec![ingress.clone()]
+    });
 
     let seed = AtomicU64::new(
         std::time::SystemTime::now()
@@ -150,14 +122,9 @@ async fn orders_survive_kill_minus_nine(database_url: Option<&str>) {
         wait_healthy(&http, &admin).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.unwrap();
-    }
+    let (accepted, unknown) = load.stop().await;
 
     // Every accepted order reaches a final state within 30 s of the last restart.
-    let accepted = accepted.lock().unwrap().clone();
-    let unknown = unknown.lock().unwrap().clone();
     wait_settled(&http, &admin, last_restart + Duration::from_secs(30)).await;
     let settled = last_restart.elapsed();
     let Checked {

@@ -4,15 +4,12 @@
 //! invocations once their leases expire. Then every accepted order is final, and per order the
 //! fake saw at most one charge, label and email, in agreement with the stored order.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn::mock::{MockConfig, MockServer};
 use cairn::storage::ScratchDatabase;
-use cairn_e2e::order_input;
 use cairn_e2e::process::{
-    Checked, check_orders, free_port, spawn_host, wait_healthy, wait_settled,
+    Checked, OrderLoad, check_orders, free_port, spawn_host, wait_healthy, wait_settled,
 };
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -63,48 +60,15 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
         wait_healthy(&http, admin).await;
     }
 
-    // Each worker sends orders to both hosts in turn; every fourth order goes to both at once
-    // (one key, two hosts: its exclusive turns are taken one host at a time).
-    let stop = Arc::new(AtomicBool::new(false));
-    let next = Arc::new(AtomicU64::new(0));
-    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
-    let unknown = Arc::new(Mutex::new(Vec::<String>::new()));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (http, ingress, stop, next) =
-                (http.clone(), ingress.clone(), stop.clone(), next.clone());
-            let (accepted, unknown) = (accepted.clone(), unknown.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    let id = format!("hosts-{n:05}");
-                    let targets: &[usize] = match n % 4 {
-                        0 => &[0, 1],
-                        1 | 2 => &[(n % 2) as usize],
-                        _ => &[1],
-                    };
-                    let sends = targets.iter().map(|&host| {
-                        http.post(format!(
-                            "{}/OrderOrchestrator/{id}/ProcessOrder/send",
-                            ingress[host]
-                        ))
-                        .json(&order_input(&format!("{id}@example.com")))
-                        .send()
-                    });
-                    let answered = futures::future::join_all(sends).await;
-                    if answered
-                        .iter()
-                        .any(|r| matches!(r, Ok(resp) if resp.status().as_u16() == 202))
-                    {
-                        accepted.lock().unwrap().push(id);
-                    } else {
-                        unknown.lock().unwrap().push(id);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            })
-        })
-        .collect();
+    // Orders go to both hosts in turn; every fourth to both at once (one key, two hosts: its
+    // exclusive turns are taken one host at a time).
+    let load = OrderLoad::start(&http, WORKERS, "hosts", {
+        let ingress = ingress.clone();
+        move |n| match n % 4 {
+            0 => ingress.clone(),
+            _ => vec![ingress[(n % 2) as usize].clone()],
+        }
+    });
 
     // Host 0 dies under load; host 1 goes on alone.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -112,16 +76,11 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
     children[0].wait().unwrap();
     let killed = Instant::now();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.unwrap();
-    }
+    let (accepted, unknown) = load.stop().await;
 
     // The leases last a second: host 1 finishes everything host 0 left, well within 30 s.
     wait_settled(&http, &admin[1], killed + Duration::from_secs(30)).await;
     let settled = killed.elapsed();
-    let accepted = accepted.lock().unwrap().clone();
-    let unknown = unknown.lock().unwrap().clone();
     let Checked {
         checked,
         statuses,
