@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn::mock::{MockConfig, MockServer};
+use cairn_e2e::count;
 use cairn_e2e::process::{
     self, Checked, OrderLoad, check_orders, free_port, json_of, wait_healthy, wait_settled,
 };
-use cairn_e2e::count;
 use serde_json::Value;
 
 const KILLS: usize = 4;

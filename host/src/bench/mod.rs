@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// Also write the results here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run the host on PostgreSQL: a fresh database created on this server (and dropped after)
+    /// instead of SQLite in the data dir, e.g. postgres://postgres@127.0.0.1:5432/test.
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 fn order(email: &str) -> Value {
@@ -112,9 +116,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
+    let database = match &args.postgres {
+        Some(server) => Some(crate::storage::ScratchDatabase::create_on(server).await?),
+        None => None,
+    };
+    let run = Run {
+        exe: &exe,
+        data: &data,
+        components: &components,
+        http: &http,
+        database_url: database.as_ref().map(|d| d.url.as_str()),
+    };
     let fake = Fake::start(&exe, &data, 0, &http).await?;
-    let (host, _) = Host::start(&exe, &data, &components, &fake, &http).await?;
-    let mut results = json!({ "machine": machine() });
+    let (host, _) = Host::start(&run, &fake).await?;
+    let mut results = json!({
+        "machine": machine(),
+        "database": if database.is_some() { "postgres" } else { "sqlite" },
+    });
 
     // Warm up (first instantiations, connection pools).
     for _ in 0..20 {
@@ -191,12 +209,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     results["peak_rss_mib"] = json!(host.proc.peak_rss_mib());
 
     if args.recovery > 0 {
-        let run = Run {
-            exe: &exe,
-            data: &data,
-            components: &components,
-            http: &http,
-        };
         results["recovery"] = recovery(&run, host, fake, args.recovery).await?;
     } else {
         drop((host, fake));
@@ -290,11 +302,14 @@ async fn steps(http: &reqwest::Client, host: &Host, components: &Path) -> anyhow
 }
 
 /// What every part of a run needs.
-struct Run<'a> {
-    exe: &'a Path,
-    data: &'a Path,
-    components: &'a Path,
-    http: &'a reqwest::Client,
+/// What every start of a host in one bench run shares.
+pub(super) struct Run<'a> {
+    pub(super) exe: &'a Path,
+    pub(super) data: &'a Path,
+    pub(super) components: &'a Path,
+    pub(super) http: &'a reqwest::Client,
+    /// PostgreSQL instead of SQLite in the data dir.
+    pub(super) database_url: Option<&'a str>,
 }
 
 /// `count` orders accepted but unfinished (the fake holds every provider call), kill -9, restart
@@ -302,7 +317,7 @@ struct Run<'a> {
 async fn recovery(run: &Run<'_>, host: Host, fake: Fake, count: usize) -> anyhow::Result<Value> {
     drop((host, fake));
     let holding = Fake::start(run.exe, run.data, 600_000, run.http).await?;
-    let (host, _) = Host::start(run.exe, run.data, run.components, &holding, run.http).await?;
+    let (host, _) = Host::start(run, &holding).await?;
     let http = run.http;
     let accepted = Arc::new(AtomicU64::new(0));
     let per_worker = count.div_ceil(64);
@@ -333,7 +348,7 @@ async fn recovery(run: &Run<'_>, host: Host, fake: Fake, count: usize) -> anyhow
     drop((host, holding));
     let fake = Fake::start(run.exe, run.data, 0, http).await?;
     let restarted = Instant::now();
-    let (host, ready) = Host::start(run.exe, run.data, run.components, &fake, http).await?;
+    let (host, ready) = Host::start(run, &fake).await?;
     let list = |status: &'static str| {
         let url = format!("{}/invocations?status={status}&limit=1", host.admin);
         let http = http.clone();

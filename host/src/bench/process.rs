@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use super::Run;
+
 /// A child process; killed (SIGKILL) when dropped, so a failed run leaves none behind.
 pub(super) struct Proc {
     child: Child,
@@ -117,17 +119,17 @@ pub(super) struct Host {
 impl Host {
     /// Starts `cairn serve` on `data` with the providers pointed at `fake`; returns once it is
     /// healthy, with the time that took.
-    pub(super) async fn start(
-        exe: &Path,
-        data: &Path,
-        components: &Path,
-        fake: &Fake,
-        http: &reqwest::Client,
-    ) -> anyhow::Result<(Host, Duration)> {
+    pub(super) async fn start(run: &Run<'_>, fake: &Fake) -> anyhow::Result<(Host, Duration)> {
         let (ingress, admin) = (free_port()?, free_port()?);
         let started = Instant::now();
+        let mut command = Command::new(run.exe);
+        match run.database_url {
+            Some(url) => command.env("DATABASE_URL", url),
+            None => command.env_remove("DATABASE_URL"),
+        };
+        let (data, components) = (run.data, run.components);
         let proc = Proc::spawn(
-            Command::new(exe)
+            command
                 .arg("serve")
                 .arg("--data-dir")
                 .arg(data)
@@ -150,7 +152,7 @@ impl Host {
             admin: format!("http://127.0.0.1:{admin}"),
         };
         let health = format!("{}/health", host.admin);
-        wait_for(http, &health, "the host (see host.log in the data dir)").await?;
+        wait_for(run.http, &health, "the host (see host.log in the data dir)").await?;
         Ok((host, started.elapsed()))
     }
 }

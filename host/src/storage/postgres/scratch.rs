@@ -1,4 +1,5 @@
-//! A database of its own on a PostgreSQL server, for tests: created fresh, dropped when done.
+//! A database of its own on a PostgreSQL server, for tests and the bench: created fresh, dropped
+//! when done.
 
 use std::str::FromStr;
 
@@ -18,14 +19,21 @@ pub struct ScratchDatabase {
 }
 
 impl ScratchDatabase {
+    /// On the server named by `CAIRN_TEST_POSTGRES`, else [`DEFAULT_TEST_SERVER`].
     pub async fn create() -> anyhow::Result<ScratchDatabase> {
         let server_url =
             std::env::var("CAIRN_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_TEST_SERVER.into());
-        let server = PgConnectOptions::from_str(&server_url)?;
+        Self::create_on(&server_url).await
+    }
+
+    /// On the server `server_url` points at (any database of it).
+    pub async fn create_on(server_url: &str) -> anyhow::Result<ScratchDatabase> {
+        let server = PgConnectOptions::from_str(server_url)?;
         let name = format!("cairn_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = server.connect().await.map_err(|e| {
             anyhow::anyhow!(
-                "cannot reach PostgreSQL at {server_url} ({e}); start it or set CAIRN_TEST_POSTGRES"
+                "cannot reach PostgreSQL at {server_url} ({e}): is it running? (tests: set \
+                 CAIRN_TEST_POSTGRES to another server)"
             )
         })?;
         sqlx::query(&format!("CREATE DATABASE {name}"))
