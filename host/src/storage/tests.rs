@@ -495,3 +495,19 @@ async fn on_postgres_a_host_that_stops_is_taken_over_and_fenced() {
         "w, x and y"
     );
 }
+
+#[tokio::test]
+async fn on_postgres_a_lease_nothing_runs_under_expires_while_its_host_lives() {
+    let database = ScratchDatabase::create().await.unwrap();
+    let a = pg_host(&database.url, "a").await.unwrap();
+    a.create_invocation(&invocation("q")).await.unwrap();
+    assert!(a.claim("q", "key:S/q").await.unwrap());
+    // Host a restarts: its new process runs nothing under the old leases, so it does not
+    // extend them.
+    drop(a);
+    let _a = pg_host(&database.url, "a").await.unwrap();
+    let b = pg_host(&database.url, "b").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(b.claim("r", "key:S/q").await.unwrap());
+    assert_eq!(orphans(&b).await, ["q"]);
+}

@@ -17,6 +17,7 @@ pub use scratch::{DEFAULT_TEST_SERVER, ScratchDatabase};
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,12 +57,15 @@ pub struct PgStorage {
     pool: PgPool,
     host: String,
     ttl_ms: i64,
-    /// The leases this host holds, by invocation: (lease key, epoch).
-    fences: std::sync::Mutex<HashMap<String, Vec<(String, i64)>>>,
+    /// The leases this process holds, by invocation.
+    fences: Arc<Fences>,
     heartbeat: JoinHandle<()>,
     /// Holds the advisory lock on the host id.
     _owner: Mutex<PgConnection>,
 }
+
+/// Leases held, by invocation: (lease key, epoch).
+type Fences = std::sync::Mutex<HashMap<String, Vec<(String, i64)>>>;
 
 impl Drop for PgStorage {
     fn drop(&mut self) {
@@ -83,12 +87,18 @@ impl PgStorage {
             .map_err(|e| StorageError::Migration(e.to_string()))?;
         let owner = take_host_id(&connect, &options.host_id).await?;
         let ttl_ms = options.lease_ttl.as_millis() as i64;
-        let heartbeat = tokio::spawn(heartbeat(pool.clone(), options.host_id.clone(), ttl_ms));
+        let fences = Arc::new(Fences::default());
+        let heartbeat = tokio::spawn(heartbeat(
+            pool.clone(),
+            options.host_id.clone(),
+            fences.clone(),
+            ttl_ms,
+        ));
         Ok(PgStorage {
             pool,
             host: options.host_id.clone(),
             ttl_ms,
-            fences: Default::default(),
+            fences,
             heartbeat,
             _owner: Mutex::new(owner),
         })
@@ -155,17 +165,33 @@ async fn take_host_id(options: &PgConnectOptions, host: &str) -> StorageResult<P
     }
 }
 
-/// Extends this host's leases four times per lifetime, for as long as the storage lives.
-async fn heartbeat(pool: PgPool, host: String, ttl_ms: i64) {
+/// Extends the leases this process holds four times per lifetime, for as long as the storage
+/// lives. Only those: a lease it failed to release, or one of an earlier process of this host
+/// that nothing resumed, expires on its own.
+async fn heartbeat(pool: PgPool, host: String, fences: Arc<Fences>, ttl_ms: i64) {
     let mut tick = tokio::time::interval(Duration::from_millis((ttl_ms / 4).max(1) as u64));
     loop {
         tick.tick().await;
-        let extended =
-            sqlx::query("UPDATE leases SET expires_at = cairn_now_ms() + $2 WHERE owner = $1")
-                .bind(&host)
-                .bind(ttl_ms)
-                .execute(&pool)
-                .await;
+        let held: Vec<String> = {
+            let fences = fences.lock().unwrap_or_else(|p| p.into_inner());
+            fences
+                .values()
+                .flatten()
+                .map(|(lease, _)| lease.clone())
+                .collect()
+        };
+        if held.is_empty() {
+            continue;
+        }
+        let extended = sqlx::query(
+            "UPDATE leases SET expires_at = cairn_now_ms() + $3 \
+             WHERE owner = $1 AND lease_key = ANY($2)",
+        )
+        .bind(&host)
+        .bind(&held)
+        .bind(ttl_ms)
+        .execute(&pool)
+        .await;
         if let Err(e) = extended {
             tracing::warn!(error = %e, "could not extend this host's leases");
         }
