@@ -102,13 +102,15 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
         log.contains("taking over the invocations of a host that stopped"),
         "host 1 never took anything over:\n{log}"
     );
+    assert!(!log.contains("deadlock"), "lease locks deadlocked:\n{log}");
     eprintln!(
         "two hosts: {} orders accepted, {} unanswered, {checked} stored; statuses {statuses:?}; \
-         all settled {:.1} s after the kill; at the fake: {} charges",
+         all settled {:.1} s after the kill; at the fake: {} charges; {} slow statements",
         accepted.len(),
         unknown.len(),
         settled.as_secs_f64(),
         cairn_e2e::count(&stats, "/charges/succeeded"),
+        log.matches("slow statement").count(),
     );
     children[1].kill().ok();
 }

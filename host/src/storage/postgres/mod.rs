@@ -183,9 +183,13 @@ async fn heartbeat(pool: PgPool, host: String, fences: Arc<Fences>, ttl_ms: i64)
         if held.is_empty() {
             continue;
         }
+        // A lease a write is checking right now (its row share-locked) is skipped, and extended
+        // by the next beat: waiting for it, while holding others, could deadlock with a write
+        // that checks two.
         let extended = sqlx::query(
-            "UPDATE leases SET expires_at = cairn_now_ms() + $3 \
-             WHERE owner = $1 AND lease_key = ANY($2)",
+            "UPDATE leases SET expires_at = cairn_now_ms() + $3 WHERE lease_key IN \
+             (SELECT lease_key FROM leases WHERE owner = $1 AND lease_key = ANY($2) \
+             ORDER BY lease_key FOR NO KEY UPDATE SKIP LOCKED)",
         )
         .bind(&host)
         .bind(&held)
