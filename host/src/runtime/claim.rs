@@ -26,7 +26,7 @@ pub(super) async fn claim(
     runtime: &Runtime,
     inv: &mut Invocation,
     exclusive: bool,
-    mut known: Option<Vec<Entry>>,
+    known: Option<Vec<Entry>>,
 ) -> Claimed {
     let storage = &runtime.storage;
     // Resumed (its journal not known): the lease of a host that died, or of this host's earlier
@@ -67,8 +67,7 @@ pub(super) async fn claim(
         Ok(Some(current)) => match (current.status, current.output, current.failure) {
             (InvocationStatus::Running, _, _) => {
                 inv.attempt = current.attempt;
-                known = None;
-                Claimed::Run(known)
+                Claimed::Run(None)
             }
             (InvocationStatus::Succeeded, output, _) => {
                 Claimed::Ended(Outcome::Succeeded(output.unwrap_or_default()))

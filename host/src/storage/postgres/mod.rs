@@ -283,8 +283,12 @@ impl Storage for PgStorage {
             .bind(self.ttl_ms)
             .fetch_one(&mut *tx)
             .await?;
-        tx.commit().await?;
+        // Held before anyone can see it: this host's own scan for orphans must never take it.
         self.held().insert(inv.id.clone(), vec![(lease, epoch)]);
+        if let Err(e) = tx.commit().await {
+            self.held().remove(&inv.id);
+            return Err(e.into());
+        }
         Ok(Created::New(Invocation::created(inv, now)))
     }
 
@@ -365,6 +369,9 @@ impl Storage for PgStorage {
             // Its journal is read once it is claimed: another host may move it on until then.
             page.push(rows::invocation(row)?);
         }
+        // Created here while the query ran (held from before its commit, after `held` was read).
+        let held = self.held();
+        page.retain(|invocation| !held.contains_key(&invocation.id));
         Ok(page)
     }
 
