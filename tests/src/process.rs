@@ -79,6 +79,17 @@ pub async fn wait_healthy(http: &reqwest::Client, admin: &str) {
     panic!("cairn did not become healthy");
 }
 
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves no host
+/// running.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Sends `request` and decodes the JSON answer.
 pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request.send().await.unwrap().json().await.unwrap()

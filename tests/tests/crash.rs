@@ -30,6 +30,14 @@ struct Host {
     admin: String,
 }
 
+/// A failing test leaves no host running.
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A small xorshift generator: random kill moments without another dependency.
 fn random_between(state: &AtomicU64, low: u64, high: u64) -> u64 {
     let mut x = state.load(Ordering::Relaxed);
@@ -160,8 +168,10 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
         .unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
+    // The same ports across the restart: a port picked later could be one another test's
+    // killed host is about to bind again.
+    let (ingress, admin) = (free_port(), free_port());
     let start = |generation| {
-        let (ingress, admin) = (free_port(), free_port());
         let child = process::spawn_host(
             CAIRN,
             data_dir.path(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cairn::mock::{MockConfig, MockServer};
 use cairn::storage::ScratchDatabase;
 use cairn_e2e::process::{
-    Checked, OrderLoad, check_orders, free_port, spawn_host, wait_healthy, wait_settled,
+    Checked, Killed, OrderLoad, check_orders, free_port, spawn_host, wait_healthy, wait_settled,
 };
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -37,7 +37,7 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
         .map(|i| {
             let (ingress, admin) = ports[i];
             let url = Some(database.url.as_str());
-            spawn_host(
+            let child = spawn_host(
                 CAIRN,
                 dirs[i].path(),
                 url,
@@ -45,7 +45,8 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
                 ingress,
                 admin,
                 0,
-            )
+            );
+            Killed(child)
         })
         .collect();
     let ingress: Vec<String> = ports
@@ -72,8 +73,8 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
 
     // Host 0 dies under load; host 1 goes on alone.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    children[0].kill().expect("SIGKILL");
-    children[0].wait().unwrap();
+    children[0].0.kill().expect("SIGKILL");
+    children[0].0.wait().unwrap();
     let killed = Instant::now();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (accepted, unknown) = load.stop().await;
@@ -112,5 +113,4 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
         cairn_e2e::count(&stats, "/charges/succeeded"),
         log.matches("slow statement").count(),
     );
-    children[1].kill().ok();
 }
