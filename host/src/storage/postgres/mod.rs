@@ -10,21 +10,20 @@
 //! taken over cannot write for the invocation any more. Each host process holds a session
 //! advisory lock on its host id, so two processes cannot act as one host.
 
+mod leases;
 mod rows;
 mod scratch;
 
 pub use scratch::{DEFAULT_TEST_SERVER, ScratchDatabase};
 
-use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Connection, Postgres, QueryBuilder, Row, Transaction};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, QueryBuilder, Row, Transaction};
+
+use leases::Leases;
 
 use super::{
     CallMarker, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation, Outcome,
@@ -37,40 +36,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 /// Connections in the pool: every running invocation's commits and reads share them.
 const MAX_CONNECTIONS: u32 = 16;
-/// How long a starting host waits for its previous process (killed, its connection not yet
-/// closed by the server) to let go of the host id.
-const LOCK_WAIT: Duration = Duration::from_secs(10);
-/// The advisory lock's first key: "cair" in ASCII, so it does not collide with other users of
-/// the database; the second is the host id's hash.
-const LOCK_CLASS: i32 = 0x6361_6972;
-
-/// Takes `$1` as the lease key, `$2` as the owner and `$3` as the lifetime (ms): free, expired
-/// or the owner's own, it becomes the owner's at the next epoch; otherwise no row.
-const TAKE_LEASE: &str = "INSERT INTO leases (lease_key, owner, epoch, expires_at) \
-     VALUES ($1, $2, 1, cairn_now_ms() + $3) \
-     ON CONFLICT (lease_key) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1, \
-     expires_at = EXCLUDED.expires_at \
-     WHERE leases.owner = EXCLUDED.owner OR leases.expires_at < cairn_now_ms() \
-     RETURNING epoch";
-
 pub struct PgStorage {
     pool: PgPool,
-    host: String,
-    ttl_ms: i64,
-    /// The leases this process holds, by invocation.
-    fences: Arc<Fences>,
-    heartbeat: JoinHandle<()>,
-    /// Holds the advisory lock on the host id.
-    _owner: Mutex<PgConnection>,
-}
-
-/// Leases held, by invocation: (lease key, epoch).
-type Fences = std::sync::Mutex<HashMap<String, Vec<(String, i64)>>>;
-
-impl Drop for PgStorage {
-    fn drop(&mut self) {
-        self.heartbeat.abort();
-    }
+    leases: Leases,
 }
 
 impl PgStorage {
@@ -85,124 +53,18 @@ impl PgStorage {
             .run(&pool)
             .await
             .map_err(|e| StorageError::Migration(e.to_string()))?;
-        let owner = take_host_id(&connect, &options.host_id).await?;
-        let ttl_ms = options.lease_ttl.as_millis() as i64;
-        let fences = Arc::new(Fences::default());
-        let heartbeat = tokio::spawn(heartbeat(
-            pool.clone(),
-            options.host_id.clone(),
-            fences.clone(),
-            ttl_ms,
-        ));
-        Ok(PgStorage {
-            pool,
-            host: options.host_id.clone(),
-            ttl_ms,
-            fences,
-            heartbeat,
-            _owner: Mutex::new(owner),
-        })
+        let leases = Leases::start(&pool, &connect, options).await?;
+        Ok(PgStorage { pool, leases })
     }
 
     /// Stops extending this host's leases, as if it had died (for tests).
     #[cfg(test)]
     pub(crate) fn stop_heartbeat(&self) {
-        self.heartbeat.abort();
-    }
-
-    fn fences_of(&self, id: &str) -> Vec<(String, i64)> {
-        let fences = self.fences.lock().unwrap_or_else(|p| p.into_inner());
-        fences.get(id).cloned().unwrap_or_default()
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(String, i64)>>> {
-        self.fences.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Checks, in `tx`, that this host still holds every lease it took for invocation `id` (and
-    /// keeps them from being taken over until `tx` ends).
-    async fn fence(&self, tx: &mut Tx<'_>, id: &str) -> StorageResult<()> {
-        for (lease, epoch) in self.fences_of(id) {
-            let held: Option<i64> = sqlx::query_scalar(
-                "SELECT epoch FROM leases WHERE lease_key = $1 AND owner = $2 AND epoch = $3 \
-                 FOR SHARE",
-            )
-            .bind(&lease)
-            .bind(&self.host)
-            .bind(epoch)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if held.is_none() {
-                return Err(StorageError::Fenced(format!(
-                    "invocation {id}: lease {lease} was taken over by another host"
-                )));
-            }
-        }
-        Ok(())
+        self.leases.stop_heartbeat();
     }
 }
 
-/// A connection holding the advisory lock on `host` (see the module header).
-async fn take_host_id(options: &PgConnectOptions, host: &str) -> StorageResult<PgConnection> {
-    let mut conn = PgConnection::connect_with(options).await?;
-    let started = std::time::Instant::now();
-    loop {
-        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
-            .bind(LOCK_CLASS)
-            .bind(host)
-            .fetch_one(&mut conn)
-            .await?;
-        if taken {
-            return Ok(conn);
-        }
-        if started.elapsed() > LOCK_WAIT {
-            return Err(StorageError::Database(format!(
-                "another Cairn process runs as host {host} on this database (each host needs a \
-                 data dir of its own)"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Extends the leases this process holds four times per lifetime, for as long as the storage
-/// lives. Only those: a lease it failed to release, or one of an earlier process of this host
-/// that nothing resumed, expires on its own.
-async fn heartbeat(pool: PgPool, host: String, fences: Arc<Fences>, ttl_ms: i64) {
-    let mut tick = tokio::time::interval(Duration::from_millis((ttl_ms / 4).max(1) as u64));
-    loop {
-        tick.tick().await;
-        let held: Vec<String> = {
-            let fences = fences.lock().unwrap_or_else(|p| p.into_inner());
-            fences
-                .values()
-                .flatten()
-                .map(|(lease, _)| lease.clone())
-                .collect()
-        };
-        if held.is_empty() {
-            continue;
-        }
-        // A lease a write is checking right now (its row share-locked) is skipped, and extended
-        // by the next beat: waiting for it, while holding others, could deadlock with a write
-        // that checks two.
-        let extended = sqlx::query(
-            "UPDATE leases SET expires_at = cairn_now_ms() + $3 WHERE lease_key IN \
-             (SELECT lease_key FROM leases WHERE owner = $1 AND lease_key = ANY($2) \
-             ORDER BY lease_key FOR NO KEY UPDATE SKIP LOCKED)",
-        )
-        .bind(&host)
-        .bind(&held)
-        .bind(ttl_ms)
-        .execute(&pool)
-        .await;
-        if let Err(e) = extended {
-            tracing::warn!(error = %e, "could not extend this host's leases");
-        }
-    }
-}
-
-type Tx<'a> = Transaction<'a, Postgres>;
+pub(super) type Tx<'a> = Transaction<'a, Postgres>;
 
 #[async_trait]
 impl Storage for PgStorage {
@@ -275,18 +137,11 @@ impl Storage for PgStorage {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        // The creating host runs it: its lease is taken in the same transaction.
-        let lease = format!("inv:{}", inv.id);
-        let epoch: i64 = sqlx::query_scalar(TAKE_LEASE)
-            .bind(&lease)
-            .bind(&self.host)
-            .bind(self.ttl_ms)
-            .fetch_one(&mut *tx)
-            .await?;
-        // Held before anyone can see it: this host's own scan for orphans must never take it.
-        self.held().insert(inv.id.clone(), vec![(lease, epoch)]);
+        // The creating host runs it: its lease is taken in the same transaction, and held
+        // before anyone can see it (this host's own scan for orphans must never take it).
+        self.leases.take_new(&mut tx, &inv.id).await?;
         if let Err(e) = tx.commit().await {
-            self.held().remove(&inv.id);
+            self.leases.forget(&inv.id);
             return Err(e.into());
         }
         Ok(Created::New(Invocation::created(inv, now)))
@@ -353,12 +208,12 @@ impl Storage for PgStorage {
              AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.lease_key = 'inv:' || i.id \
              AND l.owner <> $4 AND l.expires_at > cairn_now_ms()) ORDER BY seq LIMIT $3"
         );
-        let held: Vec<String> = self.held().keys().cloned().collect();
+        let held = self.leases.held_ids();
         let found = sqlx::query(sql)
             .bind(scan.after)
             .bind(until)
             .bind(i64::from(limit))
-            .bind(&self.host)
+            .bind(self.leases.host())
             .bind(&held)
             .fetch_all(&self.pool)
             .await?;
@@ -370,14 +225,13 @@ impl Storage for PgStorage {
             page.push(rows::invocation(row)?);
         }
         // Created here while the query ran (held from before its commit, after `held` was read).
-        let held = self.held();
-        page.retain(|invocation| !held.contains_key(&invocation.id));
+        page.retain(|invocation| !self.leases.holds(&invocation.id));
         Ok(page)
     }
 
     async fn set_attempt(&self, id: &str, attempt: u32) -> StorageResult<()> {
         let mut tx = self.pool.begin().await?;
-        self.fence(&mut tx, id).await?;
+        self.leases.fence(&mut tx, id).await?;
         sqlx::query("UPDATE invocations SET attempt = $1, updated_at = $2 WHERE id = $3")
             .bind(attempt as i32)
             .bind(now_ms())
@@ -398,7 +252,7 @@ impl Storage for PgStorage {
         let now = now_ms();
         let (status, output, failure) = outcome.columns()?;
         let mut tx = self.pool.begin().await?;
-        self.fence(&mut tx, id).await?;
+        self.leases.fence(&mut tx, id).await?;
         append_entries(&mut tx, id, &scope, &entries).await?;
         sqlx::query(
             "UPDATE invocations SET status = $1, output = $2, failure = $3, updated_at = $4, \
@@ -436,7 +290,7 @@ impl Storage for PgStorage {
         entries: Vec<(Entry, Option<StateOp>)>,
     ) -> StorageResult<()> {
         let mut tx = self.pool.begin().await?;
-        self.fence(&mut tx, id).await?;
+        self.leases.fence(&mut tx, id).await?;
         append_entries(&mut tx, id, &scope, &entries).await?;
         tx.commit().await?;
         Ok(())
@@ -450,7 +304,7 @@ impl Storage for PgStorage {
         marker: CallMarker,
     ) -> StorageResult<bool> {
         let mut tx = self.pool.begin().await?;
-        self.fence(&mut tx, id).await?;
+        self.leases.fence(&mut tx, id).await?;
         append_entries(&mut tx, id, &scope, &entries).await?;
         let inserted = sqlx::query(
             "INSERT INTO call_markers (invocation_id, idx, name, idempotency_key, started_at) \
@@ -470,7 +324,7 @@ impl Storage for PgStorage {
 
     async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()> {
         let mut tx = self.pool.begin().await?;
-        self.fence(&mut tx, id).await?;
+        self.leases.fence(&mut tx, id).await?;
         sqlx::query("DELETE FROM journal WHERE invocation_id = $1 AND idx >= $2")
             .bind(id)
             .bind(from_index as i32)
@@ -598,37 +452,11 @@ impl Storage for PgStorage {
     }
 
     async fn claim(&self, id: &str, lease: &str) -> StorageResult<bool> {
-        if self.fences_of(id).iter().any(|(held, _)| held == lease) {
-            // Held for another run of the same invocation in this process.
-            return Ok(false);
-        }
-        let epoch: Option<i64> = sqlx::query_scalar(TAKE_LEASE)
-            .bind(lease)
-            .bind(&self.host)
-            .bind(self.ttl_ms)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(epoch) = epoch else {
-            return Ok(false);
-        };
-        let mut held = self.held();
-        held.entry(id.to_string())
-            .or_default()
-            .push((lease.to_string(), epoch));
-        Ok(true)
+        self.leases.claim(&self.pool, id, lease).await
     }
 
     async fn release(&self, id: &str) -> StorageResult<()> {
-        let leases = self.held().remove(id).unwrap_or_default();
-        for (lease, epoch) in leases {
-            sqlx::query("DELETE FROM leases WHERE lease_key = $1 AND owner = $2 AND epoch = $3")
-                .bind(&lease)
-                .bind(&self.host)
-                .bind(epoch)
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
+        self.leases.release(&self.pool, id).await
     }
 }
 
