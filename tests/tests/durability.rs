@@ -442,10 +442,12 @@ async fn a_sleeping_invocation_holds_no_instance_and_wakes_when_its_time_comes()
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert!(suspended, "the invocation did not suspend in its sleep");
-    assert_eq!(
-        cairn.admin_get(&format!("/invocations/{id}")).await.body["status"],
-        "running"
-    );
+    let asleep = cairn.admin_get(&format!("/invocations/{id}")).await.body;
+    assert_eq!(asleep["status"], "running");
+    // The admin API says until when it sleeps: the end its timer entry recorded.
+    let timer = &asleep["journal"][1];
+    assert_eq!(asleep["sleepingUntil"], timer["result"], "{asleep}");
+    assert!(asleep["sleepingUntil"].as_i64().is_some(), "{asleep}");
 
     let done = wait_until_done(&cairn, &id).await;
     assert!(
@@ -453,6 +455,7 @@ async fn a_sleeping_invocation_holds_no_instance_and_wakes_when_its_time_comes()
         "woke early"
     );
     assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["sleepingUntil"], Value::Null);
     assert_eq!(journal_kinds(&done), ["run", "timer", "run"]);
     assert_eq!(cairn.output(&id).await.body, json!({"steps": 2, "sum": 1}));
 }

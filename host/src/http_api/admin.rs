@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 
 use super::error::{no_route, wrong_method};
 use super::{ApiError, bytes_to_json, deployments};
+use crate::journal::{Entry, EntryKind};
 use crate::runtime::Runtime;
-use crate::storage::{InvocationFilter, InvocationStatus};
+use crate::storage::{Invocation, InvocationFilter, InvocationStatus};
 
 pub fn router(runtime: Arc<Runtime>) -> Router {
     let max_component_bytes = runtime.settings.max_component_bytes;
@@ -71,9 +72,9 @@ async fn get_invocation(
     let Some(invocation) = storage.invocation(&id).await? else {
         return Err(ApiError::not_found(format!("no invocation {id:?}")));
     };
-    let journal: Vec<Value> = storage
-        .journal(&id)
-        .await?
+    let entries = storage.journal(&id).await?;
+    let sleeping_until = sleeping_until(&invocation, &entries);
+    let journal: Vec<Value> = entries
         .into_iter()
         .map(|entry| {
             let detail = entry
@@ -101,7 +102,19 @@ async fn get_invocation(
         .map(bytes_to_json)
         .unwrap_or(Value::Null);
     body["journal"] = Value::Array(journal);
+    body["sleepingUntil"] = sleeping_until.map_or(Value::Null, Value::from);
     Ok(Json(body))
+}
+
+/// When a running invocation whose last entry is a durable sleep ending in the future wakes up
+/// (Unix ms): it is suspended until then, and holds no instance.
+fn sleeping_until(invocation: &Invocation, journal: &[Entry]) -> Option<i64> {
+    if invocation.status != InvocationStatus::Running {
+        return None;
+    }
+    let last = journal.last().filter(|e| e.kind == EntryKind::Timer)?;
+    let until: i64 = serde_json::from_slice(&last.result).ok()?;
+    (until > crate::storage::now_ms()).then_some(until)
 }
 
 async fn list_services(State(runtime): State<Arc<Runtime>>) -> Json<Value> {
