@@ -7,7 +7,7 @@
 use cairn_sdk::http::{Request, RequestBuilder};
 use serde_json::{Value, json};
 
-use crate::bindings::cairn::commerce::types::{ChargeRequest, ProviderError, RefundRequest};
+use cairn_provider::types::{ChargeRequest, ProviderError, RefundRequest};
 
 /// Adyen's test Checkout endpoint, when `api-base` is not configured. (Live endpoints carry a
 /// merchant prefix: `https://{prefix}-checkout-live.adyenpayments.com/checkout`.)

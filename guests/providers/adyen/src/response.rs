@@ -19,7 +19,7 @@
 use cairn_sdk::http::Response;
 use serde::Deserialize;
 
-use crate::bindings::cairn::commerce::types::{
+use cairn_provider::types::{
     Charge, ChargeRequest, Decline, ProviderError, Refund, RefundRequest, RetrySafety,
 };
 

@@ -15,15 +15,13 @@
 mod request;
 mod response;
 
-use cairn_sdk::http::{HttpError, RequestBuilder, Response};
+use cairn_sdk::http::{RequestBuilder, Response};
 
 use crate::bindings::cairn::commerce::provider_context;
-use crate::bindings::cairn::commerce::types::{
-    EmailMessage, EmailReceipt, ProviderError, RetrySafety,
-};
 use crate::bindings::exports::cairn::commerce::email::Guest;
 use crate::bindings::exports::cairn::commerce::email_recovery::Guest as RecoveryGuest;
 use crate::request::Settings;
+use cairn_provider::types::{EmailMessage, EmailReceipt, ProviderError, RetrySafety};
 
 mod bindings {
     wit_bindgen::generate!({
@@ -31,6 +29,7 @@ mod bindings {
         path: "../../../wit",
         additional_derives: [PartialEq, Eq],
         with: {
+            "cairn:commerce/types@0.1.0": cairn_provider::types,
             "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
             "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
         },
@@ -62,22 +61,9 @@ fn retry_safety(_operation: &str) -> RetrySafety {
     RetrySafety::None
 }
 
-/// Sends a request; no response at all is `unavailable` when retrying may help.
+/// Sends a request of this provider (see [`cairn_provider::send`]).
 fn send(request: RequestBuilder) -> Result<Response, ProviderError> {
-    let request = request.build().map_err(|err| transport_error(&err))?;
-    let target = format!("{} {}", request.method(), request.url());
-    request.send().map_err(|err| {
-        cairn_sdk::log::warn(format!("sendgrid: {target}: {err}"));
-        transport_error(&err)
-    })
-}
-
-fn transport_error(err: &HttpError) -> ProviderError {
-    if err.is_retryable() {
-        ProviderError::Unavailable(format!("sendgrid: {err}"))
-    } else {
-        ProviderError::InvalidRequest(format!("sendgrid: {err}"))
-    }
+    cairn_provider::send("sendgrid", request)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use cairn_sdk::http::{Request, RequestBuilder};
 use serde::Serialize;
 
-use crate::bindings::cairn::commerce::types::EmailMessage;
+use cairn_provider::types::EmailMessage;
 
 /// The real API, when `api-base` is not configured.
 pub const DEFAULT_API_BASE: &str = "https://api.sendgrid.com";

@@ -11,7 +11,7 @@
 use cairn_sdk::http::{Response, date, seconds_to_ms};
 use serde::Deserialize;
 
-use crate::bindings::cairn::commerce::types::{EmailReceipt, ProviderError};
+use cairn_provider::types::{EmailReceipt, ProviderError};
 
 #[derive(Deserialize)]
 struct ErrorBody {

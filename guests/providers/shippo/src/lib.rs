@@ -16,14 +16,14 @@ mod lookup;
 mod request;
 mod response;
 
-use cairn_sdk::http::{HttpError, RequestBuilder, Response};
+use cairn_sdk::http::{RequestBuilder, Response};
 
 use crate::bindings::cairn::commerce::provider_context;
-use crate::bindings::cairn::commerce::types::{Label, LabelRequest, ProviderError, RetrySafety};
 use crate::bindings::exports::cairn::commerce::shipping::Guest;
 use crate::bindings::exports::cairn::commerce::shipping_recovery::Guest as RecoveryGuest;
 use crate::lookup::Search;
 use crate::request::Settings;
+use cairn_provider::types::{Label, LabelRequest, ProviderError, RetrySafety};
 
 mod bindings {
     wit_bindgen::generate!({
@@ -31,6 +31,7 @@ mod bindings {
         path: "../../../wit",
         additional_derives: [PartialEq, Eq],
         with: {
+            "cairn:commerce/types@0.1.0": cairn_provider::types,
             "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
             "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
         },
@@ -73,22 +74,9 @@ impl RecoveryGuest for ShippoShipping {
     }
 }
 
-/// Sends a request; no response at all is `unavailable` when retrying may help.
+/// Sends a request of this provider (see [`cairn_provider::send`]).
 fn send(request: RequestBuilder) -> Result<Response, ProviderError> {
-    let request = request.build().map_err(|err| transport_error(&err))?;
-    let target = format!("{} {}", request.method(), request.url());
-    request.send().map_err(|err| {
-        cairn_sdk::log::warn(format!("shippo: {target}: {err}"));
-        transport_error(&err)
-    })
-}
-
-fn transport_error(err: &HttpError) -> ProviderError {
-    if err.is_retryable() {
-        ProviderError::Unavailable(format!("shippo: {err}"))
-    } else {
-        ProviderError::InvalidRequest(format!("shippo: {err}"))
-    }
+    cairn_provider::send("shippo", request)
 }
 
 // The export glue names symbols like `cairn:commerce/payments@0.1.0#create-charge`, which only a

@@ -11,9 +11,9 @@ use cairn_sdk::http::{Request, RequestBuilder, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::bindings::cairn::commerce::types::{Label, LabelRequest, ProviderError, RetrySafety};
 use crate::request::{self, AUTHORIZATION, Settings};
 use crate::response::{self, TransactionObject};
+use cairn_provider::types::{Label, LabelRequest, ProviderError, RetrySafety};
 
 /// Transactions asked for per page (Shippo's maximum).
 pub const PAGE_SIZE: u32 = 100;
@@ -119,7 +119,7 @@ mod tests {
     //! The transaction list: wire format, metadata matching, pagination.
 
     use super::*;
-    use crate::bindings::cairn::commerce::types::{Address, Parcel};
+    use cairn_provider::types::{Address, Parcel};
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
         let pairs: Vec<(String, String)> = pairs

@@ -6,7 +6,7 @@
 use cairn_sdk::http::{Request, RequestBuilder};
 use serde::Serialize;
 
-use crate::bindings::cairn::commerce::types::{Address, LabelRequest, Parcel};
+use cairn_provider::types::{Address, LabelRequest, Parcel};
 
 /// The real API, when `api-base` is not configured.
 pub const DEFAULT_API_BASE: &str = "https://api.goshippo.com";

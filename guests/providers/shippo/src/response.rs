@@ -14,7 +14,7 @@ use cairn_sdk::http::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::bindings::cairn::commerce::types::{Label, ProviderError};
+use cairn_provider::types::{Label, ProviderError};
 
 /// A Shippo Transaction, as far as a label needs it.
 #[derive(Deserialize)]

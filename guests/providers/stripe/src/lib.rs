@@ -14,15 +14,15 @@ mod recovery;
 mod request;
 mod response;
 
-use cairn_sdk::http::{HttpError, RequestBuilder, Response};
+use cairn_sdk::http::{RequestBuilder, Response};
 
 use crate::bindings::cairn::commerce::provider_context;
-use crate::bindings::cairn::commerce::types::{
-    Charge, ChargeRequest, ProviderError, Refund, RefundRequest, RetrySafety,
-};
 use crate::bindings::exports::cairn::commerce::payments::Guest;
 use crate::bindings::exports::cairn::commerce::payments_recovery::Guest as RecoveryGuest;
 use crate::request::Settings;
+use cairn_provider::types::{
+    Charge, ChargeRequest, ProviderError, Refund, RefundRequest, RetrySafety,
+};
 
 mod bindings {
     wit_bindgen::generate!({
@@ -30,6 +30,7 @@ mod bindings {
         path: "../../../wit",
         additional_derives: [PartialEq, Eq],
         with: {
+            "cairn:commerce/types@0.1.0": cairn_provider::types,
             "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
             "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
         },
@@ -66,22 +67,9 @@ impl RecoveryGuest for StripePayments {
     }
 }
 
-/// Sends a request; no response at all is `unavailable` when retrying may help.
+/// Sends a request of this provider (see [`cairn_provider::send`]).
 fn send(request: RequestBuilder) -> Result<Response, ProviderError> {
-    let request = request.build().map_err(|err| transport_error(&err))?;
-    let target = format!("{} {}", request.method(), request.url());
-    request.send().map_err(|err| {
-        cairn_sdk::log::warn(format!("stripe: {target}: {err}"));
-        transport_error(&err)
-    })
-}
-
-fn transport_error(err: &HttpError) -> ProviderError {
-    if err.is_retryable() {
-        ProviderError::Unavailable(format!("stripe: {err}"))
-    } else {
-        ProviderError::InvalidRequest(format!("stripe: {err}"))
-    }
+    cairn_provider::send("stripe", request)
 }
 
 // The export glue names symbols like `cairn:commerce/payments@0.1.0#create-charge`, which only a

@@ -12,9 +12,9 @@ use cairn_sdk::http::{Request, RequestBuilder, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::bindings::cairn::commerce::types::{Charge, ChargeRequest, ProviderError, RetrySafety};
 use crate::request::{AUTHORIZATION, Settings};
 use crate::response;
+use cairn_provider::types::{Charge, ChargeRequest, ProviderError, RetrySafety};
 
 /// How `operation` can be repeated: both Stripe operations send an `Idempotency-Key`.
 pub fn retry_safety(operation: &str) -> RetrySafety {

@@ -4,7 +4,7 @@
 
 use cairn_sdk::http::{Request, RequestBuilder};
 
-use crate::bindings::cairn::commerce::types::{ChargeRequest, RefundRequest};
+use cairn_provider::types::{ChargeRequest, RefundRequest};
 
 /// The real API, when `api-base` is not configured.
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";

@@ -17,9 +17,7 @@
 use cairn_sdk::http::Response;
 use serde::Deserialize;
 
-use crate::bindings::cairn::commerce::types::{
-    Charge, ChargeRequest, Decline, ProviderError, Refund, RefundRequest,
-};
+use cairn_provider::types::{Charge, ChargeRequest, Decline, ProviderError, Refund, RefundRequest};
 
 #[derive(Deserialize)]
 struct ChargeObject {
