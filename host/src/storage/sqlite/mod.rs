@@ -138,7 +138,13 @@ impl Storage for SqliteStorage {
                         params.push(value);
                     }
                 }
-                sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+                // Unfiltered, newest first is the table backwards: rows are inserted by one
+                // writer, so rowid order is creation order, and no sort is needed.
+                sql.push_str(if params.is_empty() {
+                    " ORDER BY rowid DESC LIMIT ?"
+                } else {
+                    " ORDER BY created_at DESC, id DESC LIMIT ?"
+                });
                 let limit = i64::from(filter.limit.unwrap_or(100).min(10_000));
                 params.push(&limit);
                 rows(conn, &sql, params.as_slice(), reader::invocation)
