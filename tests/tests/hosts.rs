@@ -79,6 +79,10 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (accepted, unknown) = load.stop().await;
 
+    let host_log = |i: usize| std::fs::read_to_string(dirs[i].path().join("host-0.log"));
+    if let Ok(Some(exit)) = children[1].0.try_wait() {
+        panic!("host 1 exited ({exit}):\n{:?}", host_log(1));
+    }
     // The leases last a second: host 1 finishes everything host 0 left, well within 30 s.
     wait_settled(&http, &admin[1], killed + Duration::from_secs(30)).await;
     let settled = killed.elapsed();
@@ -98,7 +102,7 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
             .all(|s| s == "confirmed" || s == "payment_in_doubt"),
         "{statuses:?}"
     );
-    let log = std::fs::read_to_string(dirs[1].path().join("host-0.log")).unwrap();
+    let log = host_log(1).unwrap();
     assert!(
         log.contains("taking over the invocations of a host that stopped"),
         "host 1 never took anything over:\n{log}"

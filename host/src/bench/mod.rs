@@ -301,7 +301,6 @@ async fn steps(http: &reqwest::Client, host: &Host, components: &Path) -> anyhow
     }))
 }
 
-/// What every part of a run needs.
 /// What every start of a host in one bench run shares.
 pub(super) struct Run<'a> {
     pub(super) exe: &'a Path,

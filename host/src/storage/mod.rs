@@ -24,7 +24,7 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
-pub use postgres::{DEFAULT_TEST_SERVER, PgStorage, ScratchDatabase};
+pub use postgres::{PgStorage, ScratchDatabase};
 pub use sqlite::SqliteStorage;
 
 use std::collections::BTreeMap;
@@ -65,13 +65,14 @@ impl From<sqlx::Error> for StorageError {
         match &e {
             sqlx::Error::Database(db) => {
                 let msg = db.message().to_ascii_lowercase();
-                // PostgreSQL: serialization failure, deadlock, lock not available; any
-                // connection exception or the server shutting down (classes 08, 57P).
                 let code = db.code().unwrap_or_default();
-                let transient = matches!(code.as_ref(), "40001" | "40P01" | "55P03")
-                    || code.starts_with("08")
-                    || code.starts_with("57P");
-                if transient || msg.contains("locked") || msg.contains("busy") {
+                // PostgreSQL: a connection exception or the server shutting down (classes 08,
+                // 57P); serialization failure, deadlock, lock not available.
+                if code.starts_with("08") || code.starts_with("57P") {
+                    return StorageError::Unavailable(db.message().to_string());
+                }
+                let conflict = matches!(code.as_ref(), "40001" | "40P01" | "55P03");
+                if conflict || msg.contains("locked") || msg.contains("busy") {
                     return StorageError::Busy(db.message().to_string());
                 }
                 StorageError::Database(e.to_string())
@@ -339,8 +340,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Created>;
     async fn invocation(&self, id: &str) -> StorageResult<Option<Invocation>>;
     async fn list_invocations(&self, filter: &InvocationFilter) -> StorageResult<Vec<Invocation>>;
-    /// The next page (at most `limit`) of `scan`, in creation order, each with its journal
-    /// ([`Invocation::known_journal`]); empty once it is over.
+    /// The next page (at most `limit`) of `scan`, in creation order; empty once it is over. On a
+    /// storage one host owns, each comes with its journal ([`Invocation::known_journal`]); on a
+    /// shared one ([`Storage::shared`]) the journal is read once the invocation is claimed.
     async fn unfinished_invocations(
         &self,
         scan: &mut UnfinishedScan,

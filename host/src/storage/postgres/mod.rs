@@ -14,7 +14,7 @@ mod leases;
 mod rows;
 mod scratch;
 
-pub use scratch::{DEFAULT_TEST_SERVER, ScratchDatabase};
+pub use scratch::ScratchDatabase;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -36,6 +36,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 /// Connections in the pool: every running invocation's commits and reads share them.
 const MAX_CONNECTIONS: u32 = 16;
+
 pub struct PgStorage {
     pool: PgPool,
     leases: Leases,
@@ -55,6 +56,14 @@ impl PgStorage {
             .map_err(|e| StorageError::Migration(e.to_string()))?;
         let leases = Leases::start(&pool, &connect, options).await?;
         Ok(PgStorage { pool, leases })
+    }
+
+    /// A transaction for a write of invocation `id`, begun with the check that this host still
+    /// holds its leases (see [`Leases::fence`]).
+    async fn fenced(&self, id: &str) -> StorageResult<Tx<'_>> {
+        let mut tx = self.pool.begin().await?;
+        self.leases.fence(&mut tx, id).await?;
+        Ok(tx)
     }
 
     /// Stops extending this host's leases, as if it had died (for tests).
@@ -230,8 +239,7 @@ impl Storage for PgStorage {
     }
 
     async fn set_attempt(&self, id: &str, attempt: u32) -> StorageResult<()> {
-        let mut tx = self.pool.begin().await?;
-        self.leases.fence(&mut tx, id).await?;
+        let mut tx = self.fenced(id).await?;
         sqlx::query("UPDATE invocations SET attempt = $1, updated_at = $2 WHERE id = $3")
             .bind(attempt as i32)
             .bind(now_ms())
@@ -251,8 +259,7 @@ impl Storage for PgStorage {
     ) -> StorageResult<()> {
         let now = now_ms();
         let (status, output, failure) = outcome.columns()?;
-        let mut tx = self.pool.begin().await?;
-        self.leases.fence(&mut tx, id).await?;
+        let mut tx = self.fenced(id).await?;
         append_entries(&mut tx, id, &scope, &entries).await?;
         sqlx::query(
             "UPDATE invocations SET status = $1, output = $2, failure = $3, updated_at = $4, \
@@ -289,8 +296,7 @@ impl Storage for PgStorage {
         scope: StateScope<'_>,
         entries: Vec<(Entry, Option<StateOp>)>,
     ) -> StorageResult<()> {
-        let mut tx = self.pool.begin().await?;
-        self.leases.fence(&mut tx, id).await?;
+        let mut tx = self.fenced(id).await?;
         append_entries(&mut tx, id, &scope, &entries).await?;
         tx.commit().await?;
         Ok(())
@@ -303,8 +309,7 @@ impl Storage for PgStorage {
         entries: Vec<(Entry, Option<StateOp>)>,
         marker: CallMarker,
     ) -> StorageResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        self.leases.fence(&mut tx, id).await?;
+        let mut tx = self.fenced(id).await?;
         append_entries(&mut tx, id, &scope, &entries).await?;
         let inserted = sqlx::query(
             "INSERT INTO call_markers (invocation_id, idx, name, idempotency_key, started_at) \
@@ -323,8 +328,7 @@ impl Storage for PgStorage {
     }
 
     async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()> {
-        let mut tx = self.pool.begin().await?;
-        self.leases.fence(&mut tx, id).await?;
+        let mut tx = self.fenced(id).await?;
         sqlx::query("DELETE FROM journal WHERE invocation_id = $1 AND idx >= $2")
             .bind(id)
             .bind(from_index as i32)

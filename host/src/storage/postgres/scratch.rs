@@ -8,7 +8,7 @@ use sqlx::{ConnectOptions, Connection};
 
 /// The server tests use unless `CAIRN_TEST_POSTGRES` names another (any database on it: the
 /// scratch databases are created beside it).
-pub const DEFAULT_TEST_SERVER: &str = "postgres://postgres@127.0.0.1:5432/test";
+const DEFAULT_TEST_SERVER: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// A fresh, empty database; dropped, with any connection still open to it, on drop.
 pub struct ScratchDatabase {
@@ -19,7 +19,7 @@ pub struct ScratchDatabase {
 }
 
 impl ScratchDatabase {
-    /// On the server named by `CAIRN_TEST_POSTGRES`, else [`DEFAULT_TEST_SERVER`].
+    /// On the server named by `CAIRN_TEST_POSTGRES`, else the local one (`DEFAULT_TEST_SERVER`).
     pub async fn create() -> anyhow::Result<ScratchDatabase> {
         let server_url =
             std::env::var("CAIRN_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_TEST_SERVER.into());
