@@ -2,8 +2,9 @@
 //!
 //! Imports are async (they touch the database and the network) and trappable (a host failure
 //! such as a journal divergence stops the guest). Types shared between worlds are generated once
-//! and reused through `with`, so a provider's `charge` and the orchestrator's `charge` are the same
-//! Rust type and calls pass straight through.
+//! and reused through `with`. The host generates only `cairn:durable` worlds: interfaces that
+//! components export to each other (`cairn:commerce/payments`, a third party's `acme:tax/...`)
+//! are linked dynamically (see [`crate::capabilities::imported`]).
 
 /// `cairn:durable/service`: every durable service (imports the durable capabilities, exports
 /// `handler`).
@@ -17,73 +18,29 @@ pub mod service {
     });
 }
 
-/// `cairn:commerce/orchestrator`: the service world plus the three provider roles as imports.
-pub mod orchestrator {
+/// `cairn:durable/provider`: what a component that others call may import.
+pub mod provider {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "cairn:commerce/orchestrator",
+        world: "cairn:durable/provider",
         imports: { default: async | trappable },
-        exports: { default: async },
-        with: {
-            "cairn:durable/context": super::service::cairn::durable::context,
-            "cairn:durable/run": super::service::cairn::durable::run,
-            "cairn:durable/state": super::service::cairn::durable::state,
-            "cairn:durable/http": super::service::cairn::durable::http,
-            "cairn:durable/log": super::service::cairn::durable::log,
-            "cairn:durable/timer": super::service::cairn::durable::timer,
-        },
-        additional_derives: [serde::Serialize, serde::Deserialize],
-    });
-}
-
-/// `cairn:commerce/payments-provider`.
-pub mod payments_provider {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "cairn:commerce/payments-provider",
-        imports: { default: async | trappable },
-        exports: { default: async },
         with: {
             "cairn:durable/http": super::service::cairn::durable::http,
             "cairn:durable/log": super::service::cairn::durable::log,
-            "cairn:commerce/types": super::orchestrator::cairn::commerce::types,
         },
     });
 }
 
-/// `cairn:commerce/email-provider`.
-pub mod email_provider {
+/// `cairn:durable/recoverable`: the optional `recovery` export of a provider component.
+pub mod recoverable {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "cairn:commerce/email-provider",
-        imports: { default: async | trappable },
+        world: "cairn:durable/recoverable",
         exports: { default: async },
-        with: {
-            "cairn:durable/http": super::service::cairn::durable::http,
-            "cairn:durable/log": super::service::cairn::durable::log,
-            "cairn:commerce/types": super::orchestrator::cairn::commerce::types,
-            "cairn:commerce/provider-context": super::payments_provider::cairn::commerce::provider_context,
-        },
     });
 }
 
-/// `cairn:commerce/shipping-provider`.
-pub mod shipping_provider {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "cairn:commerce/shipping-provider",
-        imports: { default: async | trappable },
-        exports: { default: async },
-        with: {
-            "cairn:durable/http": super::service::cairn::durable::http,
-            "cairn:durable/log": super::service::cairn::durable::log,
-            "cairn:commerce/types": super::orchestrator::cairn::commerce::types,
-            "cairn:commerce/provider-context": super::payments_provider::cairn::commerce::provider_context,
-        },
-    });
-}
-
-pub use orchestrator::cairn::commerce::types as commerce_types;
-pub use payments_provider::cairn::commerce::provider_context;
+pub use provider::cairn::durable::call_context;
+pub use recoverable::exports::cairn::durable::recovery;
 pub use service::cairn::durable::{context, http, log, run, state, timer};
 pub use service::exports::cairn::durable::handler;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, ServerConfig};
 use crate::http_api::ingress::IngressConfig;
 use crate::mock::{MockConfig, MockServer};
-use crate::runtime::providers::InDoubtPolicy;
+use crate::runtime::callee::InDoubtPolicy;
 use crate::storage::StorageOptions;
 
 #[derive(Parser)]
@@ -101,8 +101,10 @@ struct ServeArgs {
         value_delimiter = ';'
     )]
     service_retry: Vec<String>,
-    /// What to do with a provider call a crash left in doubt, `OPERATION=at-most-once|at-least-once`
-    /// (default: email.send-email=at-most-once, others at-least-once).
+    /// What to do with a call into a component that a crash left in doubt and that can be neither
+    /// deduplicated nor looked up, `INTERFACE.FUNCTION=at-most-once|at-least-once`, e.g.
+    /// `cairn:commerce/email.send-email=at-least-once` (default: at-least-once, but at-most-once
+    /// for the bundled `cairn:commerce/email.send-email`).
     #[arg(long = "in-doubt", env = "CAIRN_IN_DOUBT", value_delimiter = ',')]
     in_doubt: Vec<String>,
 }
@@ -163,7 +165,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let env = |var: &str| std::env::var(var).ok();
     let providers =
-        config::provider_settings(&env, mock.as_ref().map(|m| m.base_url()).as_deref())?;
+        crate::bundled::provider_defaults(&env, mock.as_ref().map(|m| m.base_url()).as_deref())?;
     let mut runtime = config::runtime_settings(providers, Some(args.data_dir.join("cache")));
     runtime.memory_limit = args.memory_limit_mb << 20;
     runtime.max_running = args.max_running.max(1);
@@ -185,12 +187,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .service_retry
             .insert(service.trim().to_string(), policy);
     }
+    runtime.in_doubt = crate::bundled::in_doubt_defaults();
     for item in args.in_doubt.iter().filter(|i| !i.trim().is_empty()) {
         let policy = item
             .split_once('=')
             .and_then(|(op, p)| Some((op.trim().to_string(), InDoubtPolicy::parse(p.trim())?)))
             .with_context(|| {
-                format!("--in-doubt {item:?}: expected OPERATION=at-most-once|at-least-once")
+                format!(
+                    "--in-doubt {item:?}: expected INTERFACE.FUNCTION=at-most-once|at-least-once"
+                )
             })?;
         runtime.in_doubt.insert(policy.0, policy.1);
     }
@@ -199,7 +204,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Vec::new()
     } else {
         let dir = components_dir(args.components_dir.as_deref())?;
-        config::bundled_components(&dir)
+        crate::bundled::bundled_components(&dir)
     };
     let database_url = args
         .database_url
@@ -248,7 +253,7 @@ pub(crate) fn components_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     candidates.push(PathBuf::from("guests/target/wasm32-wasip2/release"));
     candidates
         .into_iter()
-        .find(|dir| dir.join(config::BUNDLED[0]).exists())
+        .find(|dir| dir.join(crate::bundled::BUNDLED[0]).exists())
         .context(
             "bundled components not found: build them (scripts/run does) or pass \
              --components-dir / CAIRN_COMPONENTS_DIR, or --no-bundled",

@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod bindings;
+pub mod bundled;
 pub mod capabilities;
 pub mod cli;
 pub mod cli_admin;

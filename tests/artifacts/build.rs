@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// (constant name, crate artifact file name).
-const COMPONENTS: [(&str, &str); 11] = [
+const COMPONENTS: [(&str, &str); 14] = [
     ("ORDER_ORCHESTRATOR", "order_orchestrator.wasm"),
     ("STRIPE_PAYMENTS", "stripe_payments.wasm"),
     ("SENDGRID_EMAIL", "sendgrid_email.wasm"),
@@ -20,6 +20,9 @@ const COMPONENTS: [(&str, &str); 11] = [
     ("HOSTILE_RECURSION", "hostile_recursion.wasm"),
     ("HOSTILE_NETWORK", "hostile_network.wasm"),
     ("HOSTILE_SNOOP", "hostile_snoop.wasm"),
+    ("TAX_PROVIDER", "tax_provider.wasm"),
+    ("CHECKOUT_SERVICE", "checkout_service.wasm"),
+    ("TAX_STATEFUL", "tax_stateful.wasm"),
 ];
 
 fn main() {

@@ -7,12 +7,16 @@ pub mod process;
 
 use std::path::{Path, PathBuf};
 
-use cairn::config::{ServerConfig, bundled_components, provider_settings, runtime_settings};
+use cairn::bundled::{bundled_components, in_doubt_defaults, provider_defaults};
+use cairn::config::{ServerConfig, runtime_settings};
 use cairn::http_api::ingress::IngressConfig;
 use cairn::mock::{MockConfig, MockServer};
 use cairn::server::Server;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+/// The bundled payments interface, as services import it and invocations pin it.
+pub const PAYMENTS: &str = "cairn:commerce/payments@0.1.0";
 
 pub struct Cairn {
     pub server: Server,
@@ -23,8 +27,9 @@ pub struct Cairn {
 }
 
 async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> Server {
-    let providers = provider_settings(&|_| None, Some(&mock.base_url())).expect("settings");
+    let providers = provider_defaults(&|_| None, Some(&mock.base_url())).expect("settings");
     let mut runtime = runtime_settings(providers, Some(cache_dir()));
+    runtime.in_doubt = in_doubt_defaults();
     runtime.retry.initial_delay = std::time::Duration::from_millis(10);
     runtime.retry.max_delay = std::time::Duration::from_millis(100);
     runtime.retry.max_attempts = options.max_attempts;
@@ -271,14 +276,19 @@ impl Cairn {
         .await
     }
 
-    /// The id of the active deployment of `kind` (`payments`, `email`, `shipping`, `service`).
-    pub async fn active_deployment(&self, kind: &str) -> String {
+    /// The id of the deployment that is the active implementation of `interface` (e.g.
+    /// [`PAYMENTS`]).
+    pub async fn active_deployment(&self, interface: &str) -> String {
         let list = self.admin_get("/deployments").await.body;
         let active: Vec<&Value> = list["deployments"]
             .as_array()
             .expect("deployments")
             .iter()
-            .filter(|d| d["kind"] == kind && d["active"] == true)
+            .filter(|d| {
+                d["activeFor"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|i| i == interface))
+            })
             .collect();
         assert_eq!(active.len(), 1, "{list}");
         active[0]["id"].as_str().expect("id").to_string()
@@ -411,6 +421,13 @@ pub fn order_input(email: &str) -> Value {
 }
 
 /// A counter from the fake's stats, 0 when absent.
+/// `deployment` (as the admin API shows it) is a provider that exports `interface`.
+pub fn assert_exports(deployment: &Value, interface: &str) {
+    assert_eq!(deployment["kind"], "provider", "{deployment}");
+    let exports = deployment["exports"].as_array().expect("exports");
+    assert!(exports.iter().any(|e| e == interface), "{deployment}");
+}
+
 pub fn count(stats: &Value, pointer: &str) -> u64 {
     stats.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
 }

@@ -3,9 +3,12 @@
 //! that writes nothing, and durable sleeps. The kill -9 tests with child processes are in
 //! `crash.rs`.
 
+use std::time::{Duration, Instant};
+
 use cairn::journal::{Entry, EntryKind};
 use cairn::storage::{Created, NewInvocation, Table};
 use cairn_e2e::{Cairn, Options, count, order_input};
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -82,7 +85,7 @@ async fn a_changed_component_replaying_an_old_journal_is_reported_as_diverged() 
             key: Some("order-div".into()),
             input: order_input("div@example.com").to_string().into_bytes(),
             deployment_id: deployment.id.clone(),
-            providers: registry.active_providers(),
+            providers: registry.active_interfaces(),
             idempotency: None,
         })
         .await
@@ -531,4 +534,74 @@ async fn a_call_left_in_doubt_by_a_crash_never_takes_effect_twice() {
             }
         }
     }
+}
+
+/// A label left in doubt by a crash, then 600 more labels bought at the same account before
+/// the recovery runs: the lookup reads past them (it is bounded by when the call started, not by
+/// a page count) and finds the order's label, so no second one is bought.
+#[tokio::test]
+async fn a_label_in_doubt_is_found_behind_600_newer_ones() {
+    let cairn = Cairn::start_opts(Options {
+        fail_before_recording: Some(LABEL_ENTRY),
+        // The attempt after the crash waits long enough for the 600 purchases below.
+        service_retry: vec![(
+            "OrderOrchestrator".into(),
+            "initial=8s,factor=1,max-delay=8s".into(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let id = cairn.send_order("order-600").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&cairn.stats().await, "/labels/total") < 1 {
+        assert!(Instant::now() < deadline, "no label was bought");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = format!("{}/transactions", cairn.mock.base_url());
+    let buys = (0..600).map(|n| {
+        let (http, url) = (cairn.http.clone(), url.clone());
+        async move {
+            let body = json!({
+                "shipment": {
+                    "address_from": {"name": "Shop", "street1": "215 Clayton St.", "city": "San Francisco", "state": "CA", "zip": "94117", "country": "US"},
+                    "address_to": {"name": "Bob", "street1": "1 Main St", "city": "SF", "state": "CA", "zip": "94105", "country": "US"},
+                    "parcels": [{"length": "10", "width": "8", "height": "4", "distance_unit": "in", "weight": "2", "mass_unit": "lb"}]
+                },
+                "carrier_account": "cairn_mock_carrier", "servicelevel_token": "usps_priority",
+                "label_file_type": "PDF", "metadata": format!("order other-{n}"), "async": false
+            });
+            let reply = http
+                .post(&url)
+                .header("authorization", "ShippoToken shippo_test_cairn_mock")
+                .json(&body)
+                .send()
+                .await
+                .expect("label purchase");
+            assert!(reply.status().is_success(), "{:?}", reply.text().await);
+        }
+    });
+    futures::stream::iter(buys)
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    let stats = cairn.stats().await;
+    assert_eq!(count(&stats, "/labels/total"), 601, "{stats}");
+    let invocation = cairn.admin_get(&format!("/invocations/{id}")).await.body;
+    assert_eq!(
+        invocation["status"], "running",
+        "the recovery ran too early: {invocation}"
+    );
+
+    let reply = cairn.output(&id).await;
+    assert_eq!(reply.body["status"], "confirmed", "{:?}", reply.body);
+    let stats = cairn.stats().await;
+    assert_eq!(
+        count(&stats, "/labels/total"),
+        601,
+        "a second label: {stats}"
+    );
+    assert_eq!(count(&stats, "/labels/by_order/order-600"), 1, "{stats}");
+    let inv = cairn.admin_get(&format!("/invocations/{id}")).await.body;
+    let recovery = &inv["journal"][LABEL_ENTRY as usize]["detail"]["effect"]["recovery"];
+    assert_eq!(recovery, "in doubt: found by lookup", "{inv}");
 }

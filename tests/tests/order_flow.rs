@@ -287,9 +287,9 @@ async fn the_journal_lists_every_import_call_in_order_without_secrets() {
     assert_eq!(
         calls,
         [
-            "payments.create-charge",
-            "shipping.create-label",
-            "email.send-email"
+            "cairn:commerce/payments.create-charge",
+            "cairn:commerce/shipping.create-label",
+            "cairn:commerce/email.send-email"
         ]
     );
     // The first import is the state read that finds no order; state writes record each status.
@@ -304,7 +304,7 @@ async fn the_journal_lists_every_import_call_in_order_without_secrets() {
     // The provider's own HTTP exchange is shown under its entry, with the secret as a placeholder.
     let charge = journal
         .iter()
-        .find(|e| e["name"] == "payments.create-charge")
+        .find(|e| e["name"] == "cairn:commerce/payments.create-charge")
         .unwrap();
     let exchange = &charge["detail"]["effect"]["exchanges"][0];
     assert!(

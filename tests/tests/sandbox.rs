@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use cairn::mock::MockConfig;
-use cairn_e2e::{Cairn, Options, Reply, components, count, logs, order_input};
+use cairn_e2e::{
+    Cairn, Options, PAYMENTS, Reply, assert_exports, components, count, logs, order_input,
+};
 use serde_json::{Value, json};
 
 /// The fake's keys (mock mode), which must never leave the host's outbound requests.
@@ -55,7 +57,7 @@ struct Hostile {
 /// Stripe is deployed again, and a new order succeeds.
 async fn hostile_order(path: &str, order_id: &str) -> Hostile {
     let cairn = host(1000).await;
-    let stripe = cairn.active_deployment("payments").await;
+    let stripe = cairn.active_deployment(PAYMENTS).await;
     let mut normal = Vec::new();
     for i in 0..3 {
         normal.push(cairn.send_order(&format!("{order_id}-normal-{i}")).await);
@@ -63,11 +65,11 @@ async fn hostile_order(path: &str, order_id: &str) -> Hostile {
 
     let deployed = cairn.deploy_file(path, Some(hostile_limits())).await;
     assert_eq!(deployed.status, 201, "{:?}", deployed.body);
-    assert_eq!(deployed.body["kind"], "payments");
+    assert_exports(&deployed.body, PAYMENTS);
     assert_eq!(deployed.body["active"], true);
     assert_eq!(deployed.body["limits"], hostile_limits());
     let deployment = deployed.body["id"].as_str().unwrap().to_string();
-    assert_eq!(cairn.active_deployment("payments").await, deployment);
+    assert_eq!(cairn.active_deployment(PAYMENTS).await, deployment);
 
     let started = Instant::now();
     let id = cairn.send_order(order_id).await;
@@ -94,7 +96,7 @@ async fn hostile_order(path: &str, order_id: &str) -> Hostile {
     let reply = cairn.output(&id).await;
     let elapsed = started.elapsed();
     let invocation = cairn.finished_invocation(&id).await;
-    assert_eq!(invocation["providers"]["payments"], deployment.as_str());
+    assert_eq!(invocation["providers"][PAYMENTS], deployment.as_str());
     cairn.mock_config(json!({"delay_ms": [0, 0]})).await;
 
     // The orders pinned to Stripe before the swap finished on Stripe.
@@ -102,7 +104,7 @@ async fn hostile_order(path: &str, order_id: &str) -> Hostile {
         let inv = cairn.finished_invocation(id).await;
         assert_eq!(inv["status"], "succeeded", "{inv}");
         assert_eq!(inv["output"]["status"], "confirmed", "{inv}");
-        assert_eq!(inv["providers"]["payments"], stripe.as_str());
+        assert_eq!(inv["providers"][PAYMENTS], stripe.as_str());
     }
     // Stripe again (the same bytes: the existing deployment, made active), and a new order.
     let again = cairn
@@ -110,7 +112,7 @@ async fn hostile_order(path: &str, order_id: &str) -> Hostile {
         .await;
     assert_eq!(again.status, 200, "{:?}", again.body);
     assert_eq!(again.body["id"], stripe.as_str());
-    assert_eq!(cairn.active_deployment("payments").await, stripe);
+    assert_eq!(cairn.active_deployment(PAYMENTS).await, stripe);
     let after = cairn
         .process_order(
             &format!("{order_id}-after"),
@@ -224,7 +226,7 @@ fn charged_by(inv: &Value) -> String {
     let journal = inv["journal"].as_array().unwrap();
     let charge = journal
         .iter()
-        .find(|e| e["name"] == "payments.create-charge")
+        .find(|e| e["name"] == "cairn:commerce/payments.create-charge")
         .unwrap_or_else(|| panic!("no charge in {inv}"));
     charge["detail"]["effect"]["provider"]
         .as_str()
@@ -235,7 +237,7 @@ fn charged_by(inv: &Value) -> String {
 #[tokio::test]
 async fn an_invocation_finishes_on_the_provider_it_started_with_and_the_next_uses_the_new_one() {
     let cairn = host(3000).await;
-    let a = cairn.active_deployment("payments").await;
+    let a = cairn.active_deployment(PAYMENTS).await;
     let first = cairn.send_order("order-pin-a").await;
     // The first order is at the fake (3 s a call) when B is deployed.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -247,7 +249,7 @@ async fn an_invocation_finishes_on_the_provider_it_started_with_and_the_next_use
     let b = deployed.body["id"].as_str().unwrap().to_string();
     assert_ne!(a, b);
     assert_eq!(deployed.body["limits"], json!({"cpuMs": 5000}));
-    assert_eq!(cairn.active_deployment("payments").await, b);
+    assert_eq!(cairn.active_deployment(PAYMENTS).await, b);
 
     // A is still used by the running order: it cannot be deleted; B is active: neither.
     let running = cairn.admin_get(&format!("/invocations/{first}")).await.body;
@@ -265,11 +267,9 @@ async fn an_invocation_finishes_on_the_provider_it_started_with_and_the_next_use
     assert_eq!(pinned["runningInvocations"], json!([first]), "{pinned}");
     let active = cairn.admin_delete(&format!("/deployments/{b}")).await;
     assert_eq!(active.status, 409, "{:?}", active.body);
+    let message = active.body["message"].as_str().unwrap();
     assert!(
-        active.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("active payments provider"),
+        message.contains("active implementation of") && message.contains(PAYMENTS),
         "{:?}",
         active.body
     );
@@ -277,7 +277,7 @@ async fn an_invocation_finishes_on_the_provider_it_started_with_and_the_next_use
     cairn.mock_config(json!({"delay_ms": [0, 0]})).await;
     let first = cairn.finished_invocation(&first).await;
     assert_eq!(first["status"], "succeeded", "{first}");
-    assert_eq!(first["providers"]["payments"], a.as_str());
+    assert_eq!(first["providers"][PAYMENTS], a.as_str());
     assert_eq!(charged_by(&first), a, "finished on A");
     let second = cairn
         .process_order("order-pin-b", &order_input("bob@example.com"))
@@ -287,12 +287,12 @@ async fn an_invocation_finishes_on_the_provider_it_started_with_and_the_next_use
         .admin_get(&format!("/invocations/{}", second.invocation_id.unwrap()))
         .await
         .body;
-    assert_eq!(second["providers"]["payments"], b.as_str());
+    assert_eq!(second["providers"][PAYMENTS], b.as_str());
     assert_eq!(charged_by(&second), b, "the next one uses B");
 
     // The choice survives a restart (the bundled Stripe, A, is not made active again).
     let cairn = cairn.restart().await;
-    assert_eq!(cairn.active_deployment("payments").await, b);
+    assert_eq!(cairn.active_deployment(PAYMENTS).await, b);
     let deleted = cairn.admin_delete(&format!("/deployments/{a}")).await;
     assert_eq!(deleted.status, 200, "{:?}", deleted.body);
     assert_eq!(deleted.body["deleted"], true);
@@ -326,19 +326,25 @@ async fn deployments_that_are_not_valid_components_are_400s_naming_the_problem()
             "unknown world",
             components::component_exporting("acme:other/api@1.0.0"),
             "",
-            "exports none of the worlds this host knows: it must export cairn:durable/handler@0.1.0",
+            "exports nothing another component could call: it must export cairn:durable/handler@0.1.0",
         ),
         (
-            "missing export",
+            "an interface without functions",
             components::component_exporting("cairn:commerce/payments@0.1.0"),
             "",
-            "does not implement the cairn:commerce/payments-provider world",
+            "exports nothing another component could call",
         ),
         (
-            "unknown import",
+            "only an import",
             components::component_importing("acme:secret/vault@1.0.0"),
             "",
-            "imports something this host does not provide",
+            "exports nothing another component could call",
+        ),
+        (
+            "an import its world forbids",
+            std::fs::read(test_artifacts::TAX_STATEFUL).unwrap(),
+            "",
+            "imports cairn:durable/state@0.1.0, which the cairn:durable/provider world does not allow",
         ),
         (
             "bad limits",
@@ -555,7 +561,7 @@ async fn the_cli_deploys_and_lists_through_the_admin_api() {
     .await;
     assert!(ok, "{err}");
     assert!(
-        deployed.starts_with("deployed payments payments as "),
+        deployed.starts_with("deployed provider cairn:commerce/payments@0.1.0, "),
         "{deployed}"
     );
     assert!(deployed.contains("32 MiB, 2000 ms"), "{deployed}");
@@ -572,7 +578,10 @@ async fn the_cli_deploys_and_lists_through_the_admin_api() {
     assert!(ok, "{err}");
     assert!(shown.contains("status      succeeded"), "{shown}");
     assert!(shown.contains("journal ("), "{shown}");
-    assert!(shown.contains("payments.create-charge"), "{shown}");
+    assert!(
+        shown.contains("cairn:commerce/payments.create-charge"),
+        "{shown}"
+    );
 
     let (ok, _, err) = cli(&admin, &["invocation", "inv_nope"]).await;
     assert!(!ok);

@@ -6,7 +6,7 @@
 //! admin API, the logs or the database files; the settings survive a restart.
 
 use cairn::mock::MockConfig;
-use cairn_e2e::{Cairn, Options, count, logs, order_input};
+use cairn_e2e::{Cairn, Options, PAYMENTS, assert_exports, count, logs, order_input};
 use serde_json::{Value, json};
 
 /// The Adyen API key in the host's environment (never sent to or stored by the admin API).
@@ -70,7 +70,7 @@ fn database_bytes(cairn: &Cairn) -> Vec<u8> {
 async fn an_adyen_provider_deployed_with_its_own_settings_charges_the_next_order() {
     let logs = logs::capture();
     let cairn = host().await;
-    let stripe = cairn.active_deployment("payments").await;
+    let stripe = cairn.active_deployment(PAYMENTS).await;
 
     // An order starts on Stripe and is held at the fake's charge while Adyen is deployed.
     cairn.mock_config(json!({"delay_ms": [3000, 3000]})).await;
@@ -87,7 +87,7 @@ async fn an_adyen_provider_deployed_with_its_own_settings_charges_the_next_order
     assert_eq!(refused.body["error"], "bad_request");
     let message = refused.body["message"].as_str().unwrap();
     assert!(message.contains("ADYEN_LIVE_KEY"), "{message}");
-    assert_eq!(cairn.active_deployment("payments").await, stripe);
+    assert_eq!(cairn.active_deployment(PAYMENTS).await, stripe);
     // Settings are for providers only.
     let service = cairn
         .admin_post(
@@ -104,13 +104,13 @@ async fn an_adyen_provider_deployed_with_its_own_settings_charges_the_next_order
         )
         .await;
     assert_eq!(deployed.status, 201, "{:?}", deployed.body);
-    assert_eq!(deployed.body["kind"], "payments");
+    assert_exports(&deployed.body, PAYMENTS);
     assert_eq!(deployed.body["active"], true);
     let settings = &deployed.body["providerSettings"];
     assert_eq!(settings["secrets"], json!(["ADYEN_API_KEY"]), "{settings}");
     assert_eq!(settings["config"]["merchant-account"], MERCHANT);
     let adyen = deployed.body["id"].as_str().unwrap().to_string();
-    assert_eq!(cairn.active_deployment("payments").await, adyen);
+    assert_eq!(cairn.active_deployment(PAYMENTS).await, adyen);
     let pinned = cairn.admin_get(&format!("/invocations/{in_flight}")).await;
     assert_eq!(
         pinned.body["status"], "running",
@@ -127,7 +127,7 @@ async fn an_adyen_provider_deployed_with_its_own_settings_charges_the_next_order
     let charge_id = reply.body["chargeId"].as_str().unwrap();
     assert_eq!(charge_id.len(), 16, "an Adyen pspReference: {charge_id}");
     let inv = cairn.invocation(&reply).await;
-    assert_eq!(inv["providers"]["payments"], adyen.as_str());
+    assert_eq!(inv["providers"][PAYMENTS], adyen.as_str());
 
     let requests = cairn.requests("adyen").await;
     assert_eq!(requests.len(), 1, "{requests:?}");
@@ -150,7 +150,7 @@ async fn an_adyen_provider_deployed_with_its_own_settings_charges_the_next_order
     // The order that started on Stripe finished on Stripe.
     let finished = cairn.finished_invocation(&in_flight).await;
     assert_eq!(finished["status"], "succeeded", "{finished}");
-    assert_eq!(finished["providers"]["payments"], stripe.as_str());
+    assert_eq!(finished["providers"][PAYMENTS], stripe.as_str());
     assert!(
         finished["output"]["chargeId"]
             .as_str()
@@ -207,7 +207,7 @@ async fn an_adyen_provider_deployed_with_its_own_settings_charges_the_next_order
 
     // After a restart Adyen is still the payments provider, its key read from the environment.
     let cairn = cairn.restart().await;
-    assert_eq!(cairn.active_deployment("payments").await, adyen);
+    assert_eq!(cairn.active_deployment(PAYMENTS).await, adyen);
     let again = cairn
         .process_order("order-after-restart", &order_input("erin@example.com"))
         .await;

@@ -4,7 +4,7 @@
 //! handlers get a [`Context`] for durable steps ([`Context::run`]), durable sleeps
 //! ([`Context::sleep`]), per-key state
 //! ([`Context::get`], [`Context::set`], ...) and the invocation ([`Context::invocation`]).
-//! Provider components use only [`http`] and [`log`].
+//! Provider components use [`http`], [`log`] and `bindings::cairn::durable::call_context`.
 //!
 //! ```ignore
 //! use cairn_sdk::{Context, Failure, HandlerInfo, ServiceKind};
@@ -78,6 +78,7 @@ pub mod bindings {
                 import cairn:durable/http@0.1.0;
                 import cairn:durable/log@0.1.0;
                 import cairn:durable/timer@0.1.0;
+                import cairn:durable/call-context@0.1.0;
             }
         ",
         path: "../../wit/deps/durable",

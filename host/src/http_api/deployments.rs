@@ -23,15 +23,16 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::runtime::{
-    DeployError, Deployment, DeploymentKind, Limits, ProviderOverrides, Runtime, UndeployError,
-    deploy, undeploy,
+    DeployError, Deployment, DeploymentKind, Limits, ProviderOverrides, Registry, Runtime,
+    UndeployError, deploy, undeploy,
 };
 
 /// The header carrying a provider's own settings when the body is the component's bytes.
 pub const SETTINGS_HEADER: &str = "x-cairn-provider-settings";
 
 /// A deployment as the admin API shows it.
-pub(super) fn deployment_json(runtime: &Runtime, d: &Deployment, active: bool) -> Value {
+pub(super) fn deployment_json(runtime: &Runtime, d: &Deployment, registry: &Registry) -> Value {
+    let active = registry.is_active(&d.id);
     let effective = runtime.effective_limits(&d.limits);
     json!({
         "id": d.id,
@@ -47,9 +48,16 @@ pub(super) fn deployment_json(runtime: &Runtime, d: &Deployment, active: bool) -
         },
         "service": match &d.kind {
             DeploymentKind::Service(info) => serde_json::to_value(info).unwrap_or(Value::Null),
-            DeploymentKind::Provider(_) => Value::Null,
+            DeploymentKind::Provider { .. } => Value::Null,
         },
-        // As given: secret names only (`null`: the role's settings).
+        // A provider's exported interfaces (`null` for a service), and those it is the active
+        // implementation of.
+        "exports": match &d.kind {
+            DeploymentKind::Provider { exports } => json!(exports),
+            DeploymentKind::Service(_) => Value::Null,
+        },
+        "activeFor": registry.active_for(&d.id),
+        // As given: secret names only (`null`: the host's defaults for what it exports).
         "providerSettings": d.own.as_ref().map(|own| json!(own.given)),
     })
 }
@@ -59,7 +67,7 @@ pub(super) async fn list(State(runtime): State<Arc<Runtime>>) -> Json<Value> {
     let deployments: Vec<Value> = registry
         .deployments
         .values()
-        .map(|d| deployment_json(&runtime, d, registry.is_active(&d.id)))
+        .map(|d| deployment_json(&runtime, d, &registry))
         .collect();
     Json(json!({ "deployments": deployments }))
 }
@@ -73,7 +81,7 @@ pub(super) async fn get_one(
         .deployments
         .get(&id)
         .ok_or_else(|| ApiError::not_found(format!("no deployment {id:?}")))?;
-    let mut body = deployment_json(&runtime, deployment, registry.is_active(&id));
+    let mut body = deployment_json(&runtime, deployment, &registry);
     body["runningInvocations"] = json!(
         runtime
             .storage
@@ -203,7 +211,11 @@ pub(super) async fn create(
     };
     Ok((
         status,
-        Json(deployment_json(&runtime, &deployed.deployment, true)),
+        Json(deployment_json(
+            &runtime,
+            &deployed.deployment,
+            &runtime.registry(),
+        )),
     ))
 }
 

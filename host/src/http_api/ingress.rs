@@ -217,7 +217,7 @@ async fn call(
         key,
         input: input.to_vec(),
         deployment_id: deployment.id.clone(),
-        providers: registry.active_providers(),
+        providers: registry.active_interfaces(),
         idempotency: idempotency_key
             .map(|k| (k, ingress.config.idempotency_retention.as_millis() as i64)),
     };

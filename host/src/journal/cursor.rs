@@ -19,6 +19,9 @@ pub struct Live {
     /// With [`Journal::mark_next_call`]: the started marker was committed with the entries before
     /// this call; `true` when it was already there (an earlier attempt started this call).
     pub marked: Option<bool>,
+    /// Unix ms: the earliest time this call can have started in any attempt (the start of the
+    /// entry before it, which was durable before the call began); `None` for the first entry.
+    pub earliest_start_ms: Option<i64>,
 }
 
 /// The result of a live call: the value returned to the guest and what is stored with it.
@@ -99,6 +102,8 @@ pub struct Journal {
     pending: Vec<(Entry, Option<StateOp>)>,
     /// Set by [`Journal::mark_next_call`]: the next live external call needs a started marker.
     mark_next: bool,
+    /// When the entry before the cursor started (Unix ms).
+    last_start: Option<i64>,
 }
 
 impl Journal {
@@ -122,6 +127,7 @@ impl Journal {
             fail_point,
             pending: Vec::new(),
             mark_next: false,
+            last_start: None,
         }
     }
 
@@ -217,6 +223,7 @@ impl Journal {
             }
             let value = serde_json::from_slice(&recorded.result)
                 .map_err(|e| JournalError::Codec(format!("entry {}: {e}", self.next)))?;
+            self.last_start = Some(recorded.started_at);
             self.next += 1;
             return Ok(value);
         }
@@ -231,10 +238,12 @@ impl Journal {
         let index = self.next;
         let started_at = now_ms();
         let clock = Instant::now();
+        let earliest_start_ms = self.last_start;
         let effect = live(Live {
             index,
             idempotency_key: self.idempotency_key(index),
             marked,
+            earliest_start_ms,
         })
         .await?;
         if let Some(point) = &self.fail_point
@@ -264,6 +273,7 @@ impl Journal {
             soft: effect.soft,
         };
         self.pending.push((entry, effect.state));
+        self.last_start = Some(started_at);
         self.next += 1;
         if let Some(point) = &self.fail_point
             && point.fires_at(index, false)
@@ -296,6 +306,7 @@ impl Journal {
             Some(at) if self.recorded[at].name == name => {
                 let outcome = serde_json::from_slice(&self.recorded[at].result)
                     .map_err(|e| JournalError::Codec(format!("entry {at}: {e}")))?;
+                self.last_start = Some(self.recorded[at].started_at);
                 self.next = at as u32 + 1;
                 Ok(Some(outcome))
             }

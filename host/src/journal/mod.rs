@@ -5,6 +5,7 @@
 //! it checks the call against the recorded entry and returns the recorded result.
 
 mod cursor;
+pub mod values;
 
 pub use cursor::{Effect, FailPoint, Journal, Live};
 
@@ -21,7 +22,7 @@ pub enum EntryKind {
     Run,
     /// An outbound `cairn:durable/http` request.
     Http,
-    /// A call to a provider component (payments, email, shipping).
+    /// A call into another component (a provider: payments, email, a third party's interface).
     Call,
     /// A `cairn:durable/timer` sleep, with the time it ends.
     Timer,
@@ -100,6 +101,10 @@ pub enum JournalError {
     /// Retryable: nothing was recorded.
     #[error("{0}")]
     Effect(String),
+    /// A call a crash left in doubt was not repeated (at-most-once), and its result type has no
+    /// `in-doubt` case to say so to the guest. Terminal.
+    #[error("{0}")]
+    InDoubt(String),
     /// Not a failure: the guest sleeps until `until_ms` (Unix ms). The attempt stops here, its
     /// entries are committed, and the invocation is replayed when the time comes.
     #[error("suspended until {until_ms}")]
@@ -112,9 +117,10 @@ impl JournalError {
         match self {
             JournalError::Storage(e) => e.is_retryable(),
             JournalError::Effect(_) | JournalError::Suspended { .. } => true,
-            JournalError::Divergence { .. } | JournalError::Codec(_) | JournalError::Misuse(_) => {
-                false
-            }
+            JournalError::Divergence { .. }
+            | JournalError::Codec(_)
+            | JournalError::Misuse(_)
+            | JournalError::InDoubt(_) => false,
         }
     }
 }

@@ -5,19 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::Component;
 
 use super::limits::{Limits, describe_trap};
+use super::linking::{World, exported_interfaces};
 use super::provider_settings::{OwnSettings, ProviderOverrides, SettingsError};
 use super::registry::Linked;
-use super::{Deployment, DeploymentKind, HostState, ProviderRole, Role, Runtime};
-use crate::bindings::email_provider::EmailProviderPre;
-use crate::bindings::payments_provider::PaymentsProviderPre;
+use super::{Deployment, DeploymentKind, HostState, Role, Runtime};
+use crate::bindings::recovery::GuestIndices as RecoveryIndices;
 use crate::bindings::service::ServicePre;
-use crate::bindings::shipping_provider::ShippingProviderPre;
 use crate::storage::{DeploymentRecord, StorageError, now_ms};
 
 const HANDLER_EXPORT: &str = "cairn:durable/handler@0.1.0";
+const RECOVERY_EXPORT: &str = "cairn:durable/recovery@0.1.0";
 
 /// Why a component was refused. All are the deployer's fault (4xx) except storage.
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +29,8 @@ pub enum DeployError {
     #[error("compiling the component took longer than {}s; it was refused", .0.as_secs())]
     CompileTimeout(Duration),
     #[error(
-        "the component exports none of the worlds this host knows: it must export \
-         {HANDLER_EXPORT} (a service) or a provider interface (cairn:commerce/payments, email or \
-         shipping @0.1.0); it exports [{0}]"
+        "the component exports nothing another component could call: it must export \
+         {HANDLER_EXPORT} (a service) or interfaces of its own (a provider); it exports [{0}]"
     )]
     UnknownWorld(String),
     #[error("the component does not implement the {world} world: {message}")]
@@ -39,6 +38,19 @@ pub enum DeployError {
         world: &'static str,
         message: String,
     },
+    #[error(
+        "the component imports {import}, which the {world} world does not allow (it may import {allowed})"
+    )]
+    ForbiddenImport {
+        import: String,
+        world: &'static str,
+        allowed: String,
+    },
+    #[error(
+        "the component imports {0}, which no deployed component exports: deploy an \
+         implementation of it first"
+    )]
+    Unimplemented(String),
     #[error("the component imports something this host does not provide: {0}")]
     Link(String),
     #[error("describe failed: {0}")]
@@ -157,7 +169,7 @@ async fn deploy_inner(
         DeploymentKind::Service(info) => {
             Some(serde_json::to_value(info).map_err(|e| DeployError::Describe(e.to_string()))?)
         }
-        DeploymentKind::Provider(_) => None,
+        DeploymentKind::Provider { .. } => None,
     };
     runtime
         .storage
@@ -183,9 +195,11 @@ async fn deploy_inner(
 }
 
 /// Loads every stored deployment (least recently activated first, so the last activated of
-/// each name ends up active).
+/// each name ends up active). Providers come before services, so that every interface a
+/// service imports is exported when it is linked.
 pub async fn restore(runtime: &Arc<Runtime>) -> anyhow::Result<usize> {
-    let records = runtime.storage.deployments().await?;
+    let mut records = runtime.storage.deployments().await?;
+    records.sort_by_key(|r| r.kind == "service");
     let count = records.len();
     for record in records {
         let limits: Limits = column(&record.id, "limits", &record.limits)?.unwrap_or_default();
@@ -268,24 +282,40 @@ async fn load(
         .exports(&runtime.engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    let pre = runtime
-        .linker
-        .instantiate_pre(&component)
-        .map_err(|e| DeployError::Link(format!("{e:#}")))?;
+    let registry = runtime.registry();
+    let exported = |name: &str| registry.interfaces.contains_key(name);
     let (kind, linked) = if exports.iter().any(|e| e == HANDLER_EXPORT) {
+        let pre = runtime
+            .linkers
+            .link(&runtime.engine, World::Service, &component, &exported)?;
         let service = ServicePre::new(pre).map_err(|e| DeployError::MissingExport {
-            world: "cairn:durable/service",
+            world: World::Service.name(),
             message: format!("{e:#}"),
         })?;
         let info = describe(runtime, id, &service, limits).await?;
         (DeploymentKind::Service(info), Linked::Service(service))
-    } else if let Some(role) = ProviderRole::ALL
-        .into_iter()
-        .find(|r| exports.iter().any(|e| e == r.export_name()))
-    {
-        (DeploymentKind::Provider(role), link_provider(role, pre)?)
     } else {
-        return Err(DeployError::UnknownWorld(exports.join(", ")));
+        let provided = exported_interfaces(&runtime.engine, &component)?;
+        if provided.is_empty() {
+            return Err(DeployError::UnknownWorld(exports.join(", ")));
+        }
+        let pre = runtime
+            .linkers
+            .link(&runtime.engine, World::Provider, &component, &exported)?;
+        let recovery = match RecoveryIndices::new(&pre) {
+            Ok(indices) => Some(indices),
+            Err(_) if !exports.iter().any(|e| e == RECOVERY_EXPORT) => None,
+            Err(e) => {
+                return Err(DeployError::MissingExport {
+                    world: "cairn:durable/recoverable",
+                    message: format!("{e:#}"),
+                });
+            }
+        };
+        (
+            DeploymentKind::Provider { exports: provided },
+            Linked::Provider { pre, recovery },
+        )
     };
     Ok(Deployment {
         id: id.to_string(),
@@ -295,28 +325,6 @@ async fn load(
         created_at,
         limits,
         own: None,
-    })
-}
-
-/// A provider must export everything its world does (the role's interface and its recovery).
-fn link_provider(role: ProviderRole, pre: InstancePre<HostState>) -> Result<Linked, DeployError> {
-    let (world, linked) = match role {
-        ProviderRole::Payments => (
-            "cairn:commerce/payments-provider",
-            PaymentsProviderPre::new(pre).map(Linked::Payments),
-        ),
-        ProviderRole::Email => (
-            "cairn:commerce/email-provider",
-            EmailProviderPre::new(pre).map(Linked::Email),
-        ),
-        ProviderRole::Shipping => (
-            "cairn:commerce/shipping-provider",
-            ShippingProviderPre::new(pre).map(Linked::Shipping),
-        ),
-    };
-    linked.map_err(|e| DeployError::MissingExport {
-        world,
-        message: format!("{e:#}"),
     })
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use wasmtime::Store;
 
+use super::callee::seed_of;
 use super::claim::{Claimed, claim};
-use super::providers::seed_of;
 use super::registry::Linked;
 use super::{DeploymentKind, HostState, Role, Runtime, ServiceCtx};
 use crate::bindings::context;

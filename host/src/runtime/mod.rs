@@ -1,6 +1,7 @@
-//! The component runtime: the wasmtime engine, the linker with every capability, the deployed
-//! components, and the invoker that runs one invocation.
+//! The component runtime: the wasmtime engine, one linker per world, the deployed components,
+//! the invoker that runs one invocation, and the callee side of calls between components.
 
+pub mod callee;
 mod claim;
 mod clock;
 mod deploy;
@@ -8,8 +9,8 @@ mod guest_output;
 mod invoker;
 mod keylocks;
 pub mod limits;
+pub mod linking;
 pub mod provider_settings;
-pub mod providers;
 mod registry;
 pub mod sandbox;
 mod state;
@@ -20,7 +21,7 @@ pub use invoker::{RetryPolicy, invoke};
 pub use keylocks::KeyLocks;
 pub use limits::Limits;
 pub use provider_settings::{OwnSettings, ProviderOverrides, SecretEnv, SettingsError};
-pub use registry::{Deployment, DeploymentKind, ProviderRole, Registry};
+pub use registry::{Deployment, DeploymentKind, Registry};
 pub use state::{HostState, ProviderCtx, Role, ServiceCtx};
 pub(crate) use state::{misuse, trap};
 pub use undeploy::{UndeployError, undeploy};
@@ -29,23 +30,34 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use wasmtime::component::Linker;
 use wasmtime::{Cache, CacheConfig, Config, Engine};
 
 use crate::outbound::{Outbound, Policy};
 use crate::storage::Storage;
 
-/// Configuration of one provider role: what the component is told and what it may reach.
+/// Configuration of a provider component: what it is told and what it may reach.
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
     pub config: Arc<BTreeMap<String, String>>,
     pub policy: Arc<Policy>,
 }
 
+impl ProviderSettings {
+    /// No configuration, no network.
+    pub fn none() -> Self {
+        ProviderSettings {
+            config: Arc::default(),
+            policy: Arc::new(Policy::deny_all()),
+        }
+    }
+}
+
 /// Runtime-wide settings.
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
-    pub providers: BTreeMap<ProviderRole, ProviderSettings>,
+    /// Settings of a provider component deployed without its own, by an interface it exports
+    /// (the bundled components' defaults; see [`crate::bundled`]).
+    pub defaults: BTreeMap<String, ProviderSettings>,
     /// What services (the orchestrator) may reach over HTTP.
     pub service_policy: Arc<Policy>,
     /// Default linear-memory cap per store (a deployment's `limits` may set its own).
@@ -63,8 +75,9 @@ pub struct RuntimeSettings {
     pub service_retry: BTreeMap<String, RetryPolicy>,
     /// Where compiled components are cached across restarts.
     pub cache_dir: Option<PathBuf>,
-    /// In-doubt policy per operation (`email.send-email`...); see [`providers::InDoubtPolicy`].
-    pub in_doubt: BTreeMap<String, providers::InDoubtPolicy>,
+    /// In-doubt policy per `interface.function` (`cairn:commerce/email.send-email`); see
+    /// [`callee::InDoubtPolicy`].
+    pub in_doubt: BTreeMap<String, callee::InDoubtPolicy>,
     /// Test hook: stop one attempt right after a given journal entry.
     pub fail_point: Option<Arc<crate::journal::FailPoint>>,
     /// Where the secrets a deployment names (`"secrets": ["ADYEN_API_KEY"]`) are read.
@@ -73,7 +86,7 @@ pub struct RuntimeSettings {
 
 pub struct Runtime {
     pub engine: Engine,
-    pub linker: Linker<HostState>,
+    pub linkers: linking::Linkers,
     pub storage: Arc<dyn Storage>,
     pub outbound: Outbound,
     /// The deployments, as an immutable snapshot replaced on every change (copy on write), so
@@ -83,10 +96,9 @@ pub struct Runtime {
     pub locks: KeyLocks,
     /// Permits for running invocations (`RuntimeSettings::max_running`).
     pub(crate) running: tokio::sync::Semaphore,
-    /// "deployment/operation" → what the provider said about repeating it.
-    pub(crate) retry_safety: std::sync::Mutex<
-        std::collections::HashMap<String, crate::bindings::commerce_types::RetrySafety>,
-    >,
+    /// "deployment/interface.function" → what the component said about repeating it.
+    pub(crate) retry_safety:
+        std::sync::Mutex<std::collections::HashMap<String, crate::bindings::recovery::RetrySafety>>,
 }
 
 /// The pooling allocator: instance memories, tables and stacks come from slots reserved once,
@@ -129,17 +141,16 @@ impl Runtime {
         }
         let engine = Engine::new(&config)?;
         sandbox::start_ticker(&engine)?;
-        let mut linker = Linker::new(&engine);
-        crate::capabilities::add_to_linker(&mut linker)?;
+        let linkers = linking::Linkers::new(&engine)?;
         let policies = settings
-            .providers
+            .defaults
             .values()
             .map(|p| &*p.policy)
             .chain([&*settings.service_policy]);
         let outbound = Outbound::new(policies)?;
         Ok(Arc::new(Runtime {
             engine,
-            linker,
+            linkers,
             storage,
             outbound,
             registry: RwLock::new(Arc::new(Registry::default())),

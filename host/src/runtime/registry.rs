@@ -1,76 +1,42 @@
-//! Deployed components: what each is (a service or a provider role) and which one is active.
+//! Deployed components: what each is (a service, or a provider exporting interfaces) and which
+//! one is active for each service name and each exported interface.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use wasmtime::component::InstancePre;
 
 use super::HostState;
 use super::limits::Limits;
 use super::provider_settings::OwnSettings;
-use crate::bindings::email_provider::EmailProviderPre;
 use crate::bindings::handler::ServiceInfo;
-use crate::bindings::payments_provider::PaymentsProviderPre;
+use crate::bindings::recoverable::exports::cairn::durable::recovery::GuestIndices as RecoveryIndices;
 use crate::bindings::service::ServicePre;
-use crate::bindings::shipping_provider::ShippingProviderPre;
-
-/// The provider roles a service can import.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderRole {
-    Payments,
-    Email,
-    Shipping,
-}
-
-impl ProviderRole {
-    pub const ALL: [ProviderRole; 3] = [
-        ProviderRole::Payments,
-        ProviderRole::Email,
-        ProviderRole::Shipping,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderRole::Payments => "payments",
-            ProviderRole::Email => "email",
-            ProviderRole::Shipping => "shipping",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
-    /// The interface a provider of this role exports.
-    pub fn export_name(self) -> &'static str {
-        match self {
-            ProviderRole::Payments => "cairn:commerce/payments@0.1.0",
-            ProviderRole::Email => "cairn:commerce/email@0.1.0",
-            ProviderRole::Shipping => "cairn:commerce/shipping@0.1.0",
-        }
-    }
-}
 
 /// What a deployed component is.
 #[derive(Debug, Clone)]
 pub enum DeploymentKind {
     Service(ServiceInfo),
-    Provider(ProviderRole),
+    /// A component others call: the interfaces it exports (names with versions), each linked to
+    /// the services that import it.
+    Provider {
+        exports: Vec<String>,
+    },
 }
 
 impl DeploymentKind {
     pub fn kind_str(&self) -> &'static str {
         match self {
             DeploymentKind::Service(_) => "service",
-            DeploymentKind::Provider(role) => role.as_str(),
+            DeploymentKind::Provider { .. } => "provider",
         }
     }
 
+    /// The service name, or the exported interfaces.
     pub fn name(&self) -> String {
         match self {
             DeploymentKind::Service(info) => info.name.clone(),
-            DeploymentKind::Provider(role) => role.as_str().to_string(),
+            DeploymentKind::Provider { exports } => exports.join(", "),
         }
     }
 }
@@ -80,9 +46,11 @@ impl DeploymentKind {
 #[derive(Clone)]
 pub enum Linked {
     Service(ServicePre<HostState>),
-    Payments(PaymentsProviderPre<HostState>),
-    Email(EmailProviderPre<HostState>),
-    Shipping(ShippingProviderPre<HostState>),
+    Provider {
+        pre: InstancePre<HostState>,
+        /// Its `cairn:durable/recovery` export, if it has one.
+        recovery: Option<RecoveryIndices>,
+    },
 }
 
 /// A compiled, pre-linked component.
@@ -96,39 +64,52 @@ pub struct Deployment {
     pub created_at: i64,
     /// Sandbox limits set for this deployment (host defaults fill the rest).
     pub limits: Limits,
-    /// A provider's own settings, replacing its role's (`None`: the role's settings).
+    /// A provider's own settings (`None`: the host's defaults for the interfaces it exports).
     pub own: Option<OwnSettings>,
 }
 
-/// Deployments by id, and the active one per service name and per provider role.
+/// Deployments by id, and the active one per service name and per exported interface.
 #[derive(Clone, Default)]
 pub struct Registry {
     pub deployments: BTreeMap<String, Arc<Deployment>>,
     pub services: BTreeMap<String, String>,
-    pub providers: BTreeMap<ProviderRole, String>,
+    /// Interface name (with version) → the deployment that implements it for new invocations.
+    pub interfaces: BTreeMap<String, String>,
 }
 
 impl Registry {
-    /// Adds (or replaces) `deployment` and makes it the active one of its service or role.
+    /// Adds (or replaces) `deployment` and makes it the active one of its service or of every
+    /// interface it exports.
     pub fn insert(&mut self, deployment: Arc<Deployment>) {
         match &deployment.kind {
             DeploymentKind::Service(info) => {
                 self.services
                     .insert(info.name.clone(), deployment.id.clone());
             }
-            DeploymentKind::Provider(role) => {
-                self.providers.insert(*role, deployment.id.clone());
+            DeploymentKind::Provider { exports } => {
+                for name in exports {
+                    self.interfaces.insert(name.clone(), deployment.id.clone());
+                }
             }
         }
         self.deployments.insert(deployment.id.clone(), deployment);
     }
 
-    /// Whether deployment `id` is the active one of its service or role.
+    /// Whether deployment `id` is the active one of its service or of one of its interfaces.
     pub fn is_active(&self, id: &str) -> bool {
         self.services
             .values()
-            .chain(self.providers.values())
+            .chain(self.interfaces.values())
             .any(|a| a == id)
+    }
+
+    /// The interfaces deployment `id` is the active implementation of.
+    pub fn active_for(&self, id: &str) -> Vec<&str> {
+        self.interfaces
+            .iter()
+            .filter(|(_, a)| *a == id)
+            .map(|(name, _)| name.as_str())
+            .collect()
     }
 
     /// Removes an inactive deployment; returns it.
@@ -144,15 +125,13 @@ impl Registry {
         let deployment = self.deployments.get(self.services.get(name)?)?;
         match &deployment.kind {
             DeploymentKind::Service(info) => Some((deployment, info)),
-            DeploymentKind::Provider(_) => None,
+            DeploymentKind::Provider { .. } => None,
         }
     }
 
-    /// Role → deployment id of the active providers: what a new invocation is pinned to.
-    pub fn active_providers(&self) -> BTreeMap<String, String> {
-        self.providers
-            .iter()
-            .map(|(role, id)| (role.as_str().to_string(), id.clone()))
-            .collect()
+    /// Interface → deployment id of the active implementations: what a new invocation is
+    /// pinned to.
+    pub fn active_interfaces(&self) -> BTreeMap<String, String> {
+        self.interfaces.clone()
     }
 }

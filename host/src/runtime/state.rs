@@ -42,7 +42,7 @@ pub struct ServiceCtx {
     pub journal: Journal,
     /// Whether this handler may write state (exclusive handlers of keyed objects).
     pub may_write_state: bool,
-    /// Provider role → deployment id, pinned on the invocation.
+    /// Interface (with version) → the deployment implementing it, pinned on the invocation.
     pub providers: BTreeMap<String, String>,
     pub policy: Arc<Policy>,
     pub runtime: Arc<Runtime>,
@@ -56,6 +56,8 @@ pub struct ProviderCtx {
     /// The provider's HTTP exchanges during this call, shown under the journal entry.
     /// Each as JSON text (see [`crate::outbound::Outbound::send`]).
     pub exchanges: Vec<String>,
+    /// While an in-doubt call is looked up: the earliest time (Unix ms) it may have started.
+    pub in_doubt_since: Option<i64>,
 }
 
 impl HostState {

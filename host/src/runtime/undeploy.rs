@@ -2,7 +2,7 @@
 //!
 //! Refused while a running invocation is pinned to it (as its service or as one of its
 //! providers): that invocation would have nothing to replay on. Refused too for the active
-//! deployment of a service or provider role: new invocations would find nothing to run, so an
+//! deployment of a service or interface: new invocations would find nothing to run, so an
 //! operator deploys (or re-deploys) another one first and then deletes the old one. Finished
 //! invocations keep their journals; their deployment id then names a deleted deployment.
 
@@ -43,7 +43,9 @@ pub async fn undeploy(runtime: &Arc<Runtime>, id: &str) -> Result<Arc<Deployment
                 super::DeploymentKind::Service(info) => {
                     format!("deployment of service {}", info.name)
                 }
-                super::DeploymentKind::Provider(role) => format!("{} provider", role.as_str()),
+                super::DeploymentKind::Provider { .. } => {
+                    format!("implementation of {}", registry.active_for(id).join(", "))
+                }
             };
             return Err(UndeployError::Active {
                 id: id.to_string(),

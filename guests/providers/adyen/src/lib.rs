@@ -16,13 +16,12 @@ mod response;
 
 use cairn_sdk::http::{RequestBuilder, Response};
 
-use crate::bindings::cairn::commerce::provider_context;
 use crate::bindings::exports::cairn::commerce::payments::Guest;
 use crate::bindings::exports::cairn::commerce::payments_recovery::Guest as RecoveryGuest;
+use crate::bindings::exports::cairn::durable::recovery::RetrySafety;
 use crate::request::Settings;
-use cairn_provider::types::{
-    Charge, ChargeRequest, ProviderError, Refund, RefundRequest, RetrySafety,
-};
+use cairn_provider::types::{Charge, ChargeRequest, ProviderError, Refund, RefundRequest};
+use cairn_sdk::bindings::cairn::durable::call_context;
 
 mod bindings {
     wit_bindgen::generate!({
@@ -33,6 +32,8 @@ mod bindings {
             "cairn:commerce/types@0.1.0": cairn_provider::types,
             "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
             "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
+            "cairn:durable/call-context@0.1.0": cairn_sdk::bindings::cairn::durable::call_context,
+            "cairn:durable/recovery@0.1.0": generate,
         },
     });
 }
@@ -41,28 +42,30 @@ struct AdyenPayments;
 
 impl Guest for AdyenPayments {
     fn create_charge(req: ChargeRequest) -> Result<Charge, ProviderError> {
-        let settings = Settings::from_lookup(provider_context::config)?;
-        let key = provider_context::idempotency_key();
+        let settings = Settings::from_lookup(call_context::config)?;
+        let key = call_context::idempotency_key();
         let response = send(request::create_payment(&settings, &key, &req)?)?;
         response::payment(&response, &req)
     }
 
     fn refund_charge(req: RefundRequest) -> Result<Refund, ProviderError> {
-        let settings = Settings::from_lookup(provider_context::config)?;
-        let key = provider_context::idempotency_key();
+        let settings = Settings::from_lookup(call_context::config)?;
+        let key = call_context::idempotency_key();
         let response = send(request::create_refund(&settings, &key, &req))?;
         response::refund(&response, &req)
     }
 }
 
 impl RecoveryGuest for AdyenPayments {
-    fn safety(operation: String) -> RetrySafety {
-        response::retry_safety(&operation)
-    }
-
     /// No lookup: the idempotency key makes a repeat safe (see [`response::retry_safety`]).
     fn find_charge(_req: ChargeRequest) -> Result<Option<Charge>, ProviderError> {
         Ok(None)
+    }
+}
+
+impl crate::bindings::exports::cairn::durable::recovery::Guest for AdyenPayments {
+    fn safety(_interface: String, function: String) -> RetrySafety {
+        response::retry_safety(&function)
     }
 }
 

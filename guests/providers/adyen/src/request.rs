@@ -17,7 +17,7 @@ pub const API_VERSION: &str = "v71";
 /// The header value the host replaces with the key; the guest never sees it.
 pub const API_KEY: &str = "{{secret:ADYEN_API_KEY}}";
 
-/// Operator configuration (`provider-context.config`).
+/// Operator configuration (`call-context.config`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// `api-base`, without a trailing slash.

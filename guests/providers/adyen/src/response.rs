@@ -19,9 +19,8 @@
 use cairn_sdk::http::Response;
 use serde::Deserialize;
 
-use cairn_provider::types::{
-    Charge, ChargeRequest, Decline, ProviderError, Refund, RefundRequest, RetrySafety,
-};
+use crate::bindings::exports::cairn::durable::recovery::RetrySafety;
+use cairn_provider::types::{Charge, ChargeRequest, Decline, ProviderError, Refund, RefundRequest};
 
 /// Both operations send the host's key as `Idempotency-Key`: Adyen answers a repeat with the
 /// first answer.

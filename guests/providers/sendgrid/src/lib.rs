@@ -17,11 +17,12 @@ mod response;
 
 use cairn_sdk::http::{RequestBuilder, Response};
 
-use crate::bindings::cairn::commerce::provider_context;
 use crate::bindings::exports::cairn::commerce::email::Guest;
 use crate::bindings::exports::cairn::commerce::email_recovery::Guest as RecoveryGuest;
+use crate::bindings::exports::cairn::durable::recovery::RetrySafety;
 use crate::request::Settings;
-use cairn_provider::types::{EmailMessage, EmailReceipt, ProviderError, RetrySafety};
+use cairn_provider::types::{EmailMessage, EmailReceipt, ProviderError};
+use cairn_sdk::bindings::cairn::durable::call_context;
 
 mod bindings {
     wit_bindgen::generate!({
@@ -32,6 +33,8 @@ mod bindings {
             "cairn:commerce/types@0.1.0": cairn_provider::types,
             "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
             "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
+            "cairn:durable/call-context@0.1.0": cairn_sdk::bindings::cairn::durable::call_context,
+            "cairn:durable/recovery@0.1.0": generate,
         },
     });
 }
@@ -40,19 +43,21 @@ struct SendGridEmail;
 
 impl Guest for SendGridEmail {
     fn send_email(msg: EmailMessage) -> Result<EmailReceipt, ProviderError> {
-        let settings = Settings::from_lookup(provider_context::config);
+        let settings = Settings::from_lookup(call_context::config);
         let response = send(request::mail_send(&settings, &msg))?;
         response::receipt(&response)
     }
 }
 
 impl RecoveryGuest for SendGridEmail {
-    fn safety(operation: String) -> RetrySafety {
-        retry_safety(&operation)
-    }
-
     fn find_email(_msg: EmailMessage) -> Result<Option<EmailReceipt>, ProviderError> {
         Ok(None)
+    }
+}
+
+impl crate::bindings::exports::cairn::durable::recovery::Guest for SendGridEmail {
+    fn safety(_interface: String, function: String) -> RetrySafety {
+        retry_safety(&function)
     }
 }
 

@@ -14,7 +14,7 @@ pub const DEFAULT_FROM_NAME: &str = "Cairn Shop";
 /// The header value the host replaces with the key; the guest never sees it.
 pub const AUTHORIZATION: &str = "Bearer {{secret:SENDGRID_API_KEY}}";
 
-/// Operator configuration (`provider-context.config`).
+/// Operator configuration (`call-context.config`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// `api-base`, without a trailing slash.

@@ -8,9 +8,9 @@
 //! call, which is why the host journals the result. [`request`] builds the wire format,
 //! [`response`] reads the answer; both are pure and unit-tested.
 //!
-//! It also exports `cairn:commerce/shipping-recovery` ([`lookup`]): a purchase left in doubt is
-//! `lookup` safe, and `find-label` pages through the account's transactions for the order's
-//! reference.
+//! It also exports `cairn:commerce/shipping-recovery` ([`lookup`]) and `cairn:durable/recovery`:
+//! a purchase left in doubt is `lookup` safe, and `find-label` pages through the account's
+//! transactions for the order's reference, back to when the call in doubt started.
 
 mod lookup;
 mod request;
@@ -18,12 +18,13 @@ mod response;
 
 use cairn_sdk::http::{RequestBuilder, Response};
 
-use crate::bindings::cairn::commerce::provider_context;
 use crate::bindings::exports::cairn::commerce::shipping::Guest;
 use crate::bindings::exports::cairn::commerce::shipping_recovery::Guest as RecoveryGuest;
+use crate::bindings::exports::cairn::durable::recovery::RetrySafety;
 use crate::lookup::Search;
 use crate::request::Settings;
-use cairn_provider::types::{Label, LabelRequest, ProviderError, RetrySafety};
+use cairn_provider::types::{Label, LabelRequest, ProviderError};
+use cairn_sdk::bindings::cairn::durable::call_context;
 
 mod bindings {
     wit_bindgen::generate!({
@@ -34,6 +35,8 @@ mod bindings {
             "cairn:commerce/types@0.1.0": cairn_provider::types,
             "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
             "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
+            "cairn:durable/call-context@0.1.0": cairn_sdk::bindings::cairn::durable::call_context,
+            "cairn:durable/recovery@0.1.0": generate,
         },
     });
 }
@@ -42,7 +45,7 @@ struct ShippoShipping;
 
 impl Guest for ShippoShipping {
     fn create_label(req: LabelRequest) -> Result<Label, ProviderError> {
-        let settings = Settings::from_lookup(provider_context::config);
+        let settings = Settings::from_lookup(call_context::config);
         if settings.carrier_account.is_none() {
             cairn_sdk::log::warn("shippo: config `carrier-account` is not set; Shippo requires it");
         }
@@ -52,25 +55,25 @@ impl Guest for ShippoShipping {
 }
 
 impl RecoveryGuest for ShippoShipping {
-    fn safety(operation: String) -> RetrySafety {
-        lookup::retry_safety(&operation)
-    }
-
     fn find_label(req: LabelRequest) -> Result<Option<Label>, ProviderError> {
-        let settings = Settings::from_lookup(provider_context::config);
-        match lookup::find_label(&settings, &req, send)? {
+        let settings = Settings::from_lookup(call_context::config);
+        match lookup::find_label(&settings, &req, call_context::in_doubt_since(), send)? {
             Search::Found(label) => Ok(Some(label)),
             Search::NotFound => Ok(None),
-            Search::GaveUp => {
-                cairn_sdk::log::warn(format!(
-                    "shippo: no label for order {} in the newest {} transactions; \
-                     searched no further",
-                    req.order_id,
-                    lookup::MAX_PAGES * lookup::PAGE_SIZE
-                ));
-                Ok(None)
-            }
+            // Inconclusive, never "not found": the host applies its in-doubt policy.
+            Search::Undecided => Err(ProviderError::InDoubt(format!(
+                "shippo: the newest {} transactions hold no label for order {} and do not reach \
+                 back to when the call started",
+                lookup::MAX_PAGES * lookup::PAGE_SIZE,
+                req.order_id
+            ))),
         }
+    }
+}
+
+impl crate::bindings::exports::cairn::durable::recovery::Guest for ShippoShipping {
+    fn safety(_interface: String, function: String) -> RetrySafety {
+        lookup::retry_safety(&function)
     }
 }
 

@@ -1,29 +1,39 @@
 //! `cairn:commerce/shipping-recovery` over Shippo: `POST /transactions` has no idempotency key,
 //! so a label purchase left in doubt is repeated only after a lookup finds nothing.
 //!
-//! The lookup lists transactions, `GET /transactions?results=100&page=N` for N = 1, 2, ... while
-//! the answer's `next` is set, at most [`MAX_PAGES`] pages, and takes the first transaction whose
-//! `metadata` is exactly the reference `create-label` sends (`order <id>`) and whose `status` is
-//! `SUCCESS`. Shippo's list has no metadata filter, hence the client-side match. The page is
+//! The lookup lists transactions, `GET /transactions?results=100&page=N` for N = 1, 2, ... (newest
+//! first), and takes the first transaction whose `metadata` is exactly the reference
+//! `create-label` sends (`order <id>`) and whose `status` is `SUCCESS`. Shippo's list has no
+//! metadata filter, hence the client-side match. It stops when the answer's `next` is null, or
+//! once a page reaches transactions made before the call in doubt can have started
+//! (`call-context.in-doubt-since`, less [`CLOCK_SKEW_MS`]): an older label cannot be this
+//! call's. A search that reaches neither within [`MAX_PAGES`] cannot decide, and says so
+//! (`in-doubt`), so the host applies its in-doubt policy instead of buying again. The page is
 //! built from `api-base`, not taken from `next`, so every request stays on the configured host.
 
 use cairn_sdk::http::{Request, RequestBuilder, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::bindings::exports::cairn::durable::recovery::{FunctionRef, RetrySafety};
 use crate::request::{self, AUTHORIZATION, Settings};
 use crate::response::{self, TransactionObject};
-use cairn_provider::types::{Label, LabelRequest, ProviderError, RetrySafety};
+use cairn_provider::types::{Label, LabelRequest, ProviderError};
 
 /// Transactions asked for per page (Shippo's maximum).
 pub const PAGE_SIZE: u32 = 100;
-/// Pages read before giving up (500 transactions, newest first as far as Shippo says).
-pub const MAX_PAGES: u32 = 5;
+/// Pages read at most (10,000 transactions) when no time bound ends the search sooner.
+pub const MAX_PAGES: u32 = 100;
+/// How far Shippo's clock may be behind the host's (ms).
+pub const CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 
 /// How `operation` can be repeated: a label is found by its order reference.
 pub fn retry_safety(operation: &str) -> RetrySafety {
     match operation {
-        "create-label" => RetrySafety::Lookup,
+        "create-label" => RetrySafety::Lookup(FunctionRef {
+            interface: "cairn:commerce/shipping-recovery".into(),
+            function: "find-label".into(),
+        }),
         _ => RetrySafety::None,
     }
 }
@@ -49,6 +59,8 @@ pub struct Page {
     pub label: Option<Label>,
     /// Whether Shippo has a next page (`next` is set).
     pub has_next: bool,
+    /// Unix ms of the oldest transaction on the page (`object_created`), if any was readable.
+    pub oldest_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -70,16 +82,34 @@ pub fn read_page(response: &Response, reference: &str) -> Result<Page, ProviderE
             response.status()
         ))
     })?;
-    let label = list
+    let transactions: Vec<TransactionObject> = list
         .results
         .into_iter()
         .filter_map(|item| serde_json::from_value::<TransactionObject>(item).ok())
+        .collect();
+    let oldest_ms = transactions
+        .iter()
+        .filter_map(|tx| tx.object_created.as_deref().and_then(unix_ms))
+        .min();
+    let label = transactions
+        .into_iter()
         .find(|tx| {
             tx.metadata.as_deref() == Some(reference) && tx.status.as_deref() == Some("SUCCESS")
         })
         .map(TransactionObject::into_label);
     let has_next = matches!(&list.next, Some(Value::String(url)) if !url.trim().is_empty());
-    Ok(Page { label, has_next })
+    Ok(Page {
+        label,
+        has_next,
+        oldest_ms,
+    })
+}
+
+/// `2014-07-17T00:04:06.163Z` (Shippo's `object_created`) as Unix ms.
+fn unix_ms(text: &str) -> Option<u64> {
+    let at = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).ok()?;
+    let since = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_millis()).ok()
 }
 
 /// How a lookup ended.
@@ -87,31 +117,36 @@ pub fn read_page(response: &Response, reference: &str) -> Result<Page, ProviderE
 pub enum Search {
     /// The label bought under the order's reference.
     Found(Label),
-    /// The whole list was read (`next` became null): no such label.
+    /// Every transaction the call can have made was read (the list ended, or reached ones older
+    /// than the call): no such label.
     NotFound,
-    /// [`MAX_PAGES`] pages were read and Shippo still had more: not found among the newest.
-    GaveUp,
+    /// [`MAX_PAGES`] pages were read and neither bound was reached: it cannot be told.
+    Undecided,
 }
 
-/// Looks for the label bought for `req`, reading pages through `fetch` (the host's HTTP in the
-/// component, canned answers in tests) until one matches, `next` is null, or [`MAX_PAGES`]
-/// pages were read.
+/// Looks for the label bought for `req` by a call that started no earlier than `since_ms`
+/// (Unix ms; `None`: unknown), reading pages through `fetch` (the host's HTTP in the component,
+/// canned answers in tests) until one matches, `next` is null, a page reaches transactions older
+/// than `since_ms` less [`CLOCK_SKEW_MS`], or [`MAX_PAGES`] pages were read.
 pub fn find_label(
     settings: &Settings,
     req: &LabelRequest,
+    since_ms: Option<u64>,
     mut fetch: impl FnMut(RequestBuilder) -> Result<Response, ProviderError>,
 ) -> Result<Search, ProviderError> {
     let reference = request::metadata(&req.order_id);
+    let bound = since_ms.map(|ms| ms.saturating_sub(CLOCK_SKEW_MS));
     for page in 1..=MAX_PAGES {
         let answer = read_page(&fetch(list_transactions(settings, page))?, &reference)?;
         if let Some(label) = answer.label {
             return Ok(Search::Found(label));
         }
-        if !answer.has_next {
+        let past_bound = matches!((bound, answer.oldest_ms), (Some(b), Some(o)) if o < b);
+        if !answer.has_next || past_bound {
             return Ok(Search::NotFound);
         }
     }
-    Ok(Search::GaveUp)
+    Ok(Search::Undecided)
 }
 
 #[cfg(test)]
@@ -193,7 +228,10 @@ mod tests {
 
     #[test]
     fn only_create_label_is_found_by_lookup() {
-        assert_eq!(retry_safety("create-label"), RetrySafety::Lookup);
+        assert!(matches!(
+            retry_safety("create-label"),
+            RetrySafety::Lookup(FunctionRef { function, .. }) if function == "find-label"
+        ));
         assert_eq!(retry_safety("refund-label"), RetrySafety::None);
     }
 
@@ -254,7 +292,8 @@ mod tests {
             page,
             Page {
                 label: None,
-                has_next: false
+                has_next: false,
+                oldest_ms: None,
             }
         );
         // Unusual items are skipped; a missing `next` and an empty one mean the last page.
@@ -264,7 +303,8 @@ mod tests {
             read_page(&respond(200, odd), "order A-1001").unwrap(),
             Page {
                 label: None,
-                has_next: false
+                has_next: false,
+                oldest_ms: None,
             }
         );
         let empty_next = r#"{"next":"","results":[]}"#;
@@ -297,15 +337,28 @@ mod tests {
 
     /// Runs `find_label` over canned pages, recording the URLs asked for.
     fn search(order_id: &str, pages: &[String]) -> (Result<Search, ProviderError>, Vec<String>) {
+        search_since(order_id, None, pages)
+    }
+
+    fn search_since(
+        order_id: &str,
+        since_ms: Option<u64>,
+        pages: &[String],
+    ) -> (Result<Search, ProviderError>, Vec<String>) {
         let mut urls = Vec::new();
-        let result = find_label(&settings(&[]), &label_request(order_id), |builder| {
-            let request = builder.build().unwrap();
-            urls.push(request.url().to_owned());
-            let body = pages
-                .get(urls.len() - 1)
-                .expect("asked for a page past the last");
-            Ok(respond(200, body))
-        });
+        let result = find_label(
+            &settings(&[]),
+            &label_request(order_id),
+            since_ms,
+            |builder| {
+                let request = builder.build().unwrap();
+                urls.push(request.url().to_owned());
+                let body = pages
+                    .get(urls.len() - 1)
+                    .expect("asked for a page past the last");
+                Ok(respond(200, body))
+            },
+        );
         (result, urls)
     }
 
@@ -337,9 +390,50 @@ mod tests {
         assert_eq!(urls.len(), 2);
     }
 
+    /// A transaction made at Unix second `secs`.
+    fn tx_at(id: &str, metadata: &str, secs: u64) -> String {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        tx(id, "SUCCESS", metadata).replacen(
+            r#""status""#,
+            &format!(
+                r#""object_created":"{}","status""#,
+                humantime::format_rfc3339_millis(at)
+            ),
+            1,
+        )
+    }
+
     #[test]
-    fn at_most_five_pages_are_read() {
-        let pages: Vec<String> = (1..=10)
+    fn the_search_stops_at_transactions_older_than_the_call() {
+        let since = 1_700_000_000_u64;
+        let next = Some("https://next");
+        // Newest first: two pages of labels bought after the call, then older ones.
+        let pages = [
+            list(next, &[tx_at("t3", "order X", since + 60)]),
+            list(next, &[tx_at("t2", "order Y", since + 30)]),
+            list(next, &[tx_at("t1", "order Z", since - 3600)]),
+            list(next, &[tx_at("t0", "order order-001", since - 7200)]),
+        ];
+        let (result, urls) = search_since("order-001", Some(since * 1000), &pages);
+        assert_eq!(
+            result,
+            Ok(Search::NotFound),
+            "an older label is not this call's"
+        );
+        assert_eq!(urls.len(), 3);
+        // Within the clock-skew allowance, the search goes on.
+        let pages = [
+            list(next, &[tx_at("t2", "order Y", since - 60)]),
+            list(None, &[tx_at("t1", "order order-001", since - 120)]),
+        ];
+        let (result, _) = search_since("order-001", Some(since * 1000), &pages);
+        assert_eq!(result, Ok(Search::Found(label("t1"))));
+        assert_eq!(unix_ms("2014-07-17T00:04:06.163Z"), Some(1_405_555_446_163));
+    }
+
+    #[test]
+    fn a_search_that_reaches_no_bound_is_undecided() {
+        let pages: Vec<String> = (1..=MAX_PAGES + 1)
             .map(|n| {
                 list(
                     Some("https://next"),
@@ -348,8 +442,8 @@ mod tests {
             })
             .collect();
         let (result, urls) = search("order-001", &pages);
-        assert_eq!(result, Ok(Search::GaveUp));
-        assert_eq!(urls, (1..=5).map(page_url).collect::<Vec<_>>());
+        assert_eq!(result, Ok(Search::Undecided));
+        assert_eq!(urls, (1..=MAX_PAGES).map(page_url).collect::<Vec<_>>());
     }
 
     #[test]
@@ -365,7 +459,7 @@ mod tests {
     #[test]
     fn an_error_on_a_later_page_is_returned() {
         let mut urls = 0;
-        let result = find_label(&settings(&[]), &label_request("o"), |_| {
+        let result = find_label(&settings(&[]), &label_request("o"), None, |_| {
             urls += 1;
             if urls == 1 {
                 Ok(respond(200, &list(Some("https://next"), &[])))

@@ -17,7 +17,7 @@ pub const AUTHORIZATION: &str = "ShippoToken {{secret:SHIPPO_API_KEY}}";
 /// Shippo's limit on `metadata`.
 const METADATA_MAX_CHARS: usize = 100;
 
-/// Operator configuration (`provider-context.config`).
+/// Operator configuration (`call-context.config`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// `api-base`, without a trailing slash.

@@ -27,6 +27,8 @@ pub struct TransactionObject {
     rate: Option<Value>,
     /// The merchant reference, `order <id>`.
     pub metadata: Option<String>,
+    /// When Shippo made it (RFC 3339).
+    pub object_created: Option<String>,
     #[serde(default)]
     messages: Vec<Message>,
 }

@@ -12,9 +12,10 @@ use cairn_sdk::http::{Request, RequestBuilder, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::bindings::exports::cairn::durable::recovery::RetrySafety;
 use crate::request::{AUTHORIZATION, Settings};
 use crate::response;
-use cairn_provider::types::{Charge, ChargeRequest, ProviderError, RetrySafety};
+use cairn_provider::types::{Charge, ChargeRequest, ProviderError};
 
 /// How `operation` can be repeated: both Stripe operations send an `Idempotency-Key`.
 pub fn retry_safety(operation: &str) -> RetrySafety {

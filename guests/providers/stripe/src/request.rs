@@ -13,7 +13,7 @@ pub const DEFAULT_PAYMENT_METHOD: &str = "tok_visa";
 /// The header value the host replaces with the key; the guest never sees it.
 pub const AUTHORIZATION: &str = "Bearer {{secret:STRIPE_API_KEY}}";
 
-/// Operator configuration (`provider-context.config`).
+/// Operator configuration (`call-context.config`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// `api-base`, without a trailing slash.

@@ -1,8 +1,8 @@
 //! `hostile-common` (test only): what the hostile payments providers (`testing/hostile/*`)
 //! share. Each misbehaves in `create-charge` only; the rest of the
 //! `cairn:commerce/payments-provider` world is the same for all: `refund-charge` fails with
-//! `invalid-request("<name> does not refund")`, and `payments-recovery` calls no operation safe
-//! to retry (`safety` is `none`) and finds no charge (`find-charge` is `ok(none)`).
+//! `invalid-request("<name> does not refund")`, and `payments-recovery` finds nothing and
+//! `cairn:durable/recovery` calls no operation safe to retry (`safety` is `none`) and finds no charge (`find-charge` is `ok(none)`).
 //!
 //! The world's bindings are generated here, once, with a public export macro (as the `wasi`
 //! crate does), and [`payments_provider!`] defines the provider in the calling cdylib and exports
@@ -28,16 +28,19 @@ pub mod bindings {
         with: {
             "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
             "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
+            "cairn:durable/call-context@0.1.0": cairn_sdk::bindings::cairn::durable::call_context,
+            "cairn:durable/recovery@0.1.0": generate,
         },
         pub_export_macro: true,
     });
 }
 
 pub use bindings::cairn::commerce::types::{
-    Charge, ChargeRequest, ProviderError, Refund, RefundRequest, RetrySafety,
+    Charge, ChargeRequest, ProviderError, Refund, RefundRequest,
 };
 pub use bindings::exports::cairn::commerce::payments::Guest;
 pub use bindings::exports::cairn::commerce::payments_recovery::Guest as RecoveryGuest;
+pub use bindings::exports::cairn::durable::recovery::{Guest as SafetyGuest, RetrySafety};
 
 /// A charge request, for tests.
 pub fn charge_request() -> ChargeRequest {
@@ -79,11 +82,13 @@ macro_rules! payments_provider {
             }
         }
 
-        impl $crate::RecoveryGuest for Hostile {
-            fn safety(_operation: String) -> $crate::RetrySafety {
+        impl $crate::SafetyGuest for Hostile {
+            fn safety(_interface: String, _function: String) -> $crate::RetrySafety {
                 $crate::RetrySafety::None
             }
+        }
 
+        impl $crate::RecoveryGuest for Hostile {
             fn find_charge(
                 _req: $crate::ChargeRequest,
             ) -> Result<Option<$crate::Charge>, $crate::ProviderError> {
@@ -106,7 +111,9 @@ macro_rules! payments_provider {
         #[cfg(test)]
         mod hostile_provider_tests {
             use super::Hostile;
-            use $crate::{Guest, ProviderError, RecoveryGuest, RefundRequest, RetrySafety};
+            use $crate::{
+                Guest, ProviderError, RecoveryGuest, RefundRequest, RetrySafety, SafetyGuest,
+            };
 
             #[test]
             fn refunds_nothing_and_recovers_nothing() {
@@ -121,7 +128,10 @@ macro_rules! payments_provider {
                     Err(ProviderError::InvalidRequest(_))
                 ));
                 assert_eq!(
-                    <Hostile as RecoveryGuest>::safety("create-charge".into()),
+                    <Hostile as SafetyGuest>::safety(
+                        "cairn:commerce/payments@0.1.0".into(),
+                        "create-charge".into()
+                    ),
                     RetrySafety::None
                 );
                 assert_eq!(

@@ -1,0 +1,214 @@
+//! The showcase components the binary deploys at start (the order orchestrator and its Stripe,
+//! SendGrid and Shippo providers), and the providers' default settings from the environment
+//! (`STRIPE_*`, `SENDGRID_*`, `SHIPPO_*`). Nothing else in the host knows them: to the runtime
+//! they are defaults keyed by the interface a provider exports, which a deployment's own
+//! settings replace.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::ConfigError;
+use crate::outbound::{Origin, Policy, Secret};
+use crate::runtime::ProviderSettings;
+use crate::runtime::callee::InDoubtPolicy;
+
+/// The bundled component files, in the order they are deployed.
+pub const BUNDLED: [&str; 4] = [
+    "stripe_payments.wasm",
+    "sendgrid_email.wasm",
+    "shippo_shipping.wasm",
+    "order_orchestrator.wasm",
+];
+
+pub fn bundled_components(dir: &Path) -> Vec<PathBuf> {
+    BUNDLED.iter().map(|name| dir.join(name)).collect()
+}
+
+/// A bundled provider: the interface it exports (its defaults are keyed by it) and where its
+/// settings come from.
+struct Bundled {
+    /// For messages: `stripe`.
+    name: &'static str,
+    interface: &'static str,
+    base_var: &'static str,
+    default_base: &'static str,
+    key_var: &'static str,
+    mock_key: &'static str,
+    /// (config name, environment variable, default).
+    settings: &'static [(&'static str, &'static str, &'static str)],
+}
+
+const PROVIDERS: [Bundled; 3] = [
+    Bundled {
+        name: "stripe",
+        interface: "cairn:commerce/payments@0.1.0",
+        base_var: "STRIPE_API_BASE",
+        default_base: "https://api.stripe.com",
+        key_var: "STRIPE_API_KEY",
+        mock_key: "sk_test_cairn_mock",
+        settings: &[(
+            "default-payment-method",
+            "STRIPE_DEFAULT_PAYMENT_METHOD",
+            "tok_visa",
+        )],
+    },
+    Bundled {
+        name: "sendgrid",
+        interface: "cairn:commerce/email@0.1.0",
+        base_var: "SENDGRID_API_BASE",
+        default_base: "https://api.sendgrid.com",
+        key_var: "SENDGRID_API_KEY",
+        mock_key: "SG.cairn_mock",
+        settings: &[
+            ("from-email", "SENDGRID_FROM_EMAIL", "orders@cairn.example"),
+            ("from-name", "SENDGRID_FROM_NAME", "Cairn Shop"),
+        ],
+    },
+    Bundled {
+        name: "shippo",
+        interface: "cairn:commerce/shipping@0.1.0",
+        base_var: "SHIPPO_API_BASE",
+        default_base: "https://api.goshippo.com",
+        key_var: "SHIPPO_API_KEY",
+        mock_key: "shippo_test_cairn_mock",
+        settings: &[
+            ("carrier-account", "SHIPPO_CARRIER_ACCOUNT", ""),
+            (
+                "servicelevel-token",
+                "SHIPPO_SERVICELEVEL_TOKEN",
+                "usps_priority",
+            ),
+            ("label-file-type", "SHIPPO_LABEL_FILE_TYPE", "PDF_4x6"),
+            ("from-name", "SHIPPO_FROM_NAME", "Cairn Shop"),
+            ("from-street1", "SHIPPO_FROM_STREET1", "215 Clayton St."),
+            ("from-city", "SHIPPO_FROM_CITY", "San Francisco"),
+            ("from-state", "SHIPPO_FROM_STATE", "CA"),
+            ("from-zip", "SHIPPO_FROM_ZIP", "94117"),
+            ("from-country", "SHIPPO_FROM_COUNTRY", "US"),
+            ("from-email", "SHIPPO_FROM_EMAIL", "shipping@cairn.example"),
+            ("from-phone", "SHIPPO_FROM_PHONE", "+1 555 341 9393"),
+        ],
+    },
+];
+
+/// The bundled providers' in-doubt policies: SendGrid can neither deduplicate nor look up a
+/// send, and a customer is better off without a second confirmation than with two, so a send a
+/// crash left in doubt is not repeated. (`--in-doubt` overrides it.)
+pub fn in_doubt_defaults() -> BTreeMap<String, InDoubtPolicy> {
+    BTreeMap::from([(
+        "cairn:commerce/email.send-email".to_string(),
+        InDoubtPolicy::AtMostOnce,
+    )])
+}
+
+/// The bundled providers' default settings from the environment (`env` looks a variable up),
+/// by the interface each exports. With `mock_base`, every one points at the fake API there and
+/// uses test keys.
+pub fn provider_defaults(
+    env: &dyn Fn(&str) -> Option<String>,
+    mock_base: Option<&str>,
+) -> Result<BTreeMap<String, ProviderSettings>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for spec in &PROVIDERS {
+        // A base the operator set (or mock mode's fake) may be on loopback or a private network.
+        let (base, explicit) = match (mock_base, env(spec.base_var)) {
+            (Some(base), _) => (base.to_string(), true),
+            (None, Some(base)) => (base, true),
+            (None, None) => (spec.default_base.to_string(), false),
+        };
+        let base = base.trim_end_matches('/').to_string();
+        let origin = Origin::parse(&base).map_err(|message| ConfigError::Invalid {
+            var: spec.base_var,
+            message,
+        })?;
+        let key = match mock_base {
+            Some(_) => spec.mock_key.to_string(),
+            None => env(spec.key_var).filter(|k| !k.trim().is_empty()).ok_or(
+                ConfigError::MissingKey {
+                    var: spec.key_var,
+                    name: spec.name,
+                },
+            )?,
+        };
+        let mut config = BTreeMap::from([("api-base".to_string(), base)]);
+        for (name, var, default) in spec.settings {
+            let value = env(var).unwrap_or_else(|| match (mock_base, *name) {
+                (Some(_), "carrier-account") => "cairn_mock_carrier".to_string(),
+                _ => default.to_string(),
+            });
+            if !value.is_empty() {
+                config.insert(name.to_string(), value);
+            }
+        }
+        let policy = Policy {
+            allow_private: if explicit {
+                vec![origin.clone()]
+            } else {
+                Vec::new()
+            },
+            allow: vec![origin],
+            secrets: BTreeMap::from([(spec.key_var.to_string(), Secret::new(key))]),
+            ..Policy::deny_all()
+        };
+        out.insert(
+            spec.interface.to_string(),
+            ProviderSettings {
+                config: Arc::new(config),
+                policy: Arc::new(policy),
+            },
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAYMENTS: &str = "cairn:commerce/payments@0.1.0";
+    const EMAIL: &str = "cairn:commerce/email@0.1.0";
+
+    #[test]
+    fn missing_key_names_the_variable() {
+        let err = provider_defaults(&|_| None, None).unwrap_err();
+        assert!(err.to_string().contains("STRIPE_API_KEY"), "{err}");
+    }
+
+    #[test]
+    fn mock_mode_points_every_role_at_the_fake() {
+        let settings = provider_defaults(&|_| None, Some("http://127.0.0.1:4000/")).unwrap();
+        assert_eq!(settings.len(), 3);
+        for s in settings.values() {
+            assert_eq!(s.config["api-base"], "http://127.0.0.1:4000");
+            assert_eq!(s.policy.allow[0].to_string(), "http://127.0.0.1:4000");
+        }
+        assert!(
+            settings[PAYMENTS]
+                .policy
+                .secrets
+                .contains_key("STRIPE_API_KEY")
+        );
+    }
+
+    #[test]
+    fn base_urls_and_settings_come_from_the_environment() {
+        let env = |var: &str| match var {
+            "STRIPE_API_KEY" | "SENDGRID_API_KEY" | "SHIPPO_API_KEY" => Some("k".to_string()),
+            "STRIPE_API_BASE" => Some("http://localhost:9999".to_string()),
+            "STRIPE_DEFAULT_PAYMENT_METHOD" => Some("pm_card_visa".to_string()),
+            _ => None,
+        };
+        let settings = provider_defaults(&env, None).unwrap();
+        let stripe = &settings[PAYMENTS];
+        assert_eq!(stripe.config["api-base"], "http://localhost:9999");
+        assert_eq!(stripe.config["default-payment-method"], "pm_card_visa");
+        // Set by the operator: may be on loopback. The default public base may not.
+        assert_eq!(stripe.policy.allow_private, stripe.policy.allow);
+        assert!(settings[EMAIL].policy.allow_private.is_empty());
+        assert_eq!(
+            settings[EMAIL].config["api-base"],
+            "https://api.sendgrid.com"
+        );
+    }
+}

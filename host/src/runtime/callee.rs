@@ -1,0 +1,454 @@
+//! Running one call into a provider component, whatever its interface: a fresh, separately
+//! limited store, told the call's idempotency key and its configuration (the deployment's own,
+//! else the host's defaults for what it exports), with the crash protocol for APIs that cannot
+//! deduplicate (started marker; then lookup, repeat or in-doubt answer, as the component's
+//! `cairn:durable/recovery` and the function's in-doubt policy say).
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime::component::types::ComponentFunc;
+use wasmtime::component::{Func, Instance, Val};
+
+use super::limits::describe_trap;
+use super::linking::unversioned;
+use super::registry::{DeploymentKind, Linked};
+use super::{HostState, ProviderCtx, ProviderSettings, Role, Runtime};
+use crate::bindings::recovery::{FunctionRef, GuestIndices as RecoveryIndices, RetrySafety};
+use crate::journal::values::{self, is_transient};
+use crate::journal::{JournalError, Live};
+use crate::storage::CallMarker;
+
+/// One call from a service into another component.
+pub struct Call {
+    /// The interface as the caller imports it, with its version.
+    pub interface: Arc<str>,
+    pub function: Arc<str>,
+    /// `interface.function` without the version: the journal entry's name, and what in-doubt
+    /// policies are configured by.
+    pub name: Arc<str>,
+    pub params: Vec<Val>,
+    /// The function's type as the caller imports it.
+    pub ty: ComponentFunc,
+}
+
+/// What to do about a call a crash left in doubt when it can neither be deduplicated nor found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InDoubtPolicy {
+    /// Do not repeat it; answer `in-doubt`.
+    AtMostOnce,
+    /// Repeat it (it may then happen twice). The default, as for activities and steps in
+    /// other durable-execution systems: an operator opts a function into at-most-once.
+    AtLeastOnce,
+}
+
+impl InDoubtPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "at-most-once" => Some(InDoubtPolicy::AtMostOnce),
+            "at-least-once" => Some(InDoubtPolicy::AtLeastOnce),
+            _ => None,
+        }
+    }
+}
+
+/// The effect of one call, as the journal entry records it.
+pub struct Performed {
+    /// The function's result (`None` for a function without one).
+    pub output: Option<Val>,
+    /// The component's HTTP exchanges, each as JSON text.
+    pub exchanges: Vec<String>,
+    /// How a call found in doubt after a crash was resolved.
+    pub recovery: Option<&'static str>,
+}
+
+impl Performed {
+    /// The entry's detail as JSON text: the exchanges, the recovery if any, the callee
+    /// deployment and the idempotency key. Written as text, since the exchanges already are.
+    pub fn detail(&self, provider: &str, idempotency_key: &str) -> String {
+        let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        let mut detail = format!(r#"{{"exchanges":[{}]"#, self.exchanges.join(","));
+        if let Some(recovery) = self.recovery {
+            detail.push_str(&format!(r#","recovery":{}"#, text(recovery)));
+        }
+        detail.push_str(&format!(
+            r#","provider":{},"idempotency_key":{}}}"#,
+            text(provider),
+            text(idempotency_key)
+        ));
+        detail
+    }
+}
+
+/// A provider instance ready for one call.
+struct Callee {
+    store: Store<HostState>,
+    instance: Instance,
+    recovery: Option<RecoveryIndices>,
+    /// What the deployment exports (to find a lookup function in).
+    exports: Vec<String>,
+}
+
+/// Performs `call` (entry `live.index` of invocation `invocation_id`) on deployment
+/// `deployment_id`, safely across crashes: unless the component's API deduplicates on the
+/// idempotency key, a durable "started" marker precedes the call; finding one means an earlier
+/// attempt crashed mid-call, and the call is then looked up, repeated or answered as in doubt.
+pub async fn perform(
+    runtime: &Arc<Runtime>,
+    invocation_id: &str,
+    deployment_id: &str,
+    live: &Live,
+    call: Call,
+) -> Result<Performed, JournalError> {
+    let mut callee = instantiate(runtime, deployment_id, &live.idempotency_key).await?;
+    let trapped = |e: wasmtime::Error| {
+        JournalError::Effect(format!(
+            "{} ({deployment_id}) trapped: {}",
+            call.name,
+            describe_trap(&e)
+        ))
+    };
+    let func = function(&mut callee, &call.interface, &call.function, Some(&call.ty))?;
+    let safety = retry_safety(runtime, deployment_id, &call, &mut callee)
+        .await
+        .map_err(trapped)?;
+    let mut recovery = None;
+    if !matches!(safety, RetrySafety::IdempotencyKey) {
+        // Normally committed with the entries before the call (see `needs_marker`).
+        let in_doubt = match live.marked {
+            Some(found) => found,
+            None => {
+                let marker = CallMarker {
+                    index: live.index,
+                    name: call.name.to_string(),
+                    idempotency_key: live.idempotency_key.clone(),
+                };
+                runtime
+                    .storage
+                    .mark_call_started(invocation_id, marker)
+                    .await?
+            }
+        };
+        if in_doubt {
+            let policy = runtime
+                .settings
+                .in_doubt
+                .get(&*call.name)
+                .copied()
+                .unwrap_or(InDoubtPolicy::AtLeastOnce);
+            tracing::warn!(
+                invocation = invocation_id,
+                entry = live.index,
+                call = %call.name,
+                ?safety,
+                ?policy,
+                "call in doubt after a crash"
+            );
+            let mut decided = false;
+            if let RetrySafety::Lookup(finder) = &safety {
+                callee.ctx().in_doubt_since = live.earliest_start_ms;
+                match find(&mut callee, finder, &call).await? {
+                    Found::Effect(v) => {
+                        return Ok(done(callee, Some(v), Some("in doubt: found by lookup")));
+                    }
+                    Found::Transient(v) => {
+                        return Ok(done(callee, Some(v), Some("in doubt: lookup failed")));
+                    }
+                    Found::Nothing => {
+                        recovery = Some("in doubt: not found by lookup, called again");
+                        decided = true;
+                    }
+                    Found::Inconclusive => {}
+                }
+                callee.ctx().in_doubt_since = None;
+            }
+            if !decided {
+                if policy == InDoubtPolicy::AtMostOnce {
+                    let message = format!(
+                        "{} was started before a crash and cannot be checked; not repeated \
+                         (at-most-once)",
+                        call.name
+                    );
+                    let result_ty = call.ty.results().next();
+                    let output = values::in_doubt(result_ty.as_ref(), message.clone())
+                        .ok_or(JournalError::InDoubt(message))?;
+                    return Ok(done(
+                        callee,
+                        Some(output),
+                        Some("in doubt: not repeated (at-most-once)"),
+                    ));
+                }
+                recovery = Some("in doubt: called again (at-least-once)");
+            }
+        }
+    }
+    let output = invoke(&mut callee, &func, &call.params, call.ty.results().len())
+        .await
+        .map_err(trapped)?;
+    Ok(done(callee, output, recovery))
+}
+
+fn done(callee: Callee, output: Option<Val>, recovery: Option<&'static str>) -> Performed {
+    let exchanges = match callee.store.into_data().role {
+        Role::Provider(ctx) => ctx.exchanges,
+        _ => Vec::new(),
+    };
+    Performed {
+        output,
+        exchanges,
+        recovery,
+    }
+}
+
+impl Callee {
+    fn ctx(&mut self) -> &mut ProviderCtx {
+        match &mut self.store.data_mut().role {
+            Role::Provider(ctx) => ctx,
+            _ => unreachable!("a callee store serves a provider call"),
+        }
+    }
+}
+
+async fn instantiate(
+    runtime: &Arc<Runtime>,
+    deployment_id: &str,
+    idempotency_key: &str,
+) -> Result<Callee, JournalError> {
+    let deployment = runtime
+        .registry()
+        .deployments
+        .get(deployment_id)
+        .cloned()
+        .ok_or_else(|| JournalError::Misuse(format!("deployment {deployment_id} is gone")))?;
+    let (Linked::Provider { pre, recovery }, DeploymentKind::Provider { exports }) =
+        (&deployment.linked, &deployment.kind)
+    else {
+        return Err(JournalError::Misuse(format!(
+            "deployment {deployment_id} is a service, not a component to call"
+        )));
+    };
+    // A deployment's own settings replace the host's defaults for what it exports.
+    let settings = match &deployment.own {
+        Some(own) => own.resolved.clone(),
+        None => exports
+            .iter()
+            .find_map(|name| runtime.settings.defaults.get(name))
+            .cloned()
+            .unwrap_or_else(ProviderSettings::none),
+    };
+    let ctx = ProviderCtx {
+        idempotency_key: idempotency_key.to_string(),
+        config: settings.config,
+        policy: settings.policy,
+        runtime: runtime.clone(),
+        exchanges: Vec::new(),
+        in_doubt_since: None,
+    };
+    let state = HostState::new(
+        deployment_id.into(),
+        Role::Provider(Box::new(ctx)),
+        runtime.settings.memory_limit,
+        seed_of(idempotency_key),
+        None,
+    );
+    let mut store = runtime.new_store_with(state, deployment.limits);
+    let instance = pre.instantiate_async(&mut store).await.map_err(|e| {
+        JournalError::Effect(format!(
+            "component {deployment_id} failed to start: {}",
+            describe_trap(&e)
+        ))
+    })?;
+    Ok(Callee {
+        store,
+        instance,
+        recovery: recovery.clone(),
+        exports: exports.clone(),
+    })
+}
+
+/// Function `function` of exported `interface`; with `expected`, checked to have the type the
+/// caller imports (a caller built against another version of the interface is refused, not
+/// fed values of the wrong shape).
+fn function(
+    callee: &mut Callee,
+    interface: &str,
+    function: &str,
+    expected: Option<&ComponentFunc>,
+) -> Result<Func, JournalError> {
+    let missing = || {
+        JournalError::Misuse(format!(
+            "the deployed component exports no function {interface}#{function}"
+        ))
+    };
+    let store = &mut callee.store;
+    let index = callee
+        .instance
+        .get_export_index(&mut *store, None, interface)
+        .ok_or_else(missing)?;
+    let index = callee
+        .instance
+        .get_export_index(&mut *store, Some(&index), function)
+        .ok_or_else(missing)?;
+    let func = callee
+        .instance
+        .get_func(&mut *store, index)
+        .ok_or_else(missing)?;
+    if let Some(expected) = expected {
+        let actual = func.ty(&*store);
+        let same = actual
+            .params()
+            .map(|(_, t)| t)
+            .eq(expected.params().map(|(_, t)| t))
+            && actual.results().eq(expected.results());
+        if !same {
+            return Err(JournalError::Misuse(format!(
+                "{interface}#{function}: the deployed component's function has another type \
+                 than the caller imports"
+            )));
+        }
+    }
+    Ok(func)
+}
+
+async fn invoke(
+    callee: &mut Callee,
+    func: &Func,
+    params: &[Val],
+    results: usize,
+) -> wasmtime::Result<Option<Val>> {
+    let mut out = vec![Val::Bool(false); results];
+    func.call_async(&mut callee.store, params, &mut out).await?;
+    Ok(out.into_iter().next())
+}
+
+/// Whether a call of `name` on deployment `deployment_id` is preceded by a started marker, when
+/// its retry safety is already known (asked at the first call of a deployment).
+pub fn needs_marker(runtime: &Runtime, deployment_id: &str, name: &str) -> bool {
+    runtime
+        .retry_safety
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&safety_key(deployment_id, name))
+        .is_some_and(|safety| !matches!(safety, RetrySafety::IdempotencyKey))
+}
+
+fn safety_key(deployment_id: &str, name: &str) -> String {
+    format!("{deployment_id}/{name}")
+}
+
+/// The component's retry safety for the call's function, asked once per deployment and cached;
+/// `none` when it exports no `cairn:durable/recovery`.
+async fn retry_safety(
+    runtime: &Runtime,
+    deployment_id: &str,
+    call: &Call,
+    callee: &mut Callee,
+) -> wasmtime::Result<RetrySafety> {
+    let cache_key = safety_key(deployment_id, &call.name);
+    if let Some(safety) = runtime
+        .retry_safety
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&cache_key)
+    {
+        return Ok(safety.clone());
+    }
+    let safety = match &callee.recovery {
+        Some(indices) => {
+            let recovery = indices.load(&mut callee.store, &callee.instance)?;
+            recovery
+                .call_safety(&mut callee.store, &call.interface, &call.function)
+                .await?
+        }
+        None => RetrySafety::None,
+    };
+    runtime
+        .retry_safety
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(cache_key, safety.clone());
+    Ok(safety)
+}
+
+/// What a lookup of an in-doubt call found.
+enum Found {
+    /// The effect the call made: its result.
+    Effect(Val),
+    /// The call made no effect: call again.
+    Nothing,
+    /// A transient error: the call is left to the next attempt.
+    Transient(Val),
+    /// The lookup could not decide: the in-doubt policy applies.
+    Inconclusive,
+}
+
+/// Looks up the effect of an in-doubt call with the finder the component named: same
+/// arguments, `result<option<T>, E>` for a call returning `result<T, E>`.
+async fn find(
+    callee: &mut Callee,
+    finder: &FunctionRef,
+    call: &Call,
+) -> Result<Found, JournalError> {
+    let interface = callee
+        .exports
+        .iter()
+        .find(|e| *e == &finder.interface || unversioned(e) == finder.interface)
+        .cloned()
+        .ok_or_else(|| {
+            JournalError::Misuse(format!(
+                "{}: the lookup names {}, which the component does not export",
+                call.name, finder.interface
+            ))
+        })?;
+    let func = function(callee, &interface, &finder.function, None)?;
+    let output = invoke(callee, &func, &call.params, 1).await.map_err(|e| {
+        JournalError::Effect(format!("lookup of {}: {}", call.name, describe_trap(&e)))
+    })?;
+    let shape = || {
+        JournalError::Misuse(format!(
+            "{interface}#{}: a lookup returns result<option<T>, E>",
+            finder.function
+        ))
+    };
+    match output {
+        Some(Val::Result(Ok(Some(found)))) => match *found {
+            Val::Option(Some(effect)) => Ok(Found::Effect(Val::Result(Ok(Some(effect))))),
+            Val::Option(None) => Ok(Found::Nothing),
+            _ => Err(shape()),
+        },
+        Some(error @ Val::Result(Err(_))) if is_transient(&error) => Ok(Found::Transient(error)),
+        Some(Val::Result(Err(_))) => Ok(Found::Inconclusive),
+        _ => Err(shape()),
+    }
+}
+
+/// A per-call seed for the component's WASI randomness.
+pub(crate) fn seed_of(text: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_by_name() {
+        assert_eq!(
+            InDoubtPolicy::parse("at-least-once"),
+            Some(InDoubtPolicy::AtLeastOnce)
+        );
+        assert_eq!(
+            InDoubtPolicy::parse("at-most-once"),
+            Some(InDoubtPolicy::AtMostOnce)
+        );
+        assert_eq!(InDoubtPolicy::parse("twice"), None);
+    }
+
+    #[test]
+    fn seeds_differ_per_call() {
+        assert_ne!(seed_of("inv-1"), seed_of("inv-2"));
+        assert_eq!(seed_of("inv-1"), seed_of("inv-1"));
+    }
+}
