@@ -42,5 +42,5 @@ pub mod recoverable {
 
 pub use provider::cairn::durable::call_context;
 pub use recoverable::exports::cairn::durable::recovery;
-pub use service::cairn::durable::{context, http, log, run, state, timer};
+pub use service::cairn::durable::{calls, context, http, log, promise, run, state, timer};
 pub use service::exports::cairn::durable::handler;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// (constant name, crate artifact file name).
-const COMPONENTS: [(&str, &str); 14] = [
+const COMPONENTS: [(&str, &str); 15] = [
     ("ORDER_ORCHESTRATOR", "order_orchestrator.wasm"),
     ("STRIPE_PAYMENTS", "stripe_payments.wasm"),
     ("SENDGRID_EMAIL", "sendgrid_email.wasm"),
@@ -23,6 +23,7 @@ const COMPONENTS: [(&str, &str); 14] = [
     ("TAX_PROVIDER", "tax_provider.wasm"),
     ("CHECKOUT_SERVICE", "checkout_service.wasm"),
     ("TAX_STATEFUL", "tax_stateful.wasm"),
+    ("RELAY_SERVICE", "relay_service.wasm"),
 ];
 
 fn main() {

@@ -151,6 +151,11 @@ impl Cairn {
 
     /// Stops the host and starts a new one over the same data dir and fake API.
     pub async fn restart(self) -> Cairn {
+        self.restart_after(std::time::Duration::ZERO).await
+    }
+
+    /// [`Cairn::restart`], with the host down for `pause`.
+    pub async fn restart_after(self, pause: std::time::Duration) -> Cairn {
         let Cairn {
             server,
             mock,
@@ -159,6 +164,7 @@ impl Cairn {
             options,
         } = self;
         server.shutdown().await;
+        tokio::time::sleep(pause).await;
         let server = start_server(&mock, data_dir.path(), &options).await;
         Cairn {
             server,

@@ -34,6 +34,27 @@ pub fn spawn_host(
     admin: u16,
     generation: usize,
 ) -> Child {
+    spawn_host_with(
+        exe,
+        data_dir,
+        database_url,
+        mock,
+        (ingress, admin),
+        generation,
+        &[],
+    )
+}
+
+/// [`spawn_host`] with more environment variables for the host.
+pub fn spawn_host_with(
+    exe: &str,
+    data_dir: &Path,
+    database_url: Option<&str>,
+    mock: &str,
+    (ingress, admin): (u16, u16),
+    generation: usize,
+    env: &[(&str, &str)],
+) -> Child {
     let log = std::fs::File::create(data_dir.join(format!("host-{generation}.log"))).unwrap();
     let mut command = Command::new(exe);
     if let Some(url) = database_url {
@@ -59,6 +80,7 @@ pub fn spawn_host(
         .env("SENDGRID_API_KEY", "SG.crash")
         .env("SHIPPO_API_KEY", "shippo_test_crash")
         .env("SHIPPO_CARRIER_ACCOUNT", "crash_carrier")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)

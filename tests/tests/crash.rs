@@ -5,7 +5,7 @@
 //! charge, one label and one email, in agreement with the stored order.
 //!
 //! A durable sleep is killed the same way: it ends at the time its journal entry recorded,
-//! not a full sleep after the restart.
+//! not a full sleep after the restart. So is a call between services while its callee runs.
 
 use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -269,4 +269,129 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
     assert_eq!(output, serde_json::json!({"steps": 3, "sum": 3}));
     host.child.kill().unwrap();
     host.child.wait().unwrap();
+}
+
+/// A call between services killed while the callee runs (and the caller waits for it): after
+/// the restart the callee finishes once in effect (one charge, one label, one email at the
+/// fake) and the caller finishes with its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_killed_while_the_callee_runs_finishes_with_one_effect_each() {
+    let mock = MockServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockConfig {
+            decline_rate: 0.0,
+            delay_ms: (150, 250),
+        },
+    )
+    .await
+    .unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let (ingress, admin) = (free_port(), free_port());
+    let start = |generation| {
+        let child = process::spawn_host(
+            CAIRN,
+            data_dir.path(),
+            None,
+            &mock.base_url(),
+            ingress,
+            admin,
+            generation,
+        );
+        Host {
+            child,
+            ingress: format!("http://127.0.0.1:{ingress}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+        }
+    };
+    let mut host = start(20);
+    wait_healthy(&http, &host.admin).await;
+    let deployed = http
+        .post(format!("{}/deployments", host.admin))
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(test_artifacts::RELAY_SERVICE).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        deployed.status().is_success(),
+        "{}",
+        deployed.text().await.unwrap()
+    );
+    let input = serde_json::json!({
+        "target": {"service": "OrderOrchestrator", "key": "order-kill-call", "handler": "ProcessOrder"},
+        "input": cairn_e2e::order_input("k@example.com"),
+    });
+    let sent = json_of(
+        http.post(format!("{}/Relay/k/Call/send", host.ingress))
+            .json(&input),
+    )
+    .await;
+    let id = sent["invocationId"].as_str().unwrap().to_string();
+
+    // Once the callee has charged (its third entry is durable), kill the host mid-call.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let callee = loop {
+        let caller = json_of(http.get(format!("{}/invocations/{id}", host.admin))).await;
+        if let Some(callee) = caller["journal"][0]["result"]["Ok"].as_str() {
+            let inv = json_of(http.get(format!("{}/invocations/{callee}", host.admin))).await;
+            if inv["journal"].as_array().is_some_and(|j| j.len() >= 3) {
+                assert_eq!(inv["status"], "running", "killed too late: {inv}");
+                break callee.to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the callee never charged: {caller}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    host.child.kill().unwrap();
+    host.child.wait().unwrap();
+
+    let host = start(21);
+    wait_healthy(&http, &host.admin).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let finished = loop {
+        let caller = json_of(http.get(format!("{}/invocations/{id}", host.admin))).await;
+        if caller["status"] != "running" {
+            break caller;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the caller never finished: {caller}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    assert_eq!(
+        finished["output"]["output"]["status"], "confirmed",
+        "{finished}"
+    );
+    let names: Vec<&str> = finished["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "call OrderOrchestrator/order-kill-call/ProcessOrder",
+            "result"
+        ]
+    );
+    assert_eq!(
+        finished["journal"][0]["result"]["Ok"],
+        callee.as_str(),
+        "one callee"
+    );
+    let stats = json_of(http.get(format!("{}/_mock/stats", mock.base_url()))).await;
+    for counter in [
+        "/charges/by_order/order-kill-call",
+        "/labels/by_order/order-kill-call",
+        "/emails/by_order/order-kill-call",
+    ] {
+        assert_eq!(count(&stats, counter), 1, "{counter}: {stats}");
+    }
 }

@@ -87,6 +87,7 @@ async fn a_changed_component_replaying_an_old_journal_is_reported_as_diverged() 
             deployment_id: deployment.id.clone(),
             providers: registry.active_interfaces(),
             idempotency: None,
+            not_before: None,
         })
         .await
         .unwrap();

@@ -4,7 +4,8 @@
 //! pins the provider on each invocation, and journals each call like any other: replayed after a
 //! crash, the call is answered from the journal and the provider does not run again (counted in
 //! the provider's own log lines). An import that no deployed component exports, and one that
-//! the provider world forbids, are refused at deployment with a 400 naming it.
+//! the provider world forbids, are refused at deployment with a 400 naming it; a component built
+//! against the previous `cairn:durable` version still runs.
 
 use cairn_e2e::{Cairn, Options, logs};
 use serde_json::json;
@@ -103,7 +104,7 @@ async fn a_provider_importing_what_its_world_forbids_is_refused() {
     assert_eq!(reply.status, 400, "{:?}", reply.body);
     let message = reply.body["message"].as_str().unwrap();
     assert!(
-        message.contains("cairn:durable/state@0.1.0")
+        message.contains("cairn:durable/state@0.1.1")
             && message.contains("cairn:durable/provider world does not allow"),
         "{message}"
     );
@@ -112,4 +113,30 @@ async fn a_provider_importing_what_its_world_forbids_is_refused() {
         !list.to_string().contains("acme:tax"),
         "nothing was deployed: {list}"
     );
+}
+
+/// `cairn:durable` 0.1.1 only added interfaces: a component built against 0.1.0 (kept in
+/// `tests/fixtures`, built before the bump) deploys and runs unchanged.
+#[tokio::test]
+async fn a_component_built_against_durable_0_1_0_still_runs() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/steps_service-durable-0.1.0.wasm"
+    );
+    let bytes = std::fs::read(path).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("cairn:durable/run@0.1.0"),
+        "built against 0.1.0"
+    );
+    assert!(!text.contains("cairn:durable/run@0.1.1"));
+    let cairn = Cairn::start().await;
+    let deployed = cairn
+        .admin_post("/deployments", &json!({"path": path}))
+        .await;
+    assert_eq!(deployed.status, 201, "{:?}", deployed.body);
+    assert_eq!(deployed.body["kind"], "service");
+    let reply = cairn.post("/Steps/Run", &json!({"steps": 3})).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body, json!({"steps": 3, "sum": 3}));
 }

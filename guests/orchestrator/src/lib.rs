@@ -23,13 +23,15 @@ mod bindings {
         path: "../../wit",
         additional_derives: [PartialEq, Eq],
         with: {
-            "cairn:durable/context@0.1.0": cairn_sdk::bindings::cairn::durable::context,
-            "cairn:durable/run@0.1.0": cairn_sdk::bindings::cairn::durable::run,
-            "cairn:durable/state@0.1.0": cairn_sdk::bindings::cairn::durable::state,
-            "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
-            "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
-            "cairn:durable/timer@0.1.0": cairn_sdk::bindings::cairn::durable::timer,
-            "cairn:durable/handler@0.1.0": generate,
+            "cairn:durable/context@0.1.1": cairn_sdk::bindings::cairn::durable::context,
+            "cairn:durable/run@0.1.1": cairn_sdk::bindings::cairn::durable::run,
+            "cairn:durable/state@0.1.1": cairn_sdk::bindings::cairn::durable::state,
+            "cairn:durable/http@0.1.1": cairn_sdk::bindings::cairn::durable::http,
+            "cairn:durable/log@0.1.1": cairn_sdk::bindings::cairn::durable::log,
+            "cairn:durable/timer@0.1.1": cairn_sdk::bindings::cairn::durable::timer,
+            "cairn:durable/calls@0.1.1": cairn_sdk::bindings::cairn::durable::calls,
+            "cairn:durable/promise@0.1.1": cairn_sdk::bindings::cairn::durable::promise,
+            "cairn:durable/handler@0.1.1": generate,
         },
     });
 }

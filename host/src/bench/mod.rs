@@ -1,10 +1,11 @@
 //! `cairn bench`: starts the fake provider API (`cairn mock-providers`, zero delay, no declines)
 //! and `cairn serve` pointed at it, as two child processes on a fresh data dir, and measures the
 //! host from outside: sequential latency, throughput at 32 and 128 clients, 200 calls on one key,
-//! run-step overhead, CPU per order (host and fake, each read from `/proc`), the host's peak RSS,
+//! run-step overhead, call and promise round trips, CPU per order (host and fake, each read from `/proc`), the host's peak RSS,
 //! and recovery after kill -9 with many unfinished invocations. Prints a table and writes JSON.
 //! See docs/benchmarks.md.
 
+mod calls;
 mod process;
 
 use std::path::{Path, PathBuf};
@@ -206,6 +207,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     results["one_key"] = one_key(&http, &host, &fake).await?;
     results["steps"] = steps(&http, &host, &components).await?;
+    results["calls"] = calls::calls(&http, &host, &components).await?;
     results["peak_rss_mib"] = json!(host.proc.peak_rss_mib());
 
     if args.recovery > 0 {
@@ -482,6 +484,10 @@ fn print_table(r: &Value) {
             );
         }
         println!("per run step: {} ms", r["steps"]["per_step_ms"]);
+        println!(
+            "call round trip p50 {} ms, promise resolve-to-output p50 {} ms",
+            r["calls"]["call"]["p50"], r["calls"]["promise"]["p50"]
+        );
     }
     let rec = &r["recovery"];
     if !rec.is_null() {

@@ -5,10 +5,12 @@
 //! journals by hand.
 
 mod call_context;
+mod calls;
 mod context;
 mod http;
 pub mod imported;
 mod log;
+pub mod promise;
 mod run;
 mod state;
 mod timer;
@@ -29,6 +31,8 @@ pub fn add_service_world(linker: &mut Linker<HostState>) -> wasmtime::Result<()>
     bindings::http::add_to_linker::<HostState, Me>(linker, |s| s)?;
     bindings::log::add_to_linker::<HostState, Me>(linker, |s| s)?;
     bindings::timer::add_to_linker::<HostState, Me>(linker, |s| s)?;
+    bindings::calls::add_to_linker::<HostState, Me>(linker, |s| s)?;
+    bindings::promise::add_to_linker::<HostState, Me>(linker, |s| s)?;
     Ok(())
 }
 

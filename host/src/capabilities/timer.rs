@@ -20,7 +20,10 @@ impl Host for HostState {
             .await
             .map_err(trap)?;
         if now_ms() < until_ms {
-            return Err(trap(JournalError::Suspended { until_ms }));
+            return Err(trap(JournalError::Suspended {
+                until_ms: Some(until_ms),
+                on: Vec::new(),
+            }));
         }
         Ok(())
     }

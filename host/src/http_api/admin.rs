@@ -43,8 +43,10 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .with_state(runtime)
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness, and the invocation attempts running now (each holding a component instance;
+/// suspended and waiting invocations hold none).
+async fn health(State(runtime): State<Arc<Runtime>>) -> Json<Value> {
+    Json(json!({"status": "ok", "runningAttempts": runtime.running_attempts()}))
 }
 
 async fn list_invocations(

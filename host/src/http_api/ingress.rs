@@ -1,6 +1,8 @@
 //! Ingress (default 127.0.0.1:8080): `POST /{service}/{handler}` and
-//! `POST /{service}/{key}/{handler}` (add `/send` to return at once with the invocation id),
-//! `GET /invocations/{id}/output`. JSON in, JSON out; the invocation id comes back in
+//! `POST /{service}/{key}/{handler}` (add `/send` to return at once with the invocation id, and
+//! `?delay=30s` or `?delay=PT5M` to start it later),
+//! `GET /invocations/{id}/output`, and the promise routes (`/promises/{id}/resolve`, see
+//! [`super::promises`]). JSON in, JSON out; the invocation id comes back in
 //! `x-cairn-invocation-id`. Bad requests are refused before anything is written.
 
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,8 +20,11 @@ use serde_json::json;
 use super::ApiError;
 use super::error::{no_route, wrong_method};
 use crate::bindings::handler::ServiceKind;
-use crate::runtime::{Runtime, invoke};
-use crate::storage::{Created, InvocationStatus, NewInvocation, Outcome};
+use crate::runtime::Runtime;
+use crate::runtime::start::{Target, new_invocation, spawn};
+use crate::storage::{Created, Outcome, now_ms};
+
+pub use crate::runtime::start::new_invocation_id;
 
 pub const INVOCATION_ID_HEADER: &str = "x-cairn-invocation-id";
 
@@ -51,11 +56,55 @@ struct Ingress {
     config: Arc<IngressConfig>,
 }
 
-/// Whether the caller waits for the result or only for acceptance (`/send`).
+/// Whether the caller waits for the result or only for acceptance (`/send`, maybe delayed).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Call,
-    Send,
+    Send { delay: Option<Duration> },
+}
+
+/// The longest delay `/send?delay=` accepts.
+const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `delay=30s`, `delay=5m`, `delay=1h30m` (humantime) or ISO 8601 `delay=PT5M`, `PT1H30M10S`.
+fn send_mode(query: Option<&str>) -> Result<Mode, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
+    let mut delay = None;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "delay" => delay = Some(parse_delay(&value)?),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {other:?} (only `delay`, e.g. ?delay=30s or ?delay=PT5M)"
+                )));
+            }
+        }
+    }
+    Ok(Mode::Send { delay })
+}
+
+fn parse_delay(value: &str) -> Result<Duration, ApiError> {
+    let bad = |why: String| {
+        ApiError::bad_request(format!(
+            "delay {value:?}: {why} (e.g. 30s, 5m, 1h30m or PT5M)"
+        ))
+    };
+    let trimmed = value.trim();
+    // ISO 8601 time durations are humantime's units in upper case behind `PT`.
+    let text = match trimmed
+        .strip_prefix("PT")
+        .or_else(|| trimmed.strip_prefix("pt"))
+    {
+        Some(rest) if !rest.is_empty() => rest.to_ascii_lowercase(),
+        Some(_) => return Err(bad("no duration after PT".into())),
+        None => trimmed.to_string(),
+    };
+    let delay = humantime::parse_duration(&text).map_err(|e| bad(e.to_string()))?;
+    if delay > MAX_DELAY {
+        return Err(bad("longer than a year".into()));
+    }
+    Ok(delay)
 }
 
 pub fn router(runtime: Arc<Runtime>, config: IngressConfig) -> Router {
@@ -80,9 +129,10 @@ pub fn router(runtime: Arc<Runtime>, config: IngressConfig) -> Router {
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(Ingress {
-            runtime,
+            runtime: runtime.clone(),
             config: Arc::new(config),
         })
+        .merge(super::promises::router(runtime, max_body_bytes))
 }
 
 async fn call_service(
@@ -103,6 +153,7 @@ async fn call_service(
 async fn call_keyed_or_send_service(
     State(ingress): State<Ingress>,
     Path((service, key, handler)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -118,7 +169,7 @@ async fn call_keyed_or_send_service(
                 key: None,
                 handler: key,
             },
-            Mode::Send,
+            send_mode(query.as_deref())?,
         )
     } else {
         (
@@ -136,6 +187,7 @@ async fn call_keyed_or_send_service(
 async fn send_keyed(
     State(ingress): State<Ingress>,
     Path((service, key, handler)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -144,7 +196,8 @@ async fn send_keyed(
         key: Some(key),
         handler,
     };
-    call(&ingress, target, Mode::Send, &headers, body).await
+    let mode = send_mode(query.as_deref())?;
+    call(&ingress, target, mode, &headers, body).await
 }
 
 /// `GET /invocations/{id}/output`: the result, waiting for it while the invocation runs.
@@ -162,12 +215,6 @@ async fn get_output(
     }
 }
 
-struct Target {
-    service: String,
-    key: Option<String>,
-    handler: String,
-}
-
 async fn call(
     ingress: &Ingress,
     target: Target,
@@ -176,52 +223,30 @@ async fn call(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let runtime = &ingress.runtime;
-    let Target {
-        service,
-        key,
-        handler,
-    } = target;
-    let registry = runtime.registry();
-    let Some((deployment, info)) = registry.service(&service) else {
-        return Err(ApiError::not_found(format!("unknown service {service:?}")));
+    let not_before = match mode {
+        Mode::Send { delay: Some(delay) } => {
+            Some(now_ms().saturating_add(delay.as_millis() as i64))
+        }
+        _ => None,
     };
-    match (info.kind, &key) {
-        (ServiceKind::KeyedObject, None) => {
-            return Err(ApiError::bad_request(format!(
-                "{service} is a keyed object: call POST /{service}/{{key}}/{handler}"
-            )));
-        }
-        (ServiceKind::Service, Some(_)) => {
-            return Err(ApiError::not_found(format!(
-                "{service} is a service without keys: call POST /{service}/{{handler}}"
-            )));
-        }
-        _ => {}
-    }
-    if let Some(key) = &key
-        && key.is_empty()
-    {
-        return Err(ApiError::bad_request("the object key must not be empty"));
-    }
-    if !info.handlers.iter().any(|h| h.name == handler) {
-        return Err(ApiError::not_found(format!(
-            "service {service} has no handler {handler:?}"
-        )));
-    }
     let idempotency_key = idempotency_key(headers)?;
     let input = read_body(headers, body)?;
-    let new = NewInvocation {
-        id: new_invocation_id(),
-        service,
-        handler,
-        key,
-        input: input.to_vec(),
-        deployment_id: deployment.id.clone(),
-        providers: registry.active_interfaces(),
-        idempotency: idempotency_key
-            .map(|k| (k, ingress.config.idempotency_retention.as_millis() as i64)),
-    };
-    drop(registry);
+    let idempotency =
+        idempotency_key.map(|k| (k, ingress.config.idempotency_retention.as_millis() as i64));
+    let (new, _) = new_invocation(
+        &runtime.registry(),
+        target,
+        input.to_vec(),
+        idempotency,
+        not_before,
+    )
+    .map_err(|e| {
+        if e.is_not_found() {
+            ApiError::not_found(e.to_string())
+        } else {
+            ApiError::bad_request(e.to_string())
+        }
+    })?;
     let invocation = match runtime.storage.create_invocation(&new).await? {
         Created::New(invocation) => invocation,
         Created::Existing(existing) => {
@@ -239,7 +264,7 @@ async fn call(
                 ));
             }
             // The same request again: the first invocation's result, never a second run.
-            if mode == Mode::Send {
+            if mode != Mode::Call {
                 return Ok(accepted(&existing.id, existing.status.as_str()));
             }
             let wait = ingress.config.output_wait;
@@ -251,9 +276,8 @@ async fn call(
     };
     let id = invocation.id.clone();
     // The invocation runs to its end even if the caller goes away.
-    let task_runtime = runtime.clone();
-    let task = tokio::spawn(async move { invoke(&task_runtime, invocation).await });
-    if mode == Mode::Send {
+    let task = spawn(runtime, invocation);
+    if mode != Mode::Call {
         return Ok(accepted(&id, "accepted"));
     }
     let outcome = task.await.map_err(ApiError::internal)?;
@@ -303,14 +327,8 @@ async fn wait_for_outcome(
         let Some(invocation) = runtime.storage.invocation(id).await? else {
             return Err(ApiError::not_found(format!("no invocation {id:?}")));
         };
-        match (invocation.status, invocation.output, invocation.failure) {
-            (InvocationStatus::Succeeded, output, _) => {
-                return Ok(Some(Outcome::Succeeded(output.unwrap_or_default())));
-            }
-            (InvocationStatus::Failed, _, Some(failure)) => {
-                return Ok(Some(Outcome::Failed(failure)));
-            }
-            _ => {}
+        if let Some(outcome) = invocation.outcome() {
+            return Ok(Some(outcome));
         }
         if tokio::time::Instant::now() >= deadline {
             return Ok(None);
@@ -334,7 +352,10 @@ fn accepted(id: &str, status: &str) -> Response {
 }
 
 /// Checks the body: JSON (or empty), right content type, within the size limit.
-fn read_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn read_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -414,9 +435,4 @@ fn respond(id: &str, outcome: Outcome) -> Response {
         .headers_mut()
         .insert(INVOCATION_ID_HEADER, id_header);
     response
-}
-
-/// Time-ordered, unique invocation ids: `inv_` + UUIDv7.
-pub fn new_invocation_id() -> String {
-    format!("inv_{}", uuid::Uuid::now_v7().simple())
 }

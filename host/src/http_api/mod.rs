@@ -4,6 +4,7 @@ pub mod admin;
 pub mod deployments;
 mod error;
 pub mod ingress;
+mod promises;
 
 pub use error::ApiError;
 

@@ -26,12 +26,16 @@ pub enum EntryKind {
     Call,
     /// A `cairn:durable/timer` sleep, with the time it ends.
     Timer,
+    /// A `cairn:durable/calls` call or send to another service, or a call's result.
+    Invoke,
+    /// A `cairn:durable/promise` operation, or the outcome a wait observed.
+    Promise,
 }
 
 impl EntryKind {
     /// Whether the call affects the world outside the host (so what precedes it must be durable).
     pub fn is_external(self) -> bool {
-        matches!(self, EntryKind::Http | EntryKind::Call)
+        matches!(self, EntryKind::Http | EntryKind::Call | EntryKind::Invoke)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +45,8 @@ impl EntryKind {
             EntryKind::Http => "http",
             EntryKind::Call => "call",
             EntryKind::Timer => "timer",
+            EntryKind::Invoke => "invoke",
+            EntryKind::Promise => "promise",
         }
     }
 
@@ -51,6 +57,8 @@ impl EntryKind {
             "http" => Some(EntryKind::Http),
             "call" => Some(EntryKind::Call),
             "timer" => Some(EntryKind::Timer),
+            "invoke" => Some(EntryKind::Invoke),
+            "promise" => Some(EntryKind::Promise),
             _ => None,
         }
     }
@@ -80,6 +88,15 @@ pub struct Entry {
     pub soft: bool,
 }
 
+/// Something a suspended invocation can wait for besides time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Awaited {
+    /// Another invocation (a call's callee) ends.
+    Invocation(String),
+    /// A durable promise is resolved or rejected.
+    Promise(String),
+}
+
 /// Why a journaled call could not complete. Becomes a trap in the guest.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -105,10 +122,14 @@ pub enum JournalError {
     /// `in-doubt` case to say so to the guest. Terminal.
     #[error("{0}")]
     InDoubt(String),
-    /// Not a failure: the guest sleeps until `until_ms` (Unix ms). The attempt stops here, its
-    /// entries are committed, and the invocation is replayed when the time comes.
-    #[error("suspended until {until_ms}")]
-    Suspended { until_ms: i64 },
+    /// Not a failure: the guest waits, until `until_ms` (Unix ms) and/or until one of `on`
+    /// completes. The attempt stops here, its entries are committed, and the invocation is
+    /// replayed when the wait ends.
+    #[error("suspended (until {until_ms:?}, on {on:?})")]
+    Suspended {
+        until_ms: Option<i64>,
+        on: Vec<Awaited>,
+    },
 }
 
 impl JournalError {

@@ -16,8 +16,10 @@ use crate::bindings::recovery::GuestIndices as RecoveryIndices;
 use crate::bindings::service::ServicePre;
 use crate::storage::{DeploymentRecord, StorageError, now_ms};
 
-const HANDLER_EXPORT: &str = "cairn:durable/handler@0.1.0";
-const RECOVERY_EXPORT: &str = "cairn:durable/recovery@0.1.0";
+/// Looked up semver-compatibly: a component built against `cairn:durable@0.1.0` exports
+/// `handler@0.1.0`, which these find.
+const HANDLER_EXPORT: &str = "cairn:durable/handler@0.1.1";
+const RECOVERY_EXPORT: &str = "cairn:durable/recovery@0.1.1";
 
 /// Why a component was refused. All are the deployer's fault (4xx) except storage.
 #[derive(Debug, thiserror::Error)]
@@ -284,7 +286,8 @@ async fn load(
         .collect();
     let registry = runtime.registry();
     let exported = |name: &str| registry.interfaces.contains_key(name);
-    let (kind, linked) = if exports.iter().any(|e| e == HANDLER_EXPORT) {
+    let exports_item = |name: &str| component.get_export_index(None, name).is_some();
+    let (kind, linked) = if exports_item(HANDLER_EXPORT) {
         let pre = runtime
             .linkers
             .link(&runtime.engine, World::Service, &component, &exported)?;
@@ -304,7 +307,7 @@ async fn load(
             .link(&runtime.engine, World::Provider, &component, &exported)?;
         let recovery = match RecoveryIndices::new(&pre) {
             Ok(indices) => Some(indices),
-            Err(_) if !exports.iter().any(|e| e == RECOVERY_EXPORT) => None,
+            Err(_) if !exports_item(RECOVERY_EXPORT) => None,
             Err(e) => {
                 return Err(DeployError::MissingExport {
                     world: "cairn:durable/recoverable",

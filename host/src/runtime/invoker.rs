@@ -14,8 +14,8 @@ use super::{DeploymentKind, HostState, Role, Runtime, ServiceCtx};
 use crate::bindings::context;
 use crate::bindings::handler::{FailureKind, HandlerKind, ServiceKind};
 use crate::journal::Entry;
-use crate::journal::{Journal, JournalError};
-use crate::storage::{FailureRecord, Invocation, Outcome, StateOp, StateScope, now_ms};
+use crate::journal::{Awaited, Journal, JournalError};
+use crate::storage::{FailureRecord, Invocation, Outcome, StateOp, StateScope};
 
 /// Exponential backoff with jitter for retryable failures.
 #[derive(Debug, Clone)]
@@ -106,9 +106,11 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
 /// How one attempt ended.
 enum Attempt {
     Output(Vec<u8>),
-    /// A durable sleep that ends at `until_ms` (Unix ms): wait without an instance, then replay.
+    /// A durable sleep that ends at `until_ms` (Unix ms), or a wait for a callee or a promise
+    /// (`on`): wait without an instance, then replay.
     Suspended {
-        until_ms: i64,
+        until_ms: Option<i64>,
+        on: Vec<Awaited>,
     },
     Failed {
         retryable: bool,
@@ -119,6 +121,10 @@ enum Attempt {
 /// Runs `inv` until it succeeds, fails terminally, or runs out of attempts; commits and returns
 /// the outcome. Exclusive handlers of a keyed object hold the key for the whole run.
 pub async fn invoke(runtime: &Arc<Runtime>, mut inv: Invocation) -> Outcome {
+    // A delayed send waits for its time first, holding nothing (a restart resumes the wait).
+    if let Some(not_before) = inv.not_before {
+        super::wakes::wait(runtime, Some(not_before), &[]).await;
+    }
     // The first attempt may know its journal already (new, or resumed after a restart).
     let known = inv.known_journal.take();
     let exclusive = exclusive(runtime, &inv);
@@ -127,18 +133,68 @@ pub async fn invoke(runtime: &Arc<Runtime>, mut inv: Invocation) -> Outcome {
         _ => None,
     };
     if !runtime.storage.shared() {
-        return run_to_end(runtime, &inv, exclusive, known).await;
+        return run_suspending(runtime, inv, exclusive, known).await;
     }
+    let id = inv.id.clone();
     let outcome = match claim(runtime, &mut inv, exclusive, known).await {
-        Claimed::Run(known) => run_to_end(runtime, &inv, exclusive, known).await,
+        Claimed::Run(known) => run_suspending(runtime, inv, exclusive, known).await,
         Claimed::Ended(outcome) => outcome,
         Claimed::Elsewhere(outcome) => return outcome,
     };
-    if let Err(e) = runtime.storage.release(&inv.id).await {
+    if let Err(e) = runtime.storage.release(&id).await {
         // Unreleased leases expire on their own.
-        tracing::warn!(invocation = %inv.id, error = %e, "could not release the leases");
+        tracing::warn!(invocation = %id, error = %e, "could not release the leases");
     }
     outcome
+}
+
+/// How [`run_to_end`] stopped.
+enum Ran {
+    Ended(Outcome),
+    /// Suspended (its entries committed) until `until_ms` or one of `on` completes.
+    Suspended {
+        until_ms: Option<i64>,
+        on: Vec<Awaited>,
+    },
+}
+
+/// Runs `inv` to its end. While it is suspended it holds only its id and what it waits for
+/// (its row is read again when the wait ends), so a waiting invocation costs little more than
+/// its rows.
+async fn run_suspending(
+    runtime: &Arc<Runtime>,
+    mut inv: Invocation,
+    exclusive: bool,
+    mut known: Option<Vec<Entry>>,
+) -> Outcome {
+    loop {
+        // Boxed: while suspended, the task keeps no room for an attempt's future.
+        let ran = Box::pin(run_to_end(runtime, &inv, exclusive, known.take())).await;
+        let (until_ms, on) = match ran {
+            Ran::Ended(outcome) => return outcome,
+            Ran::Suspended { until_ms, on } => (until_ms, on),
+        };
+        let id = std::mem::take(&mut inv.id);
+        drop(inv);
+        tracing::debug!(invocation = %id, ?until_ms, ?on, "suspended");
+        super::wakes::wait(runtime, until_ms, &on).await;
+        inv = match runtime.storage.invocation(&id).await {
+            Ok(Some(row)) => match row.outcome() {
+                None => row,
+                // Ended elsewhere meanwhile (another host took it over).
+                Some(outcome) => return outcome,
+            },
+            Ok(None) => {
+                return Outcome::Failed(FailureRecord {
+                    kind: "terminal".into(),
+                    code: 500,
+                    message: format!("invocation {id} vanished while it waited"),
+                    divergence: None,
+                });
+            }
+            Err(e) => return storage_failure(&id, &e),
+        };
+    }
 }
 
 /// The outcome of an invocation this host could not go on with because of its storage: it
@@ -153,13 +209,13 @@ pub(super) fn storage_failure(id: &str, e: &crate::storage::StorageError) -> Out
     })
 }
 
-/// Runs the attempts of `inv` and commits its outcome.
+/// Runs the attempts of `inv` and commits its outcome, or stops where it suspends.
 async fn run_to_end(
     runtime: &Arc<Runtime>,
     inv: &Invocation,
     exclusive: bool,
     mut known: Option<Vec<Entry>>,
-) -> Outcome {
+) -> Ran {
     let policy = runtime
         .settings
         .service_retry
@@ -174,24 +230,24 @@ async fn run_to_end(
         // Bounded instances at once: only a running attempt holds a permit (and an instance);
         // one waiting for its key, a retry or a timer holds neither.
         let permit = runtime.running.acquire().await;
-        let (result, pending) = run_attempt(runtime, inv, attempt, exclusive, known.take()).await;
+        // Boxed: a suspended invocation keeps its task, which would otherwise be as large as
+        // the attempt's future (instantiation and the guest call) for as long as it waits.
+        let (result, pending) =
+            Box::pin(run_attempt(runtime, inv, attempt, exclusive, known.take())).await;
         drop(permit);
         match result {
             Attempt::Output(out) => break (Outcome::Succeeded(out), pending),
-            Attempt::Suspended { until_ms } => {
-                // The sleep's entry must be durable before the instance is gone: a restart
-                // then resumes the sleep instead of starting a new one.
+            Attempt::Suspended { until_ms, on } => {
+                // The wait's entries must be durable before the instance is gone: a restart
+                // then resumes the wait instead of starting a new one.
                 if let Err(e) = runtime
                     .storage
                     .append_batch(&inv.id, scope.clone(), pending)
                     .await
                 {
-                    tracing::error!(invocation = %inv.id, error = %e, "could not record the entries before a sleep");
+                    tracing::error!(invocation = %inv.id, error = %e, "could not record the entries before a wait");
                 }
-                let wait = until_ms.saturating_sub(now_ms()).max(0) as u64;
-                tracing::debug!(invocation = %inv.id, wait_ms = wait, "suspended");
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-                continue;
+                return Ran::Suspended { until_ms, on };
             }
             Attempt::Failed { retryable, failure } => {
                 if retryable && attempt < policy.max_attempts {
@@ -224,13 +280,16 @@ async fn run_to_end(
             .complete(&inv.id, &outcome, scope.clone(), pending.clone())
             .await
         {
-            Ok(()) => return outcome,
+            Ok(()) => {
+                runtime.wakes.notify(&Awaited::Invocation(inv.id.clone()));
+                return Ran::Ended(outcome);
+            }
             Err(e) if e.is_retryable() && tries < 5 => {
                 tries += 1;
                 tokio::time::sleep(policy.delay(tries)).await;
             }
             // Not committed: the invocation stays `running` and is resumed.
-            Err(e) => return storage_failure(&inv.id, &e),
+            Err(e) => return Ran::Ended(storage_failure(&inv.id, &e)),
         }
     }
 }
@@ -375,7 +434,7 @@ async fn attempt_in(
             },
         },
         Err(trap) => match trap.downcast::<JournalError>() {
-            Ok(JournalError::Suspended { until_ms }) => Attempt::Suspended { until_ms },
+            Ok(JournalError::Suspended { until_ms, on }) => Attempt::Suspended { until_ms, on },
             Ok(journal_error) => host_failure(journal_error),
             // A guest trap (unreachable, out of memory, stack overflow): retryable.
             Err(trap) => Attempt::Failed {

@@ -13,8 +13,10 @@ pub mod linking;
 pub mod provider_settings;
 mod registry;
 pub mod sandbox;
+pub mod start;
 mod state;
 mod undeploy;
+pub mod wakes;
 
 pub use deploy::{DeployError, Deployed, deploy, deploy_bundled, restore};
 pub use invoker::{RetryPolicy, invoke};
@@ -94,6 +96,8 @@ pub struct Runtime {
     pub registry: RwLock<Arc<Registry>>,
     pub settings: RuntimeSettings,
     pub locks: KeyLocks,
+    /// Wake-ups of suspended invocations (a callee ended, a promise completed).
+    pub wakes: wakes::Wakes,
     /// Permits for running invocations (`RuntimeSettings::max_running`).
     pub(crate) running: tokio::sync::Semaphore,
     /// "deployment/interface.function" → what the component said about repeating it.
@@ -156,6 +160,7 @@ impl Runtime {
             registry: RwLock::new(Arc::new(Registry::default())),
             settings: settings.clone(),
             locks: KeyLocks::default(),
+            wakes: wakes::Wakes::default(),
             running: tokio::sync::Semaphore::new(settings.max_running.max(1)),
             retry_safety: Default::default(),
         }))

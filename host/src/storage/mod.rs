@@ -8,7 +8,7 @@
 macro_rules! invocation_columns {
     () => {
         "id, service, handler, object_key, status, input, output, failure, deployment_id, \
-         providers, attempt, idempotency_key, created_at, updated_at, completed_at"
+         providers, attempt, idempotency_key, created_at, updated_at, completed_at, not_before"
     };
 }
 
@@ -153,11 +153,13 @@ pub struct NewInvocation {
     pub key: Option<String>,
     pub input: Vec<u8>,
     pub deployment_id: String,
-    /// Provider role → deployment id, pinned for the invocation's whole life.
+    /// Interface → deployment id, pinned for the invocation's whole life.
     pub providers: BTreeMap<String, String>,
     /// With a key: (the key, how long it is remembered in ms). The same key for the same target
     /// within that time returns the existing invocation instead of creating one.
     pub idempotency: Option<(String, i64)>,
+    /// A delayed send: not started before this time (Unix ms).
+    pub not_before: Option<i64>,
 }
 
 impl NewInvocation {
@@ -201,6 +203,8 @@ pub struct Invocation {
     pub created_at: i64,
     pub updated_at: i64,
     pub completed_at: Option<i64>,
+    /// A delayed send: not started before this time (Unix ms).
+    pub not_before: Option<i64>,
     /// Its journal as already known (empty for an invocation this process just created, read
     /// with the row when resuming after a restart): the first attempt uses it instead of
     /// reading it. `None`: read it.
@@ -209,6 +213,17 @@ pub struct Invocation {
 }
 
 impl Invocation {
+    /// How it ended; `None` while it runs.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match (self.status, &self.output, &self.failure) {
+            (InvocationStatus::Succeeded, output, _) => {
+                Some(Outcome::Succeeded(output.clone().unwrap_or_default()))
+            }
+            (InvocationStatus::Failed, _, Some(failure)) => Some(Outcome::Failed(failure.clone())),
+            _ => None,
+        }
+    }
+
     /// The row [`Storage::create_invocation`] stores for `new` at `at` (ms), without reading it
     /// back.
     pub fn created(new: &NewInvocation, at: i64) -> Invocation {
@@ -228,6 +243,7 @@ impl Invocation {
             created_at: at,
             updated_at: at,
             completed_at: None,
+            not_before: new.not_before,
             known_journal: Some(Vec::new()),
         }
     }
@@ -255,6 +271,46 @@ impl Outcome {
             ),
         })
     }
+}
+
+/// How a durable promise was completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromiseOutcome {
+    Resolved(Vec<u8>),
+    Rejected(String),
+}
+
+impl PromiseOutcome {
+    /// The row's `status` and `value`.
+    fn columns(&self) -> (&'static str, &[u8]) {
+        match self {
+            PromiseOutcome::Resolved(value) => ("resolved", value),
+            PromiseOutcome::Rejected(reason) => ("rejected", reason.as_bytes()),
+        }
+    }
+
+    /// From a row's `status` and `value`; `None` while pending.
+    fn from_columns(status: &str, value: Option<Vec<u8>>) -> StorageResult<Option<Self>> {
+        match status {
+            "pending" => Ok(None),
+            "resolved" => Ok(Some(PromiseOutcome::Resolved(value.unwrap_or_default()))),
+            "rejected" => Ok(Some(PromiseOutcome::Rejected(
+                String::from_utf8_lossy(&value.unwrap_or_default()).into_owned(),
+            ))),
+            other => Err(StorageError::Corrupt(format!(
+                "unknown promise status {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Result of [`Storage::complete_promise`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromiseCompletion {
+    Completed,
+    NotFound,
+    /// Completed before: the first completion, which stands.
+    AlreadyCompleted(PromiseOutcome),
 }
 
 /// A state mutation, committed atomically with the journal entry that records it.
@@ -408,6 +464,17 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Removes the entries from `from_index` on (a soft failure closing a failed attempt).
     async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()>;
+
+    /// Creates pending promise `id` for invocation `invocation_id`.
+    async fn create_promise(&self, id: &str, invocation_id: &str) -> StorageResult<()>;
+    /// `None`: no such promise; `Some(None)`: pending; `Some(Some(outcome))`: completed.
+    async fn promise(&self, id: &str) -> StorageResult<Option<Option<PromiseOutcome>>>;
+    /// Completes promise `id` unless it is completed already.
+    async fn complete_promise(
+        &self,
+        id: &str,
+        outcome: &PromiseOutcome,
+    ) -> StorageResult<PromiseCompletion>;
 
     async fn state_get(
         &self,

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use super::{
     CallMarker, Created, DeploymentRecord, FailureRecord, InvocationFilter, InvocationStatus,
-    NewInvocation, Outcome, PgStorage, ScratchDatabase, SqliteStorage, StateOp, StateScope,
-    Storage, StorageError, StorageOptions, Table, UnfinishedScan,
+    NewInvocation, Outcome, PgStorage, PromiseCompletion, PromiseOutcome, ScratchDatabase,
+    SqliteStorage, StateOp, StateScope, Storage, StorageError, StorageOptions, Table,
+    UnfinishedScan,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -40,6 +41,7 @@ fn invocation(id: &str) -> NewInvocation {
         deployment_id: "svc".into(),
         providers: BTreeMap::new(),
         idempotency: None,
+        not_before: None,
     }
 }
 
@@ -342,6 +344,65 @@ async fn unfinished_invocations_stream_in_creation_order_without_later_ones() {
     after(Arc::new(
         PgStorage::open(&database.url, &options).await.unwrap(),
     ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_promise_is_completed_once_and_the_first_completion_stands() {
+    on_both(|storage| async move {
+        assert_eq!(storage.promise("prom_1").await.unwrap(), None);
+        let resolved = PromiseOutcome::Resolved(b"{\"ok\":1}".to_vec());
+        assert_eq!(
+            storage.complete_promise("prom_1", &resolved).await.unwrap(),
+            PromiseCompletion::NotFound
+        );
+        storage.create_promise("prom_1", "inv-1").await.unwrap();
+        assert_eq!(storage.promise("prom_1").await.unwrap(), Some(None));
+        assert_eq!(
+            storage.complete_promise("prom_1", &resolved).await.unwrap(),
+            PromiseCompletion::Completed
+        );
+        let rejected = PromiseOutcome::Rejected("late".into());
+        assert_eq!(
+            storage.complete_promise("prom_1", &rejected).await.unwrap(),
+            PromiseCompletion::AlreadyCompleted(resolved.clone())
+        );
+        assert_eq!(
+            storage.promise("prom_1").await.unwrap(),
+            Some(Some(resolved))
+        );
+        storage.create_promise("prom_2", "inv-1").await.unwrap();
+        assert_eq!(
+            storage.complete_promise("prom_2", &rejected).await.unwrap(),
+            PromiseCompletion::Completed
+        );
+        assert_eq!(
+            storage.promise("prom_2").await.unwrap(),
+            Some(Some(rejected))
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_delayed_invocation_keeps_its_start_time() {
+    on_both(|storage| async move {
+        let new = NewInvocation {
+            not_before: Some(1_700_000_000_000),
+            ..invocation("inv-later")
+        };
+        let Created::New(created) = storage.create_invocation(&new).await.unwrap() else {
+            panic!("created");
+        };
+        assert_eq!(created.not_before, Some(1_700_000_000_000));
+        let read = storage.invocation("inv-later").await.unwrap().unwrap();
+        assert_eq!(read.not_before, Some(1_700_000_000_000));
+        let now = storage
+            .create_invocation(&invocation("inv-now"))
+            .await
+            .unwrap();
+        assert!(matches!(now, Created::New(inv) if inv.not_before.is_none()));
+    })
     .await;
 }
 

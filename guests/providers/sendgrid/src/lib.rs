@@ -31,10 +31,10 @@ mod bindings {
         additional_derives: [PartialEq, Eq],
         with: {
             "cairn:commerce/types@0.1.0": cairn_provider::types,
-            "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
-            "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
-            "cairn:durable/call-context@0.1.0": cairn_sdk::bindings::cairn::durable::call_context,
-            "cairn:durable/recovery@0.1.0": generate,
+            "cairn:durable/http@0.1.1": cairn_sdk::bindings::cairn::durable::http,
+            "cairn:durable/log@0.1.1": cairn_sdk::bindings::cairn::durable::log,
+            "cairn:durable/call-context@0.1.1": cairn_sdk::bindings::cairn::durable::call_context,
+            "cairn:durable/recovery@0.1.1": generate,
         },
     });
 }

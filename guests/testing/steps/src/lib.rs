@@ -10,16 +10,18 @@ use serde::{Deserialize, Serialize};
 
 mod bindings {
     wit_bindgen::generate!({
-        world: "cairn:durable/service@0.1.0",
+        world: "cairn:durable/service@0.1.1",
         path: "../../../wit",
         with: {
-            "cairn:durable/context@0.1.0": cairn_sdk::bindings::cairn::durable::context,
-            "cairn:durable/run@0.1.0": cairn_sdk::bindings::cairn::durable::run,
-            "cairn:durable/state@0.1.0": cairn_sdk::bindings::cairn::durable::state,
-            "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
-            "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
-            "cairn:durable/timer@0.1.0": cairn_sdk::bindings::cairn::durable::timer,
-            "cairn:durable/handler@0.1.0": generate,
+            "cairn:durable/context@0.1.1": cairn_sdk::bindings::cairn::durable::context,
+            "cairn:durable/run@0.1.1": cairn_sdk::bindings::cairn::durable::run,
+            "cairn:durable/state@0.1.1": cairn_sdk::bindings::cairn::durable::state,
+            "cairn:durable/http@0.1.1": cairn_sdk::bindings::cairn::durable::http,
+            "cairn:durable/log@0.1.1": cairn_sdk::bindings::cairn::durable::log,
+            "cairn:durable/timer@0.1.1": cairn_sdk::bindings::cairn::durable::timer,
+            "cairn:durable/calls@0.1.1": cairn_sdk::bindings::cairn::durable::calls,
+            "cairn:durable/promise@0.1.1": cairn_sdk::bindings::cairn::durable::promise,
+            "cairn:durable/handler@0.1.1": generate,
         },
     });
 }

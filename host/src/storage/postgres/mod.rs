@@ -27,8 +27,8 @@ use leases::Leases;
 
 use super::{
     CallMarker, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation, Outcome,
-    StateOp, StateScope, Storage, StorageError, StorageOptions, StorageResult, Table,
-    UnfinishedScan, now_ms,
+    PromiseCompletion, PromiseOutcome, StateOp, StateScope, Storage, StorageError, StorageOptions,
+    StorageResult, Table, UnfinishedScan, now_ms,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -132,8 +132,9 @@ impl Storage for PgStorage {
             .map_err(|e| StorageError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO invocations (id, service, handler, object_key, status, input, \
-             deployment_id, providers, attempt, idempotency_key, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, 1, $8, $9, $9)",
+             deployment_id, providers, attempt, idempotency_key, created_at, updated_at, \
+             not_before) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, 1, $8, $9, $9, $10)",
         )
         .bind(&inv.id)
         .bind(&inv.service)
@@ -144,6 +145,7 @@ impl Storage for PgStorage {
         .bind(providers)
         .bind(inv.idempotency.as_ref().map(|(k, _)| k))
         .bind(now)
+        .bind(inv.not_before)
         .execute(&mut *tx)
         .await?;
         // The creating host runs it: its lease is taken in the same transaction, and held
@@ -336,6 +338,63 @@ impl Storage for PgStorage {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn create_promise(&self, id: &str, invocation_id: &str) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO promises (id, invocation_id, status, created_at) \
+             VALUES ($1, $2, 'pending', cairn_now_ms())",
+        )
+        .bind(id)
+        .bind(invocation_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn promise(&self, id: &str) -> StorageResult<Option<Option<PromiseOutcome>>> {
+        let row = sqlx::query("SELECT status, value FROM promises WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| -> StorageResult<Option<PromiseOutcome>> {
+            let status: String = row.try_get("status")?;
+            PromiseOutcome::from_columns(&status, row.try_get("value")?)
+        })
+        .transpose()
+    }
+
+    async fn complete_promise(
+        &self,
+        id: &str,
+        outcome: &PromiseOutcome,
+    ) -> StorageResult<PromiseCompletion> {
+        let (status, value) = outcome.columns();
+        // Completed, or the row as it stands: one round trip either way.
+        let row = sqlx::query(
+            "WITH done AS (UPDATE promises SET status = $2, value = $3, completed_at = \
+             cairn_now_ms() WHERE id = $1 AND status = 'pending' RETURNING id) \
+             SELECT (SELECT count(*) FROM done) AS completed, p.status, p.value \
+             FROM (SELECT 1) one LEFT JOIN promises p ON p.id = $1",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(value)
+        .fetch_one(&self.pool)
+        .await?;
+        if row.try_get::<i64, _>("completed")? > 0 {
+            return Ok(PromiseCompletion::Completed);
+        }
+        let status: Option<String> = row.try_get("status")?;
+        match status {
+            None => Ok(PromiseCompletion::NotFound),
+            Some(status) => match PromiseOutcome::from_columns(&status, row.try_get("value")?)? {
+                Some(first) => Ok(PromiseCompletion::AlreadyCompleted(first)),
+                None => Err(StorageError::Corrupt(format!(
+                    "promise {id} is pending but could not be completed"
+                ))),
+            },
+        }
     }
 
     async fn state_get(

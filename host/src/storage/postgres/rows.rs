@@ -32,6 +32,7 @@ pub(super) fn invocation(row: &PgRow) -> StorageResult<Invocation> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         completed_at: row.try_get("completed_at")?,
+        not_before: row.try_get("not_before")?,
         known_journal: None,
     })
 }

@@ -14,7 +14,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::{
     CallMarker, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation, Outcome,
-    StateOp, StateScope, Storage, StorageError, StorageResult, Table, UnfinishedScan,
+    PromiseCompletion, PromiseOutcome, StateOp, StateScope, Storage, StorageError, StorageResult,
+    Table, UnfinishedScan,
 };
 use crate::journal::Entry;
 
@@ -297,6 +298,59 @@ impl Storage for SqliteStorage {
             })
             .await
             .map(|_| ())
+    }
+
+    async fn create_promise(&self, id: &str, invocation_id: &str) -> StorageResult<()> {
+        self.writer
+            .write(Write::CreatePromise {
+                id: id.to_string(),
+                invocation_id: invocation_id.to_string(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn promise(&self, id: &str) -> StorageResult<Option<Option<PromiseOutcome>>> {
+        let id = id.to_string();
+        let row = self
+            .readers
+            .run(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT status, value FROM promises WHERE id = ?")?
+                    .query_row([id], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?))
+                    })
+                    .optional()?)
+            })
+            .await?;
+        row.map(|(status, value)| PromiseOutcome::from_columns(&status, value))
+            .transpose()
+    }
+
+    async fn complete_promise(
+        &self,
+        id: &str,
+        outcome: &PromiseOutcome,
+    ) -> StorageResult<PromiseCompletion> {
+        let written = self
+            .writer
+            .write(Write::CompletePromise {
+                id: id.to_string(),
+                outcome: outcome.clone(),
+            })
+            .await?;
+        if matches!(written, Written::Rows(n) if n > 0) {
+            return Ok(PromiseCompletion::Completed);
+        }
+        Ok(match self.promise(id).await? {
+            None => PromiseCompletion::NotFound,
+            Some(Some(first)) => PromiseCompletion::AlreadyCompleted(first),
+            Some(None) => {
+                return Err(StorageError::Corrupt(format!(
+                    "promise {id} is pending but could not be completed"
+                )));
+            }
+        })
     }
 
     async fn state_get(

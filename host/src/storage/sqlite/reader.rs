@@ -125,6 +125,7 @@ pub(super) fn invocation(row: &Row<'_>) -> StorageResult<Invocation> {
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
         completed_at: row.get("completed_at")?,
+        not_before: row.get("not_before")?,
         known_journal: None,
     })
 }

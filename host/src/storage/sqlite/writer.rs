@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::{
-    CallMarker, DeploymentRecord, NewInvocation, Outcome, StateOp, StorageError, StorageResult,
-    now_ms,
+    CallMarker, DeploymentRecord, NewInvocation, Outcome, PromiseOutcome, StateOp, StorageError,
+    StorageResult, now_ms,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -54,6 +54,15 @@ pub(super) enum Write {
         at: i64,
     },
     DeleteDeployment(String),
+    CreatePromise {
+        id: String,
+        invocation_id: String,
+    },
+    /// Completes a pending promise (answers `Rows(1)`, or `Rows(0)` if none is pending).
+    CompletePromise {
+        id: String,
+        outcome: PromiseOutcome,
+    },
 }
 
 /// What a write returns.
@@ -239,6 +248,24 @@ fn apply(conn: &Connection, write: &Write) -> StorageResult<Written> {
             Ok(Written::Done)
         }
         Write::PutDeployment(d) => put_deployment(conn, d),
+        Write::CreatePromise { id, invocation_id } => {
+            conn.prepare_cached(
+                "INSERT INTO promises (id, invocation_id, status, created_at) \
+                 VALUES (?, ?, 'pending', ?)",
+            )?
+            .execute(params![id, invocation_id, now_ms()])?;
+            Ok(Written::Done)
+        }
+        Write::CompletePromise { id, outcome } => {
+            let (status, value) = outcome.columns();
+            let rows = conn
+                .prepare_cached(
+                    "UPDATE promises SET status = ?, value = ?, completed_at = ? \
+                     WHERE id = ? AND status = 'pending'",
+                )?
+                .execute(params![status, value, now_ms(), id])?;
+            Ok(Written::Rows(rows as u64))
+        }
         Write::ActivateDeployment {
             id,
             limits,
@@ -308,8 +335,8 @@ fn create_invocation(conn: &Connection, inv: &NewInvocation) -> StorageResult<Wr
         serde_json::to_string(&inv.providers).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO invocations (id, service, handler, object_key, status, input, deployment_id, \
-         providers, attempt, idempotency_key, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, 'running', ?, ?, ?, 1, ?, ?, ?)",
+         providers, attempt, idempotency_key, created_at, updated_at, not_before) \
+         VALUES (?, ?, ?, ?, 'running', ?, ?, ?, 1, ?, ?, ?, ?)",
     )?
     .execute(params![
         inv.id,
@@ -322,6 +349,7 @@ fn create_invocation(conn: &Connection, inv: &NewInvocation) -> StorageResult<Wr
         inv.idempotency.as_ref().map(|(k, _)| k),
         now,
         now,
+        inv.not_before,
     ])?;
     Ok(Written::CreatedAt(now))
 }

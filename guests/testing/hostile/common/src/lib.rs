@@ -26,10 +26,10 @@ pub mod bindings {
         path: "../../../../wit",
         additional_derives: [PartialEq, Eq],
         with: {
-            "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
-            "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
-            "cairn:durable/call-context@0.1.0": cairn_sdk::bindings::cairn::durable::call_context,
-            "cairn:durable/recovery@0.1.0": generate,
+            "cairn:durable/http@0.1.1": cairn_sdk::bindings::cairn::durable::http,
+            "cairn:durable/log@0.1.1": cairn_sdk::bindings::cairn::durable::log,
+            "cairn:durable/call-context@0.1.1": cairn_sdk::bindings::cairn::durable::call_context,
+            "cairn:durable/recovery@0.1.1": generate,
         },
         pub_export_macro: true,
     });

@@ -7,10 +7,10 @@ mod bindings {
         world: "acme:tax/stateful-tax-provider@1.0.0",
         path: ["../../../../wit/deps/durable", "../wit"],
         with: {
-            "cairn:durable/http@0.1.0": cairn_sdk::bindings::cairn::durable::http,
-            "cairn:durable/log@0.1.0": cairn_sdk::bindings::cairn::durable::log,
-            "cairn:durable/call-context@0.1.0": cairn_sdk::bindings::cairn::durable::call_context,
-            "cairn:durable/state@0.1.0": cairn_sdk::bindings::cairn::durable::state,
+            "cairn:durable/http@0.1.1": cairn_sdk::bindings::cairn::durable::http,
+            "cairn:durable/log@0.1.1": cairn_sdk::bindings::cairn::durable::log,
+            "cairn:durable/call-context@0.1.1": cairn_sdk::bindings::cairn::durable::call_context,
+            "cairn:durable/state@0.1.1": cairn_sdk::bindings::cairn::durable::state,
         },
     });
 }

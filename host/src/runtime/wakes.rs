@@ -1,0 +1,120 @@
+//! Wake-ups for suspended invocations. Whoever completes an invocation or a promise in this
+//! process says so here, and the invocations waiting on it replay at once; on a shared database
+//! another host may complete it, so a waiter also polls storage (a lost notification costs at
+//! most one poll). A waiter holds no instance: only its task, its rows and a [`Notify`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::{Either, select, select_all};
+use tokio::sync::Notify;
+
+use super::Runtime;
+use crate::journal::Awaited;
+use crate::storage::{InvocationStatus, StorageResult, now_ms};
+
+/// How often a waiter checks storage itself: often on a shared database (another host may
+/// complete what it waits for), rarely as a safety net on an embedded one.
+fn poll_interval(shared: bool) -> Duration {
+    if shared {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(60)
+    }
+}
+
+#[derive(Default)]
+pub struct Wakes {
+    waiting: Mutex<HashMap<Awaited, Arc<Notify>>>,
+}
+
+impl Wakes {
+    /// Wakes the invocations of this process waiting on `what`.
+    pub fn notify(&self, what: &Awaited) {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(notify) = waiting.get(what) {
+            notify.notify_waiters();
+        }
+    }
+
+    fn listen(&self, what: &Awaited) -> Arc<Notify> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.entry(what.clone()).or_default().clone()
+    }
+
+    /// Drops the entries no one else waits on.
+    fn forget(&self, listening: Vec<(Awaited, Arc<Notify>)>) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        for (what, notify) in listening {
+            drop(notify);
+            if waiting
+                .get(&what)
+                .is_some_and(|n| Arc::strong_count(n) == 1)
+            {
+                waiting.remove(&what);
+            }
+        }
+    }
+}
+
+/// Waits until `until_ms` (Unix ms) passes or one of `on` completes, whichever comes first.
+pub async fn wait(runtime: &Runtime, until_ms: Option<i64>, on: &[Awaited]) {
+    if on.is_empty() {
+        let wait = until_ms
+            .unwrap_or_else(now_ms)
+            .saturating_sub(now_ms())
+            .max(0);
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        return;
+    }
+    let listening: Vec<(Awaited, Arc<Notify>)> = on
+        .iter()
+        .map(|what| (what.clone(), runtime.wakes.listen(what)))
+        .collect();
+    let poll = poll_interval(runtime.storage.shared());
+    loop {
+        // Listening before looking: a completion between the two is not missed.
+        let mut notified: Vec<_> = listening
+            .iter()
+            .map(|(_, notify)| Box::pin(notify.notified()))
+            .collect();
+        for n in &mut notified {
+            n.as_mut().enable();
+        }
+        match any_completed(runtime, on).await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "checking what an invocation waits for"),
+        }
+        let now = now_ms();
+        if until_ms.is_some_and(|until| now >= until) {
+            break;
+        }
+        let nap = until_ms.map_or(poll, |until| {
+            poll.min(Duration::from_millis((until - now).max(0) as u64))
+        });
+        let timer = Box::pin(tokio::time::sleep(nap));
+        if let Either::Left(_) = select(select_all(notified), timer).await {
+            continue;
+        }
+    }
+    runtime.wakes.forget(listening);
+}
+
+async fn any_completed(runtime: &Runtime, on: &[Awaited]) -> StorageResult<bool> {
+    for what in on {
+        let done = match what {
+            Awaited::Invocation(id) => runtime
+                .storage
+                .invocation(id)
+                .await?
+                .is_none_or(|inv| inv.status != InvocationStatus::Running),
+            Awaited::Promise(id) => !matches!(runtime.storage.promise(id).await?, Some(None)),
+        };
+        if done {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
