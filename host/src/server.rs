@@ -24,9 +24,11 @@ pub struct Server {
 }
 
 impl Server {
-    /// Stops accepting requests and waits for the listeners to close.
+    /// Stops accepting requests, ends the waits of suspended invocations (they resume at the
+    /// next start) and waits for the listeners to close.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.runtime.wakes.stop();
         for task in self.tasks {
             let _ = task.await;
         }

@@ -7,12 +7,16 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_e2e::{Cairn, count, order_input};
+use cairn::storage::ScratchDatabase;
+use cairn_e2e::{Cairn, Options, count, order_input};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 async fn with_relay() -> Cairn {
-    let cairn = Cairn::start().await;
+    relay_on(Cairn::start().await).await
+}
+
+async fn relay_on(cairn: Cairn) -> Cairn {
     let deployed = cairn
         .admin_post(
             "/deployments",
@@ -342,4 +346,52 @@ async fn a_promise_resolved_after_a_restart_wakes_its_awaiter() {
         cairn.output(&id).await.body,
         json!({"promise": promise, "resolved": "after"})
     );
+}
+
+/// The same on PostgreSQL: a call, a delayed send and a promise resolved after a restart.
+#[tokio::test]
+async fn on_postgres_calls_delayed_sends_and_promises_work() {
+    let database = ScratchDatabase::create().await.unwrap();
+    let cairn = relay_on(
+        Cairn::start_opts(Options {
+            database_url: Some(database.url.clone()),
+            ..Options::default()
+        })
+        .await,
+    )
+    .await;
+    let input = json!({"target": order("order-pg-call"), "input": order_input("p@example.com")});
+    let reply = cairn.post("/Relay/pg/Call", &input).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(
+        reply.body["output"]["status"], "confirmed",
+        "{:?}",
+        reply.body
+    );
+
+    let sent = cairn
+        .post(
+            "/OrderOrchestrator/order-pg-later/ProcessOrder/send?delay=300ms",
+            &order_input("p@example.com"),
+        )
+        .await;
+    assert_eq!(sent.status, 202, "{:?}", sent.body);
+    let id = send_await(&cairn, "pg", json!({})).await;
+    let promise = promise_of(&cairn, &id).await;
+
+    let cairn = cairn.restart().await;
+    let resolved = cairn
+        .post(&format!("/promises/{promise}/resolve"), &json!("pg"))
+        .await;
+    assert_eq!(resolved.status, 200, "{:?}", resolved.body);
+    assert_eq!(
+        cairn.output(&id).await.body,
+        json!({"promise": promise, "resolved": "pg"})
+    );
+    let later = cairn
+        .finished_invocation(sent.invocation_id.as_deref().unwrap())
+        .await;
+    assert_eq!(later["status"], "succeeded", "{later}");
+    let stats = cairn.stats().await;
+    assert_eq!(count(&stats, "/charges/total"), 2, "{stats}");
 }

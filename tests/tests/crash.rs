@@ -30,6 +30,38 @@ struct Host {
     admin: String,
 }
 
+impl Host {
+    /// `cairn serve` over `data_dir` on the given (ingress, admin) ports, with the providers
+    /// pointed at the fake at `mock`; the same ports across restarts (a port picked later could
+    /// be one another test's killed host is about to bind again).
+    fn start(
+        data_dir: &std::path::Path,
+        mock: &str,
+        (ingress, admin): (u16, u16),
+        generation: usize,
+    ) -> Host {
+        let child = process::spawn_host(CAIRN, data_dir, None, mock, ingress, admin, generation);
+        Host {
+            child,
+            ingress: format!("http://127.0.0.1:{ingress}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+        }
+    }
+
+    /// Deploys the component at `path` through the admin API.
+    async fn deploy(&self, http: &reqwest::Client, path: &str) {
+        let deployed = http
+            .post(format!("{}/deployments", self.admin))
+            .header("content-type", "application/wasm")
+            .body(std::fs::read(path).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = deployed.status();
+        assert!(status.is_success(), "{}", deployed.text().await.unwrap());
+    }
+}
+
 /// A failing test leaves no host running.
 impl Drop for Host {
     fn drop(&mut self) {
@@ -172,35 +204,16 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
     // killed host is about to bind again.
     let (ingress, admin) = (free_port(), free_port());
     let start = |generation| {
-        let child = process::spawn_host(
-            CAIRN,
+        Host::start(
             data_dir.path(),
-            None,
             &mock.base_url(),
-            ingress,
-            admin,
+            (ingress, admin),
             generation,
-        );
-        Host {
-            child,
-            ingress: format!("http://127.0.0.1:{ingress}"),
-            admin: format!("http://127.0.0.1:{admin}"),
-        }
+        )
     };
     let mut host = start(10);
     wait_healthy(&http, &host.admin).await;
-    let deployed = http
-        .post(format!("{}/deployments", host.admin))
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(test_artifacts::STEPS_SERVICE).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        deployed.status().is_success(),
-        "{}",
-        deployed.text().await.unwrap()
-    );
+    host.deploy(&http, test_artifacts::STEPS_SERVICE).await;
 
     let sent = json_of(
         http.post(format!("{}/Steps/Run/send", host.ingress))
@@ -289,35 +302,16 @@ async fn a_call_killed_while_the_callee_runs_finishes_with_one_effect_each() {
     let http = reqwest::Client::new();
     let (ingress, admin) = (free_port(), free_port());
     let start = |generation| {
-        let child = process::spawn_host(
-            CAIRN,
+        Host::start(
             data_dir.path(),
-            None,
             &mock.base_url(),
-            ingress,
-            admin,
+            (ingress, admin),
             generation,
-        );
-        Host {
-            child,
-            ingress: format!("http://127.0.0.1:{ingress}"),
-            admin: format!("http://127.0.0.1:{admin}"),
-        }
+        )
     };
     let mut host = start(20);
     wait_healthy(&http, &host.admin).await;
-    let deployed = http
-        .post(format!("{}/deployments", host.admin))
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(test_artifacts::RELAY_SERVICE).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        deployed.status().is_success(),
-        "{}",
-        deployed.text().await.unwrap()
-    );
+    host.deploy(&http, test_artifacts::RELAY_SERVICE).await;
     let input = serde_json::json!({
         "target": {"service": "OrderOrchestrator", "key": "order-kill-call", "handler": "ProcessOrder"},
         "input": cairn_e2e::order_input("k@example.com"),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::process::Host;
-use super::{fresh_key, percentiles};
+use super::{deploy, fresh_key, percentiles};
 
 const ROUNDS: usize = 200;
 
@@ -18,21 +18,9 @@ pub(super) async fn calls(
     host: &Host,
     components: &Path,
 ) -> anyhow::Result<Value> {
-    let path = components.join("relay_service.wasm");
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Ok(json!({"skipped": format!("{} not found", path.display())}));
-    };
-    let resp = http
-        .post(format!("{}/deployments", host.admin))
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        resp.status().is_success(),
-        "deploying the relay: {}",
-        resp.text().await?
-    );
+    if let Some(skipped) = deploy(http, host, &components.join("relay_service.wasm")).await? {
+        return Ok(skipped);
+    }
     let target = json!({"service": "Steps", "handler": "Run"});
     let mut call = Vec::new();
     for _ in 0..ROUNDS {

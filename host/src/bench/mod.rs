@@ -259,21 +259,9 @@ async fn one_key(http: &reqwest::Client, host: &Host, fake: &Fake) -> anyhow::Re
 
 /// Sequential 1-, 3- and 9-step workflows of `run` steps: the per-step overhead.
 async fn steps(http: &reqwest::Client, host: &Host, components: &Path) -> anyhow::Result<Value> {
-    let path = components.join("steps_service.wasm");
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Ok(json!({"skipped": format!("{} not found", path.display())}));
-    };
-    let resp = http
-        .post(format!("{}/deployments", host.admin))
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        resp.status().is_success(),
-        "deploying the steps service: {}",
-        resp.text().await?
-    );
+    if let Some(skipped) = deploy(http, host, &components.join("steps_service.wasm")).await? {
+        return Ok(skipped);
+    }
     let mut rows = Vec::new();
     let mut p50 = Vec::new();
     for n in [1u32, 3, 9] {
@@ -301,6 +289,28 @@ async fn steps(http: &reqwest::Client, host: &Host, components: &Path) -> anyhow
         "workflows": rows,
         "per_step_ms": ((p50[2] - p50[0]) / 8.0 * 1000.0).round() / 1000.0,
     }))
+}
+
+/// Deploys the test component at `path`; `Some(reason)` to report when it was not built.
+async fn deploy(http: &reqwest::Client, host: &Host, path: &Path) -> anyhow::Result<Option<Value>> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(Some(
+            json!({"skipped": format!("{} not found", path.display())}),
+        ));
+    };
+    let resp = http
+        .post(format!("{}/deployments", host.admin))
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "deploying {}: {}",
+        path.display(),
+        resp.text().await?
+    );
+    Ok(None)
 }
 
 /// What every start of a host in one bench run shares.

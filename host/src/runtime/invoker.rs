@@ -122,8 +122,10 @@ enum Attempt {
 /// the outcome. Exclusive handlers of a keyed object hold the key for the whole run.
 pub async fn invoke(runtime: &Arc<Runtime>, mut inv: Invocation) -> Outcome {
     // A delayed send waits for its time first, holding nothing (a restart resumes the wait).
-    if let Some(not_before) = inv.not_before {
-        super::wakes::wait(runtime, Some(not_before), &[]).await;
+    if let Some(not_before) = inv.not_before
+        && !super::wakes::wait(runtime, Some(not_before), &[]).await
+    {
+        return stopping(&inv.id);
     }
     // The first attempt may know its journal already (new, or resumed after a restart).
     let known = inv.known_journal.take();
@@ -146,6 +148,18 @@ pub async fn invoke(runtime: &Arc<Runtime>, mut inv: Invocation) -> Outcome {
         tracing::warn!(invocation = %id, error = %e, "could not release the leases");
     }
     outcome
+}
+
+/// The outcome of an invocation left waiting because this host stops: nothing is written, and
+/// the next start resumes it.
+fn stopping(id: &str) -> Outcome {
+    tracing::debug!(invocation = %id, "left waiting: the host stops");
+    Outcome::Failed(FailureRecord {
+        kind: "retryable".into(),
+        code: 503,
+        message: "the host is stopping; the invocation resumes when it starts again".into(),
+        divergence: None,
+    })
 }
 
 /// How [`run_to_end`] stopped.
@@ -177,7 +191,9 @@ async fn run_suspending(
         let id = std::mem::take(&mut inv.id);
         drop(inv);
         tracing::debug!(invocation = %id, ?until_ms, ?on, "suspended");
-        super::wakes::wait(runtime, until_ms, &on).await;
+        if !super::wakes::wait(runtime, until_ms, &on).await {
+            return stopping(&id);
+        }
         inv = match runtime.storage.invocation(&id).await {
             Ok(Some(row)) => match row.outcome() {
                 None => row,

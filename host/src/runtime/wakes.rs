@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::{Either, select, select_all};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::Runtime;
 use crate::journal::Awaited;
@@ -24,12 +24,28 @@ fn poll_interval(shared: bool) -> Duration {
     }
 }
 
-#[derive(Default)]
 pub struct Wakes {
     waiting: Mutex<HashMap<Awaited, Arc<Notify>>>,
+    /// Set when the host stops: every wait ends at once, and the invocation is left to the
+    /// next start (its rows say what it waits for).
+    stopping: watch::Sender<bool>,
+}
+
+impl Default for Wakes {
+    fn default() -> Self {
+        Wakes {
+            waiting: Mutex::default(),
+            stopping: watch::channel(false).0,
+        }
+    }
 }
 
 impl Wakes {
+    /// Ends every wait of this process, now and later (the host is stopping).
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
     /// Wakes the invocations of this process waiting on `what`.
     pub fn notify(&self, what: &Awaited) {
         let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
@@ -58,22 +74,28 @@ impl Wakes {
     }
 }
 
-/// Waits until `until_ms` (Unix ms) passes or one of `on` completes, whichever comes first.
-pub async fn wait(runtime: &Runtime, until_ms: Option<i64>, on: &[Awaited]) {
+/// Waits until `until_ms` (Unix ms) passes or one of `on` completes, whichever comes first;
+/// `false` when the host stops first.
+pub async fn wait(runtime: &Runtime, until_ms: Option<i64>, on: &[Awaited]) -> bool {
+    let mut stopping = runtime.wakes.stopping.subscribe();
+    if *stopping.borrow_and_update() {
+        return false;
+    }
     if on.is_empty() {
         let wait = until_ms
             .unwrap_or_else(now_ms)
             .saturating_sub(now_ms())
             .max(0);
-        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-        return;
+        let sleep = Box::pin(tokio::time::sleep(Duration::from_millis(wait as u64)));
+        let stop = Box::pin(stopping.changed());
+        return matches!(select(sleep, stop).await, Either::Left(_));
     }
     let listening: Vec<(Awaited, Arc<Notify>)> = on
         .iter()
         .map(|what| (what.clone(), runtime.wakes.listen(what)))
         .collect();
     let poll = poll_interval(runtime.storage.shared());
-    loop {
+    let finished = loop {
         // Listening before looking: a completion between the two is not missed.
         let mut notified: Vec<_> = listening
             .iter()
@@ -83,23 +105,25 @@ pub async fn wait(runtime: &Runtime, until_ms: Option<i64>, on: &[Awaited]) {
             n.as_mut().enable();
         }
         match any_completed(runtime, on).await {
-            Ok(true) => break,
+            Ok(true) => break true,
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "checking what an invocation waits for"),
         }
         let now = now_ms();
         if until_ms.is_some_and(|until| now >= until) {
-            break;
+            break true;
         }
         let nap = until_ms.map_or(poll, |until| {
             poll.min(Duration::from_millis((until - now).max(0) as u64))
         });
         let timer = Box::pin(tokio::time::sleep(nap));
-        if let Either::Left(_) = select(select_all(notified), timer).await {
-            continue;
+        let stop = Box::pin(stopping.changed());
+        if let Either::Right(_) = select(select(select_all(notified), timer), stop).await {
+            break false;
         }
-    }
+    };
     runtime.wakes.forget(listening);
+    finished
 }
 
 async fn any_completed(runtime: &Runtime, on: &[Awaited]) -> StorageResult<bool> {
