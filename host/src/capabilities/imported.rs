@@ -64,6 +64,9 @@ impl HostState {
         }
         let name = call.name.clone();
         let args = call.params.clone();
+        // Live, the callee's value itself; replaying, it is decoded from the record.
+        let mut live_output: Option<Val> = None;
+        let slot = &mut live_output;
         let recorded: Box<RawValue> = svc
             .journal
             .record(
@@ -81,6 +84,7 @@ impl HostState {
                     }
                     .and_then(RawValue::from_string)
                     .map_err(|e| JournalError::Codec(e.to_string()))?;
+                    *slot = performed.output;
                     Ok(Effect {
                         value: text,
                         detail: Some(detail),
@@ -91,8 +95,11 @@ impl HostState {
             )
             .await
             .map_err(trap)?;
-        if let (Some(ty), Some(slot)) = (result_ty, results.first_mut()) {
-            *slot = decode(&name, &ty, &recorded)?;
+        if let (Some(ty), Some(result)) = (result_ty, results.first_mut()) {
+            *result = match live_output {
+                Some(value) => value,
+                None => decode(&name, &ty, &recorded)?,
+            };
         }
         Ok(())
     }
