@@ -12,7 +12,7 @@ mod flow;
 mod input;
 mod order;
 
-use cairn_sdk::{Context, Failure, HandlerInfo, Service, ServiceKind};
+use cairn_sdk::{Context, Failure, HandlerInfo, Service, ServiceKind, SharedContext};
 
 use crate::effects::HostEffects;
 use crate::order::{ORDER_KEY, Order};
@@ -50,9 +50,21 @@ impl Service for OrderOrchestrator {
     fn handle(ctx: &Context, handler: &str, input: &[u8]) -> Result<Vec<u8>, Failure> {
         match handler {
             "ProcessOrder" => process_order(ctx, input),
+            other => Err(Failure::not_found(format!(
+                "service OrderOrchestrator has no exclusive handler {other}"
+            ))),
+        }
+    }
+
+    fn handle_shared(
+        ctx: &SharedContext,
+        handler: &str,
+        _input: &[u8],
+    ) -> Result<Vec<u8>, Failure> {
+        match handler {
             "GetOrder" => get_order(ctx),
             other => Err(Failure::not_found(format!(
-                "service OrderOrchestrator has no handler {other}"
+                "service OrderOrchestrator has no shared handler {other}"
             ))),
         }
     }
@@ -66,7 +78,7 @@ fn process_order(ctx: &Context, input: &[u8]) -> Result<Vec<u8>, Failure> {
     cairn_sdk::json::to_output(&order)
 }
 
-fn get_order(ctx: &Context) -> Result<Vec<u8>, Failure> {
+fn get_order(ctx: &SharedContext) -> Result<Vec<u8>, Failure> {
     let key = ctx.require_key()?;
     match ctx.get::<Order>(ORDER_KEY)? {
         Some(order) => cairn_sdk::json::to_output(&order),

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::cairn::durable::{calls, promise};
-use crate::context::Context;
+use crate::context::SharedContext;
 use crate::failure::Failure;
 
 /// A handler of another service: a plain service's or a keyed object's.
@@ -107,7 +107,7 @@ impl From<calls::CallError> for Failure {
     }
 }
 
-impl Context {
+impl SharedContext {
     /// Calls `target` with `input` and decodes its output. The callee runs as its own
     /// invocation; this one is suspended meanwhile (it holds no instance), and a replay gets the
     /// recorded output without a second callee.

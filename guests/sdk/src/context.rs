@@ -1,5 +1,7 @@
 //! The handler's view of its invocation: who it is (`cairn:durable/context`), durable steps
-//! (`cairn:durable/run`) and the per-key state of a keyed object (`cairn:durable/state`).
+//! (`cairn:durable/run`) and the per-key state of a keyed object (`cairn:durable/state`). The
+//! type says what a handler may do: a shared handler gets a [`SharedContext`], which cannot
+//! write state; an exclusive one a [`Context`], which can.
 //!
 //! Values crossing these interfaces are JSON (serde). Every call here is an import call that the
 //! host journals, so a handler must make them in a deterministic order.
@@ -67,17 +69,71 @@ impl From<StateError> for Failure {
     }
 }
 
-/// Handed to each handler call: the durable capabilities of the invocation.
+/// What a shared handler may do: read state, run steps, sleep, call, send, use promises. It has
+/// no way to write state, so a write in a shared handler does not compile:
+///
+/// ```compile_fail
+/// fn get_order(ctx: &cairn_sdk::SharedContext) {
+///     ctx.set("order", &1).unwrap(); // no method `set` on `SharedContext`
+/// }
+/// ```
 #[derive(Debug, Default)]
-pub struct Context {
+pub struct SharedContext {
     invocation: OnceCell<Invocation>,
     /// Whether a step closure is running, to refuse nested steps.
     open_step: Cell<bool>,
 }
 
+/// What an exclusive handler may do: everything a [`SharedContext`] can (it derefs to one), and
+/// write the object's state.
+#[derive(Debug, Default)]
+pub struct Context {
+    shared: SharedContext,
+}
+
+impl std::ops::Deref for Context {
+    type Target = SharedContext;
+
+    fn deref(&self) -> &SharedContext {
+        &self.shared
+    }
+}
+
 impl Context {
     /// A context for the invocation the component is serving. [`crate::dispatch`] makes one per
-    /// handler call; make your own only when you export the handler by hand.
+    /// exclusive handler call; make your own only when you export the handler by hand.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores `value` as JSON under `key`.
+    pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(value).map_err(|err| StateError::Encode {
+            key: key.to_owned(),
+            message: err.to_string(),
+        })?;
+        self.set_raw(key, &bytes);
+        Ok(())
+    }
+
+    /// Stores raw bytes under `key`.
+    pub fn set_raw(&self, key: &str, value: &[u8]) {
+        state::set(key, value);
+    }
+
+    /// Removes `key`.
+    pub fn clear(&self, key: &str) {
+        state::clear(key);
+    }
+
+    /// Removes every key of this object.
+    pub fn clear_all(&self) {
+        state::clear_all();
+    }
+}
+
+impl SharedContext {
+    /// A context for a shared handler call ([`crate::dispatch`] makes one).
     pub fn new() -> Self {
         Self::default()
     }
@@ -153,34 +209,9 @@ impl Context {
             .transpose()
     }
 
-    /// Stores `value` as JSON under `key`.
-    pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec(value).map_err(|err| StateError::Encode {
-            key: key.to_owned(),
-            message: err.to_string(),
-        })?;
-        self.set_raw(key, &bytes);
-        Ok(())
-    }
-
     /// The raw bytes under `key`.
     pub fn get_raw(&self, key: &str) -> Option<Vec<u8>> {
         state::get(key)
-    }
-
-    /// Stores raw bytes under `key`.
-    pub fn set_raw(&self, key: &str, value: &[u8]) {
-        state::set(key, value);
-    }
-
-    /// Removes `key`.
-    pub fn clear(&self, key: &str) {
-        state::clear(key);
-    }
-
-    /// Removes every key of this object.
-    pub fn clear_all(&self) {
-        state::clear_all();
     }
 
     /// The keys of this object.

@@ -60,7 +60,7 @@ pub mod log;
 mod service;
 
 pub use calls::{Completion, Promise, Target};
-pub use context::{Context, Invocation, StateError};
+pub use context::{Context, Invocation, SharedContext, StateError};
 pub use failure::{Failure, FailureKind};
 pub use service::{HandlerInfo, HandlerKind, Service, ServiceKind, dispatch};
 

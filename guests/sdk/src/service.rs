@@ -3,7 +3,7 @@
 //! macro implements the generated `cairn:durable/handler` `Guest` trait by delegating to
 //! [`dispatch`], which answers unknown handlers with a terminal 404.
 
-use crate::context::Context;
+use crate::context::{Context, SharedContext};
 use crate::failure::Failure;
 
 /// Whether a service is keyed.
@@ -58,20 +58,40 @@ pub trait Service {
     /// Every handler; calls to other names fail with a terminal 404 before [`Service::handle`].
     const HANDLERS: &'static [HandlerInfo];
 
-    /// Handles one call of `handler` (one of [`Service::HANDLERS`]) with its raw input.
+    /// Handles one call of the exclusive `handler` (one of [`Service::HANDLERS`]; every handler
+    /// of a plain service) with its raw input. It may write state.
     fn handle(ctx: &Context, handler: &str, input: &[u8]) -> Result<Vec<u8>, Failure>;
+
+    /// Handles one call of the shared `handler` of a keyed object. Its context cannot write
+    /// state (that does not compile). The default: no shared handlers.
+    fn handle_shared(
+        _ctx: &SharedContext,
+        handler: &str,
+        _input: &[u8],
+    ) -> Result<Vec<u8>, Failure> {
+        Err(Failure::terminal(
+            500,
+            format!("{handler} is declared shared but the service has no handle_shared"),
+        ))
+    }
 }
 
 /// Runs one call of `S`: a terminal 404 for an unknown handler, else [`Service::handle`] with a
-/// fresh [`Context`].
+/// fresh [`Context`] (exclusive handlers) or [`Service::handle_shared`] with a
+/// [`SharedContext`] (shared handlers of a keyed object).
 pub fn dispatch<S: Service>(handler: &str, input: &[u8]) -> Result<Vec<u8>, Failure> {
-    if !S::HANDLERS.iter().any(|h| h.name == handler) {
+    let Some(info) = S::HANDLERS.iter().find(|h| h.name == handler) else {
         return Err(Failure::not_found(format!(
             "service {} has no handler {handler}",
             S::NAME
         )));
+    };
+    match (S::KIND, info.kind) {
+        (ServiceKind::KeyedObject, HandlerKind::Shared) => {
+            S::handle_shared(&SharedContext::new(), handler, input)
+        }
+        _ => S::handle(&Context::new(), handler, input),
     }
-    S::handle(&Context::new(), handler, input)
 }
 
 /// Exports `$service` (a [`Service`]) as the component's `cairn:durable/handler`, through the

@@ -13,7 +13,9 @@
 
 use core::time::Duration;
 
-use cairn_sdk::{Completion, Context, Failure, HandlerInfo, Promise, Service, ServiceKind, Target};
+use cairn_sdk::{
+    Completion, Context, Failure, HandlerInfo, Promise, Service, ServiceKind, SharedContext, Target,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -95,6 +97,13 @@ impl Service for Relay {
                 let id = ctx.send(&target_of(target), &input, delay)?;
                 json!({ "invocationId": id })
             }
+            other => return Err(Failure::not_found(format!("no handler {other:?}"))),
+        };
+        cairn_sdk::json::to_output(&answer)
+    }
+
+    fn handle_shared(ctx: &SharedContext, handler: &str, input: &[u8]) -> Result<Vec<u8>, Failure> {
+        let answer = match handler {
             "Await" => {
                 let AwaitInput {
                     timeout_ms,
