@@ -5,7 +5,8 @@
 //! charge, one label and one email, in agreement with the stored order.
 //!
 //! A durable sleep is killed the same way: it ends at the time its journal entry recorded,
-//! not a full sleep after the restart. So is a call between services while its callee runs.
+//! not a full sleep after the restart. So are a call between services while its callee runs,
+//! a promise wait and a delayed send.
 
 use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -388,4 +389,70 @@ async fn a_call_killed_while_the_callee_runs_finishes_with_one_effect_each() {
     ] {
         assert_eq!(count(&stats, counter), 1, "{counter}: {stats}");
     }
+}
+
+/// A promise wait and a delayed send survive kill -9: the send, due while the host is down,
+/// fires once after the restart, and the promise, resolved after it, wakes its waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promise_wait_and_a_delayed_send_survive_kill_minus_nine() {
+    let mock = MockServer::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
+        .await
+        .unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let ports = (free_port(), free_port());
+    let mut host = Host::start(data_dir.path(), &mock.base_url(), ports, 30);
+    wait_healthy(&http, &host.admin).await;
+    host.deploy(&http, test_artifacts::RELAY_SERVICE).await;
+    let sent = json_of(
+        http.post(format!("{}/Relay/w/Await/send", host.ingress))
+            .json(&serde_json::json!({})),
+    )
+    .await;
+    let waiter = sent["invocationId"].as_str().unwrap().to_string();
+    let delayed = json_of(
+        http.post(format!(
+            "{}/OrderOrchestrator/order-kill-later/ProcessOrder/send?delay=1s",
+            host.ingress
+        ))
+        .json(&cairn_e2e::order_input("d@example.com")),
+    )
+    .await;
+    let delayed = delayed["invocationId"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let promise = loop {
+        let inv = json_of(http.get(format!("{}/invocations/{waiter}", host.admin))).await;
+        if inv["journal"][1]["name"] == "wait" {
+            break inv["journal"][0]["result"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no wait recorded: {inv}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    host.child.kill().unwrap();
+    host.child.wait().unwrap();
+    // Down while the delay ends.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let host = Host::start(data_dir.path(), &mock.base_url(), ports, 31);
+    wait_healthy(&http, &host.admin).await;
+    let resolved = http
+        .post(format!("{}/promises/{promise}/resolve", host.ingress))
+        .json(&serde_json::json!("after the kill"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resolved.status().as_u16(), 200);
+    let output = json_of(http.get(format!("{}/invocations/{waiter}/output", host.ingress))).await;
+    assert_eq!(
+        output,
+        serde_json::json!({"promise": promise, "resolved": "after the kill"})
+    );
+    let later = json_of(http.get(format!("{}/invocations/{delayed}/output", host.ingress))).await;
+    assert_eq!(later["status"], "confirmed", "{later}");
+    let stats = json_of(http.get(format!("{}/_mock/stats", mock.base_url()))).await;
+    assert_eq!(
+        count(&stats, "/charges/by_order/order-kill-later"),
+        1,
+        "{stats}"
+    );
 }
