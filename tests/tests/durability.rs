@@ -85,7 +85,7 @@ async fn a_changed_component_replaying_an_old_journal_is_reported_as_diverged() 
             key: Some("order-div".into()),
             input: order_input("div@example.com").to_string().into_bytes(),
             deployment_id: deployment.id.clone(),
-            providers: registry.active_interfaces(),
+            providers: registry.pins(deployment),
             idempotency: None,
             not_before: None,
         })

@@ -31,6 +31,7 @@ pub fn define(
         &function.clone(),
         move |mut store, ty, params, results| {
             let call = Call {
+                caller: store.data().component.clone(),
                 interface: interface.clone(),
                 function: function.clone(),
                 name: name.clone(),

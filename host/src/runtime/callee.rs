@@ -21,6 +21,8 @@ use crate::storage::CallMarker;
 
 /// One call from a service into another component.
 pub struct Call {
+    /// The caller's deployment (whose import `ty` is).
+    pub caller: Arc<str>,
     /// The interface as the caller imports it, with its version.
     pub interface: Arc<str>,
     pub function: Arc<str>,
@@ -108,7 +110,13 @@ pub async fn perform(
             describe_trap(&e)
         ))
     };
-    let func = function(&mut callee, &call.interface, &call.function, Some(&call.ty))?;
+    let func = function(
+        runtime,
+        deployment_id,
+        &mut callee,
+        (&call.interface, &call.function),
+        Some((&call.caller, &call.ty)),
+    )?;
     let safety = retry_safety(runtime, deployment_id, &call, &mut callee)
         .await
         .map_err(trapped)?;
@@ -147,7 +155,7 @@ pub async fn perform(
             let mut decided = false;
             if let RetrySafety::Lookup(finder) = &safety {
                 callee.ctx().in_doubt_since = live.earliest_start_ms;
-                match find(&mut callee, finder, &call).await? {
+                match find(runtime, deployment_id, &mut callee, finder, &call).await? {
                     Found::Effect(v) => {
                         return Ok(done(callee, Some(v), Some("in doubt: found by lookup")));
                     }
@@ -266,14 +274,16 @@ async fn instantiate(
     })
 }
 
-/// Function `function` of exported `interface`; with `expected`, checked to have the type the
-/// caller imports (a caller built against another version of the interface is refused, not
-/// fed values of the wrong shape).
+/// Function `function` of exported `interface` of deployment `deployment_id`; with `expected`
+/// (the caller's deployment and import), checked to have the type the caller imports (a caller
+/// built against another version of the interface is refused, not fed values of the wrong
+/// shape). The export's index and the check are cached per deployment.
 fn function(
+    runtime: &Runtime,
+    deployment_id: &str,
     callee: &mut Callee,
-    interface: &str,
-    function: &str,
-    expected: Option<&ComponentFunc>,
+    (interface, function): (&str, &str),
+    expected: Option<(&str, &ComponentFunc)>,
 ) -> Result<Func, JournalError> {
     let missing = || {
         JournalError::Misuse(format!(
@@ -281,30 +291,61 @@ fn function(
         ))
     };
     let store = &mut callee.store;
-    let index = callee
-        .instance
-        .get_export_index(&mut *store, None, interface)
-        .ok_or_else(missing)?;
-    let index = callee
-        .instance
-        .get_export_index(&mut *store, Some(&index), function)
-        .ok_or_else(missing)?;
+    let key = format!("{deployment_id}/{interface}#{function}");
+    let cached = runtime
+        .callee_exports
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .copied();
+    let index = match cached {
+        Some(index) => index,
+        None => {
+            let instance = callee
+                .instance
+                .get_export_index(&mut *store, None, interface)
+                .ok_or_else(missing)?;
+            let index = callee
+                .instance
+                .get_export_index(&mut *store, Some(&instance), function)
+                .ok_or_else(missing)?;
+            runtime
+                .callee_exports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), index);
+            index
+        }
+    };
     let func = callee
         .instance
         .get_func(&mut *store, index)
         .ok_or_else(missing)?;
-    if let Some(expected) = expected {
-        let actual = func.ty(&*store);
-        let same = actual
-            .params()
-            .map(|(_, t)| t)
-            .eq(expected.params().map(|(_, t)| t))
-            && actual.results().eq(expected.results());
-        if !same {
-            return Err(JournalError::Misuse(format!(
-                "{interface}#{function}: the deployed component's function has another type \
-                 than the caller imports"
-            )));
+    if let Some((caller, expected)) = expected {
+        let checked = format!("{caller}>{key}");
+        let known = runtime
+            .checked_imports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&checked);
+        if !known {
+            let actual = func.ty(&*store);
+            let same = actual
+                .params()
+                .map(|(_, t)| t)
+                .eq(expected.params().map(|(_, t)| t))
+                && actual.results().eq(expected.results());
+            if !same {
+                return Err(JournalError::Misuse(format!(
+                    "{interface}#{function}: the deployed component's function has another \
+                     type than the caller imports"
+                )));
+            }
+            runtime
+                .checked_imports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(checked);
         }
     }
     Ok(func)
@@ -385,6 +426,8 @@ enum Found {
 /// Looks up the effect of an in-doubt call with the finder the component named: same
 /// arguments, `result<option<T>, E>` for a call returning `result<T, E>`.
 async fn find(
+    runtime: &Runtime,
+    deployment_id: &str,
     callee: &mut Callee,
     finder: &FunctionRef,
     call: &Call,
@@ -400,7 +443,13 @@ async fn find(
                 call.name, finder.interface
             ))
         })?;
-    let func = function(callee, &interface, &finder.function, None)?;
+    let func = function(
+        runtime,
+        deployment_id,
+        callee,
+        (&interface, &finder.function),
+        None,
+    )?;
     let output = invoke(callee, &func, &call.params, 1).await.map_err(|e| {
         JournalError::Effect(format!("lookup of {}: {}", call.name, describe_trap(&e)))
     })?;

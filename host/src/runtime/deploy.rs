@@ -287,10 +287,13 @@ async fn load(
     let registry = runtime.registry();
     let exported = |name: &str| registry.interfaces.contains_key(name);
     let exports_item = |name: &str| component.get_export_index(None, name).is_some();
+    let mut imports = Vec::new();
     let (kind, linked) = if exports_item(HANDLER_EXPORT) {
-        let pre = runtime
-            .linkers
-            .link(&runtime.engine, World::Service, &component, &exported)?;
+        let (pre, called) =
+            runtime
+                .linkers
+                .link(&runtime.engine, World::Service, &component, &exported)?;
+        imports = called;
         let service = ServicePre::new(pre).map_err(|e| DeployError::MissingExport {
             world: World::Service.name(),
             message: format!("{e:#}"),
@@ -302,9 +305,10 @@ async fn load(
         if provided.is_empty() {
             return Err(DeployError::UnknownWorld(exports.join(", ")));
         }
-        let pre = runtime
-            .linkers
-            .link(&runtime.engine, World::Provider, &component, &exported)?;
+        let (pre, _) =
+            runtime
+                .linkers
+                .link(&runtime.engine, World::Provider, &component, &exported)?;
         let recovery = match RecoveryIndices::new(&pre) {
             Ok(indices) => Some(indices),
             Err(_) if !exports_item(RECOVERY_EXPORT) => None,
@@ -328,6 +332,7 @@ async fn load(
         created_at,
         limits,
         own: None,
+        imports,
     })
 }
 

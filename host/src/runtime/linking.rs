@@ -71,14 +71,15 @@ impl Linkers {
 
     /// Checks the imports of `component` against `world` and pre-instantiates it. A service's
     /// imports of other components' interfaces are defined here, for this component only; each
-    /// must be `exported` by a deployed component.
+    /// must be `exported` by a deployed component. Also returns those interfaces (the ones an
+    /// invocation of it pins).
     pub fn link(
         &self,
         engine: &Engine,
         world: World,
         component: &Component,
         exported: &dyn Fn(&str) -> bool,
-    ) -> Result<InstancePre<HostState>, DeployError> {
+    ) -> Result<(InstancePre<HostState>, Vec<String>), DeployError> {
         let ty = component.component_type();
         // Interfaces of other components: (name, its functions).
         let mut imported = Vec::new();
@@ -110,6 +111,11 @@ impl Linkers {
             imported.push((name.to_string(), functions));
         }
         let link = |e: wasmtime::Error| DeployError::Link(format!("{e:#}"));
+        let called: Vec<String> = imported
+            .iter()
+            .filter(|(_, functions)| !functions.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
         let pre = if imported.is_empty() {
             self.linker(world).instantiate_pre(component)
         } else {
@@ -123,7 +129,7 @@ impl Linkers {
             }
             linker.instantiate_pre(component)
         };
-        pre.map_err(link)
+        Ok((pre.map_err(link)?, called))
     }
 
     fn linker(&self, world: World) -> &Linker<HostState> {

@@ -100,6 +100,12 @@ pub struct Runtime {
     pub wakes: wakes::Wakes,
     /// Permits for running invocations (`RuntimeSettings::max_running`).
     pub(crate) running: tokio::sync::Semaphore,
+    /// "deployment/interface#function" → the index of that export (see [`callee`]).
+    pub(crate) callee_exports: std::sync::Mutex<
+        std::collections::HashMap<String, wasmtime::component::ComponentExportIndex>,
+    >,
+    /// "caller>deployment/interface#function": imports checked to match their callee's type.
+    pub(crate) checked_imports: std::sync::Mutex<std::collections::HashSet<String>>,
     /// "deployment/interface.function" → what the component said about repeating it.
     pub(crate) retry_safety:
         std::sync::Mutex<std::collections::HashMap<String, crate::bindings::recovery::RetrySafety>>,
@@ -163,6 +169,8 @@ impl Runtime {
             wakes: wakes::Wakes::default(),
             running: tokio::sync::Semaphore::new(settings.max_running.max(1)),
             retry_safety: Default::default(),
+            callee_exports: Default::default(),
+            checked_imports: Default::default(),
         }))
     }
 

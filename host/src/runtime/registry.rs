@@ -66,6 +66,8 @@ pub struct Deployment {
     pub limits: Limits,
     /// A provider's own settings (`None`: the host's defaults for the interfaces it exports).
     pub own: Option<OwnSettings>,
+    /// A service's imports of interfaces that other components export.
+    pub imports: Vec<String>,
 }
 
 /// Deployments by id, and the active one per service name and per exported interface.
@@ -129,9 +131,13 @@ impl Registry {
         }
     }
 
-    /// Interface → deployment id of the active implementations: what a new invocation is
-    /// pinned to.
-    pub fn active_interfaces(&self) -> BTreeMap<String, String> {
-        self.interfaces.clone()
+    /// Interface → deployment id of the active implementations of what `deployment` imports:
+    /// what a new invocation of it is pinned to.
+    pub fn pins(&self, deployment: &Deployment) -> BTreeMap<String, String> {
+        deployment
+            .imports
+            .iter()
+            .filter_map(|name| Some((name.clone(), self.interfaces.get(name)?.clone())))
+            .collect()
     }
 }

@@ -95,7 +95,7 @@ pub fn new_invocation(
         key,
         input,
         deployment_id: deployment.id.clone(),
-        providers: registry.active_interfaces(),
+        providers: registry.pins(deployment),
         idempotency,
         not_before,
     };
