@@ -395,9 +395,16 @@ async fn a_call_killed_while_the_callee_runs_finishes_with_one_effect_each() {
 /// fires once after the restart, and the promise, resolved after it, wakes its waiter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promise_wait_and_a_delayed_send_survive_kill_minus_nine() {
-    let mock = MockServer::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
-        .await
-        .unwrap();
+    // No random declines: the delayed order must be confirmed.
+    let mock = MockServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockConfig {
+            decline_rate: 0.0,
+            delay_ms: (0, 0),
+        },
+    )
+    .await
+    .unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
     let ports = (free_port(), free_port());
