@@ -1,7 +1,7 @@
 //! What the order flow does to the world, as a trait: the component's implementation calls the
 //! host (state, the provider imports, log); unit tests substitute a fake that counts effects.
 
-use cairn_sdk::{Context, Failure};
+use cairn_sdk::{Failure, ObjectContext};
 
 use crate::bindings::cairn::commerce::types::{
     Charge, ChargeRequest, EmailMessage, EmailReceipt, Label, LabelRequest, ProviderError,
@@ -24,11 +24,11 @@ pub trait Effects {
 
 /// [`Effects`] through the host's imports.
 pub struct HostEffects<'a> {
-    ctx: &'a Context,
+    ctx: &'a ObjectContext,
 }
 
 impl<'a> HostEffects<'a> {
-    pub fn new(ctx: &'a Context) -> Self {
+    pub fn new(ctx: &'a ObjectContext) -> Self {
         Self { ctx }
     }
 }

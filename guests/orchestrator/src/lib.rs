@@ -1,5 +1,5 @@
 //! `order-orchestrator`: the `OrderOrchestrator` keyed object (key = order id), exported as
-//! `cairn:durable/handler` of world `cairn:commerce/orchestrator`.
+//! `cairn:durable/handler`; it imports `payments`, `email` and `shipping` of `cairn:commerce`.
 //!
 //! - `ProcessOrder` (exclusive): validate the input, then pending → charge → paid → label →
 //!   email → confirmed, saving the order under state key `order` at each stage
@@ -12,78 +12,38 @@ mod flow;
 mod input;
 mod order;
 
-use cairn_sdk::{Context, Failure, HandlerInfo, Service, ServiceKind, SharedContext};
+use cairn_sdk::{Failure, ObjectContext, SharedContext};
 
 use crate::effects::HostEffects;
 use crate::order::{ORDER_KEY, Order};
 
 mod bindings {
-    wit_bindgen::generate!({
-        world: "cairn:commerce/orchestrator@0.1.0",
+    cairn_sdk::generate!({
         path: "../../wit",
-        additional_derives: [PartialEq, Eq],
-        with: {
-            "cairn:durable/context@0.1.1": cairn_sdk::bindings::cairn::durable::context,
-            "cairn:durable/run@0.1.1": cairn_sdk::bindings::cairn::durable::run,
-            "cairn:durable/state@0.1.1": cairn_sdk::bindings::cairn::durable::state,
-            "cairn:durable/http@0.1.1": cairn_sdk::bindings::cairn::durable::http,
-            "cairn:durable/log@0.1.1": cairn_sdk::bindings::cairn::durable::log,
-            "cairn:durable/timer@0.1.1": cairn_sdk::bindings::cairn::durable::timer,
-            "cairn:durable/calls@0.1.1": cairn_sdk::bindings::cairn::durable::calls,
-            "cairn:durable/promise@0.1.1": cairn_sdk::bindings::cairn::durable::promise,
-            "cairn:durable/handler@0.1.1": generate,
-        },
+        import: [
+            "cairn:commerce/payments@0.1.0",
+            "cairn:commerce/email@0.1.0",
+            "cairn:commerce/shipping@0.1.0",
+        ],
+        derives: [Eq],
     });
 }
 
 /// The order orchestrator service.
 struct OrderOrchestrator;
 
-impl Service for OrderOrchestrator {
-    const NAME: &'static str = "OrderOrchestrator";
-    const KIND: ServiceKind = ServiceKind::KeyedObject;
-    const HANDLERS: &'static [HandlerInfo] = &[
-        HandlerInfo::exclusive("ProcessOrder"),
-        HandlerInfo::shared("GetOrder"),
-    ];
-
-    fn handle(ctx: &Context, handler: &str, input: &[u8]) -> Result<Vec<u8>, Failure> {
-        match handler {
-            "ProcessOrder" => process_order(ctx, input),
-            other => Err(Failure::not_found(format!(
-                "service OrderOrchestrator has no exclusive handler {other}"
-            ))),
-        }
+#[cairn_sdk::object(rename_all = "PascalCase")]
+impl OrderOrchestrator {
+    /// Its own decoding ([`input::parse`]), so that each broken rule has its own message.
+    fn process_order(ctx: &ObjectContext, input: &[u8]) -> Result<Order, Failure> {
+        // Validation comes first: bad input touches no state and no provider.
+        let input = input::parse(input)?;
+        flow::process_order(&HostEffects::new(ctx), ctx.key(), &input)
     }
 
-    fn handle_shared(
-        ctx: &SharedContext,
-        handler: &str,
-        _input: &[u8],
-    ) -> Result<Vec<u8>, Failure> {
-        match handler {
-            "GetOrder" => get_order(ctx),
-            other => Err(Failure::not_found(format!(
-                "service OrderOrchestrator has no shared handler {other}"
-            ))),
-        }
+    #[shared]
+    fn get_order(ctx: &SharedContext) -> Result<Order, Failure> {
+        ctx.get::<Order>(ORDER_KEY)?
+            .ok_or_else(|| Failure::not_found(format!("order {} not found", ctx.key())))
     }
 }
-
-fn process_order(ctx: &Context, input: &[u8]) -> Result<Vec<u8>, Failure> {
-    // Validation comes first: bad input touches no state and no provider.
-    let input = input::parse(input)?;
-    let key = ctx.require_key()?;
-    let order = flow::process_order(&HostEffects::new(ctx), key, &input)?;
-    cairn_sdk::json::to_output(&order)
-}
-
-fn get_order(ctx: &SharedContext) -> Result<Vec<u8>, Failure> {
-    let key = ctx.require_key()?;
-    match ctx.get::<Order>(ORDER_KEY)? {
-        Some(order) => cairn_sdk::json::to_output(&order),
-        None => Err(Failure::not_found(format!("order {key} not found"))),
-    }
-}
-
-cairn_sdk::export_service!(OrderOrchestrator, crate::bindings);

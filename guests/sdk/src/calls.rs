@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::cairn::durable::{calls, promise};
-use crate::context::SharedContext;
+use crate::context::Context;
 use crate::failure::Failure;
 
 /// A handler of another service: a plain service's or a keyed object's.
@@ -48,7 +48,7 @@ impl Target {
         }
     }
 
-    fn raw(&self) -> calls::Target {
+    pub(crate) fn raw(&self) -> calls::Target {
         calls::Target {
             service: self.service.clone(),
             key: self.key.clone(),
@@ -87,7 +87,7 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Failure> {
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Failure> {
     serde_json::to_vec(value)
         .map_err(|e| Failure::terminal(500, format!("cannot encode the input: {e}")))
 }
@@ -107,7 +107,7 @@ impl From<calls::CallError> for Failure {
     }
 }
 
-impl SharedContext {
+impl Context {
     /// Calls `target` with `input` and decodes its output. The callee runs as its own
     /// invocation; this one is suspended meanwhile (it holds no instance), and a replay gets the
     /// recorded output without a second callee.
@@ -116,8 +116,7 @@ impl SharedContext {
         I: Serialize + ?Sized,
         O: DeserializeOwned,
     {
-        let output = calls::call(&target.raw(), &encode(input)?)?;
-        decode(&format!("the output of {}", target.handler), &output)
+        self.call_raw(target, &encode(input)?)
     }
 
     /// Starts `target` with `input` without waiting, after `delay` if given (durable: it fires
@@ -128,7 +127,25 @@ impl SharedContext {
         input: &I,
         delay: Option<Duration>,
     ) -> Result<String, Failure> {
-        Ok(calls::send(&target.raw(), &encode(input)?, delay.map(ms))?)
+        self.send_raw(target, &encode(input)?, delay)
+    }
+
+    pub(crate) fn call_raw<O: DeserializeOwned>(
+        &self,
+        target: &Target,
+        input: &[u8],
+    ) -> Result<O, Failure> {
+        let output = calls::call(&target.raw(), input)?;
+        decode(&format!("the output of {}", target.handler), &output)
+    }
+
+    pub(crate) fn send_raw(
+        &self,
+        target: &Target,
+        input: &[u8],
+        delay: Option<Duration>,
+    ) -> Result<String, Failure> {
+        Ok(calls::send(&target.raw(), input, delay.map(ms))?)
     }
 
     /// A new durable promise.

@@ -1,12 +1,12 @@
 //! The handler's view of its invocation: who it is (`cairn:durable/context`), durable steps
 //! (`cairn:durable/run`) and the per-key state of a keyed object (`cairn:durable/state`). The
-//! type says what a handler may do: a shared handler gets a [`SharedContext`], which cannot
-//! write state; an exclusive one a [`Context`], which can.
+//! type says what a handler may do: a plain service's [`Context`] has no state, a shared
+//! handler's [`SharedContext`] reads it, an exclusive handler's [`ObjectContext`] writes it.
 //!
 //! Values crossing these interfaces are JSON (serde). Every call here is an import call that the
 //! host journals, so a handler must make them in a deterministic order.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 
 use serde::Serialize;
@@ -69,8 +69,26 @@ impl From<StateError> for Failure {
     }
 }
 
-/// What a shared handler may do: read state, run steps, sleep, call, send, use promises. It has
-/// no way to write state, so a write in a shared handler does not compile:
+/// What every handler may do: know its invocation, run durable steps, sleep, call and send to
+/// other services, use promises (see [`crate::Target`]). It has no state: a plain service's
+/// handlers get this one.
+///
+/// ```compile_fail
+/// fn notify(ctx: &cairn_sdk::Context) {
+///     let _ = ctx.get::<u32>("count"); // no method `get` on `Context`: a plain service has no state
+/// }
+/// ```
+#[derive(Debug, Default)]
+pub struct Context {
+    invocation: OnceCell<Invocation>,
+    /// Whether a step closure is running, to refuse nested steps.
+    open_step: Cell<bool>,
+    /// A step that failed retryably and was not recorded: the attempt must end.
+    abandoned_step: RefCell<Option<String>>,
+}
+
+/// What a shared handler of a keyed object may do: everything a [`Context`] can (it derefs to
+/// one), and read the object's state. It has no way to write it, so a write does not compile:
 ///
 /// ```compile_fail
 /// fn get_order(ctx: &cairn_sdk::SharedContext) {
@@ -79,19 +97,25 @@ impl From<StateError> for Failure {
 /// ```
 #[derive(Debug, Default)]
 pub struct SharedContext {
-    invocation: OnceCell<Invocation>,
-    /// Whether a step closure is running, to refuse nested steps.
-    open_step: Cell<bool>,
+    base: Context,
 }
 
-/// What an exclusive handler may do: everything a [`SharedContext`] can (it derefs to one), and
-/// write the object's state.
+/// What an exclusive handler of a keyed object may do: everything a [`SharedContext`] can (it
+/// derefs to one), and write the object's state.
 #[derive(Debug, Default)]
-pub struct Context {
+pub struct ObjectContext {
     shared: SharedContext,
 }
 
-impl std::ops::Deref for Context {
+impl std::ops::Deref for SharedContext {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.base
+    }
+}
+
+impl std::ops::Deref for ObjectContext {
     type Target = SharedContext;
 
     fn deref(&self) -> &SharedContext {
@@ -99,10 +123,36 @@ impl std::ops::Deref for Context {
     }
 }
 
-impl Context {
-    /// A context for the invocation the component is serving. [`crate::dispatch`] makes one per
-    /// exclusive handler call; make your own only when you export the handler by hand.
-    pub fn new() -> Self {
+/// How a step's closure fails: a terminal error is recorded like a value (every later attempt
+/// gets it back without running the step), a retryable one is not (the attempt ends and the
+/// step runs again on the next one), as Restate's `TerminalError` and `HandlerError`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepError<E> {
+    /// Recorded: the step's final answer.
+    Terminal(E),
+    /// Not recorded: return it from the handler (`?`), and the host retries the invocation.
+    Retryable(Failure),
+}
+
+impl<E> StepError<E> {
+    /// A retryable step failure (a 503 if the retries run out).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::Retryable(Failure::retryable(503, message))
+    }
+}
+
+impl<E: Into<Failure>> From<StepError<E>> for Failure {
+    fn from(err: StepError<E>) -> Self {
+        match err {
+            StepError::Terminal(e) => e.into(),
+            StepError::Retryable(failure) => failure,
+        }
+    }
+}
+
+impl ObjectContext {
+    #[doc(hidden)]
+    pub fn __new() -> Self {
         Self::default()
     }
 
@@ -133,68 +183,17 @@ impl Context {
 }
 
 impl SharedContext {
-    /// A context for a shared handler call ([`crate::dispatch`] makes one).
-    pub fn new() -> Self {
+    #[doc(hidden)]
+    pub fn __new() -> Self {
         Self::default()
     }
 
-    /// The invocation (asked from the host once, on first use).
-    pub fn invocation(&self) -> &Invocation {
-        self.invocation
-            .get_or_init(|| Invocation::from(context::current()))
-    }
-
-    /// The object key, for keyed objects.
-    pub fn key(&self) -> Option<&str> {
-        self.invocation().key.as_deref()
-    }
-
-    /// The object key, or a terminal 400 when the invocation has none (a plain service).
-    pub fn require_key(&self) -> Result<&str, Failure> {
-        self.key()
-            .ok_or_else(|| Failure::bad_request("this handler needs an object key"))
-    }
-
-    /// Runs `step` once and records its outcome under `name`; on a later attempt returns the
-    /// recorded outcome without running `step` again.
-    ///
-    /// Both the value and the error are recorded as JSON. Steps do not nest: calling `run`
-    /// inside a step's closure panics (a trap), and so does a recorded outcome that no longer
-    /// decodes as `T`/`E` (the code changed under a journal: a divergence the host must see).
-    pub fn run<T, E, F>(&self, name: &str, step: F) -> Result<T, E>
-    where
-        T: Serialize + DeserializeOwned,
-        E: Serialize + DeserializeOwned,
-        F: FnOnce() -> Result<T, E>,
-    {
-        assert!(
-            !self.open_step.get(),
-            "cairn: step `{name}` started inside another step; steps do not nest"
-        );
-        if let Some(recorded) = run::begin(name) {
-            return decode_outcome(name, recorded);
-        }
-        self.open_step.set(true);
-        let outcome = step();
-        self.open_step.set(false);
-        match encode_outcome(name, &outcome) {
-            Ok(bytes) => run::end(name, Ok(&bytes)),
-            Err(text) => run::end(name, Err(&text)),
-        }
-        outcome
-    }
-
-    /// Sleeps durably for `duration`, measured from the first time this call ran: the end is
-    /// journaled, so a crash or restart does not restart the wait. While it lasts, the host
-    /// holds no instance of this component; it replays the handler up to here when the time
-    /// comes (an exclusive handler keeps its key meanwhile).
-    pub fn sleep(&self, duration: core::time::Duration) {
-        assert!(
-            !self.open_step.get(),
-            "cairn: sleep inside a step; sleep between steps instead"
-        );
-        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-        timer::sleep(ms);
+    /// The object key.
+    pub fn key(&self) -> &str {
+        self.invocation()
+            .key
+            .as_deref()
+            .expect("cairn: the invocation of a keyed object has a key")
     }
 
     /// The state value under `key`, decoded from JSON; `None` when unset.
@@ -217,6 +216,90 @@ impl SharedContext {
     /// The keys of this object.
     pub fn keys(&self) -> Vec<String> {
         state::keys()
+    }
+}
+
+impl Context {
+    #[doc(hidden)]
+    pub fn __new() -> Self {
+        Self::default()
+    }
+
+    /// The invocation (asked from the host once, on first use).
+    pub fn invocation(&self) -> &Invocation {
+        self.invocation
+            .get_or_init(|| Invocation::from(context::current()))
+    }
+
+    /// Runs `step` once and records its outcome under `name`; on a later attempt returns the
+    /// recorded outcome without running `step` again.
+    ///
+    /// The value and a [`StepError::Terminal`] error are recorded as JSON; a
+    /// [`StepError::Retryable`] one is not: it comes back (named after the step) for the handler
+    /// to return, the attempt ends, and the step runs again on the next attempt. Steps do not
+    /// nest: calling `run` inside a step's closure panics (a trap), and so does a recorded
+    /// outcome that no longer decodes as `T`/`E` (the code changed under a journal: a
+    /// divergence the host must see).
+    ///
+    /// ```ignore
+    /// let receipt = ctx.run("charge", || match bank.charge(&card) {
+    ///     Ok(receipt) => Ok(receipt),
+    ///     Err(e) if e.is_timeout() => Err(StepError::retryable(e.to_string())),
+    ///     Err(e) => Err(StepError::Terminal(e.to_string())),
+    /// });
+    /// ```
+    pub fn run<T, E, F>(&self, name: &str, step: F) -> Result<T, StepError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        E: Serialize + DeserializeOwned,
+        F: FnOnce() -> Result<T, StepError<E>>,
+    {
+        self.assert_can_journal(name);
+        if let Some(recorded) = run::begin(name) {
+            return decode_outcome(name, recorded).map_err(StepError::Terminal);
+        }
+        self.open_step.set(true);
+        let outcome = step();
+        self.open_step.set(false);
+        let outcome = match outcome {
+            Err(StepError::Retryable(failure)) => {
+                *self.abandoned_step.borrow_mut() = Some(name.to_owned());
+                return Err(StepError::Retryable(Failure {
+                    message: format!("step {name}: {}", failure.message),
+                    ..failure
+                }));
+            }
+            Err(StepError::Terminal(e)) => Err(e),
+            Ok(value) => Ok(value),
+        };
+        match encode_outcome(name, &outcome) {
+            Ok(bytes) => run::end(name, Ok(&bytes)),
+            Err(text) => run::end(name, Err(&text)),
+        }
+        outcome.map_err(StepError::Terminal)
+    }
+
+    /// Sleeps durably for `duration`, measured from the first time this call ran: the end is
+    /// journaled, so a crash or restart does not restart the wait. While it lasts, the host
+    /// holds no instance of this component; it replays the handler up to here when the time
+    /// comes (an exclusive handler keeps its key meanwhile).
+    pub fn sleep(&self, duration: core::time::Duration) {
+        self.assert_can_journal("sleep");
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        timer::sleep(ms);
+    }
+
+    /// Traps on a step inside a step, or on anything after a step failed retryably.
+    fn assert_can_journal(&self, what: &str) {
+        assert!(
+            !self.open_step.get(),
+            "cairn: `{what}` inside a step; steps do not nest and sleep between steps"
+        );
+        if let Some(step) = self.abandoned_step.borrow().as_deref() {
+            panic!(
+                "cairn: `{what}` after step `{step}` failed retryably; return its error to end the attempt"
+            );
+        }
     }
 }
 

@@ -3,8 +3,10 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// Whether the host may retry the invocation after this failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailureKind {
     /// Never retried: bad input, a business rule, a missing object.
     Terminal,
@@ -12,8 +14,9 @@ pub enum FailureKind {
     Retryable,
 }
 
-/// A handler failure, as `cairn:durable/handler.failure`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A handler failure, as `cairn:durable/handler.failure`. It serializes, so a step may record
+/// one as its terminal error (`StepError<Failure>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// Terminal or retryable.
     pub kind: FailureKind,

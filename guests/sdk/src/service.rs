@@ -1,9 +1,11 @@
-//! Exporting a service: implement [`Service`], then `cairn_sdk::export_service!(MyService,
-//! bindings)` where `bindings` is the module holding your world's `wit_bindgen::generate!`. The
-//! macro implements the generated `cairn:durable/handler` `Guest` trait by delegating to
-//! [`dispatch`], which answers unknown handlers with a terminal 404.
+//! What `#[cairn_sdk::object]` and `#[cairn_sdk::service]` write against: the [`Service`] trait
+//! (name, kind, handler table, dispatch), the JSON codec of handler inputs and outputs, and
+//! [`__export_handler!`](crate::__export_handler), which exports a [`Service`] as the component's
+//! `cairn:durable/handler`. None of it is written by hand.
 
-use crate::context::{Context, SharedContext};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::failure::Failure;
 
 /// Whether a service is keyed.
@@ -31,104 +33,111 @@ pub struct HandlerInfo {
     pub kind: HandlerKind,
 }
 
-impl HandlerInfo {
-    /// An exclusive handler.
-    pub const fn exclusive(name: &'static str) -> Self {
-        Self {
-            name,
-            kind: HandlerKind::Exclusive,
-        }
-    }
-
-    /// A shared handler.
-    pub const fn shared(name: &'static str) -> Self {
-        Self {
-            name,
-            kind: HandlerKind::Shared,
-        }
-    }
-}
-
-/// A durable service: what it is called, its handlers, and how it handles a call.
+/// A service as the macros describe it.
 pub trait Service {
     /// The service name used in ingress paths.
     const NAME: &'static str;
     /// Plain service or keyed object.
     const KIND: ServiceKind;
-    /// Every handler; calls to other names fail with a terminal 404 before [`Service::handle`].
+    /// Every handler.
     const HANDLERS: &'static [HandlerInfo];
 
-    /// Handles one call of the exclusive `handler` (one of [`Service::HANDLERS`]; every handler
-    /// of a plain service) with its raw input. It may write state.
-    fn handle(ctx: &Context, handler: &str, input: &[u8]) -> Result<Vec<u8>, Failure>;
-
-    /// Handles one call of the shared `handler` of a keyed object. Its context cannot write
-    /// state (that does not compile). The default: no shared handlers.
-    fn handle_shared(
-        _ctx: &SharedContext,
-        handler: &str,
-        _input: &[u8],
-    ) -> Result<Vec<u8>, Failure> {
-        Err(Failure::terminal(
-            500,
-            format!("{handler} is declared shared but the service has no handle_shared"),
-        ))
-    }
+    /// Runs handler `handler` with its raw input: decodes it, calls the handler with a fresh
+    /// context of its kind, encodes its output. An unknown handler is a terminal 404.
+    fn handle(handler: &str, input: &[u8]) -> Result<Vec<u8>, Failure>;
 }
 
-/// Runs one call of `S`: a terminal 404 for an unknown handler, else [`Service::handle`] with a
-/// fresh [`Context`] (exclusive handlers) or [`Service::handle_shared`] with a
-/// [`SharedContext`] (shared handlers of a keyed object).
-pub fn dispatch<S: Service>(handler: &str, input: &[u8]) -> Result<Vec<u8>, Failure> {
-    let Some(info) = S::HANDLERS.iter().find(|h| h.name == handler) else {
-        return Err(Failure::not_found(format!(
-            "service {} has no handler {handler}",
-            S::NAME
-        )));
-    };
-    match (S::KIND, info.kind) {
-        (ServiceKind::KeyedObject, HandlerKind::Shared) => {
-            S::handle_shared(&SharedContext::new(), handler, input)
+/// The terminal 404 for a handler the service does not have.
+pub fn no_handler(service: &str, handler: &str) -> Failure {
+    Failure::not_found(format!("service {service} has no handler {handler}"))
+}
+
+/// A handler's input: JSON that decodes into it (see [`crate::json::from_input`]). An empty
+/// body is JSON `null`, when the type accepts one (`Option<T>`, `()`).
+#[diagnostic::on_unimplemented(
+    message = "the input of a handler must implement `serde::Deserialize`: `{Self}` does not",
+    label = "not `Deserialize`",
+    note = "derive it: `#[derive(serde::Deserialize)]`"
+)]
+pub trait HandlerInput: Sized {
+    /// Decodes the input, or a terminal 400 naming the field that is wrong.
+    fn decode(input: &[u8]) -> Result<Self, Failure>;
+}
+
+impl<T: DeserializeOwned> HandlerInput for T {
+    fn decode(input: &[u8]) -> Result<Self, Failure> {
+        if input.is_empty()
+            && let Ok(value) = T::deserialize(serde_json::Value::Null)
+        {
+            return Ok(value);
         }
-        _ => S::handle(&Context::new(), handler, input),
+        crate::json::from_input(input)
     }
 }
 
-/// Exports `$service` (a [`Service`]) as the component's `cairn:durable/handler`, through the
-/// `Guest` trait and `export!` macro that wit-bindgen generated in the module at path
-/// `$bindings` (e.g. `bindings` or `crate::wit::bindings`): the crate's own world, with the
-/// durable imports mapped to [`crate::bindings`] by `with`.
+/// A handler's output: anything that serializes to JSON.
+#[diagnostic::on_unimplemented(
+    message = "the output of a handler must implement `serde::Serialize`: `{Self}` does not",
+    label = "not `Serialize`",
+    note = "derive it: `#[derive(serde::Serialize)]`"
+)]
+pub trait HandlerOutput {
+    /// Encodes the output; one that does not serialize is a terminal 500.
+    fn encode(&self) -> Result<Vec<u8>, Failure>;
+}
+
+impl<T: Serialize> HandlerOutput for T {
+    fn encode(&self) -> Result<Vec<u8>, Failure> {
+        crate::json::to_output(self)
+    }
+}
+
+/// What a handler returned, as the host gets it: its output as JSON, or its failure.
+pub fn encode_output<O: HandlerOutput, E: Into<Failure>>(
+    returned: Result<O, E>,
+) -> Result<Vec<u8>, Failure> {
+    returned.map_err(Into::into)?.encode()
+}
+
+/// Exports `$service` (a [`Service`] of this module) as the component's
+/// `cairn:durable/handler`. Written by `#[cairn_sdk::object]` / `#[cairn_sdk::service]`; one
+/// service per component.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! export_service {
-    ($service:ty, $($bindings:tt)+) => {
+macro_rules! __export_handler {
+    ($service:ident) => {
         // The glue names symbols only a wasm linker accepts; native builds (tests) leave it out.
         #[cfg(target_arch = "wasm32")]
+        #[doc(hidden)]
         #[allow(unsafe_code, reason = "the export glue generated by wit-bindgen")]
-        const _: () = {
-            use $($bindings)+::exports::cairn::durable::handler as __cairn_handler;
+        mod __cairn_handler_export {
+            $crate::__private::handler_bindings!();
 
-            struct __CairnExport;
+            use self::exports::cairn::durable::handler as wit;
+            use $crate::__private::Service as _;
 
-            impl __cairn_handler::Guest for __CairnExport {
-                fn describe() -> __cairn_handler::ServiceInfo {
-                    __cairn_handler::ServiceInfo {
-                        name: <$service as $crate::Service>::NAME.to_string(),
-                        kind: match <$service as $crate::Service>::KIND {
-                            $crate::ServiceKind::Service => __cairn_handler::ServiceKind::Service,
-                            $crate::ServiceKind::KeyedObject => {
-                                __cairn_handler::ServiceKind::KeyedObject
+            struct Export;
+
+            impl wit::Guest for Export {
+                fn describe() -> wit::ServiceInfo {
+                    wit::ServiceInfo {
+                        name: <super::$service>::NAME.to_string(),
+                        kind: match <super::$service>::KIND {
+                            $crate::__private::ServiceKind::Service => wit::ServiceKind::Service,
+                            $crate::__private::ServiceKind::KeyedObject => {
+                                wit::ServiceKind::KeyedObject
                             }
                         },
-                        handlers: <$service as $crate::Service>::HANDLERS
+                        handlers: <super::$service>::HANDLERS
                             .iter()
-                            .map(|h| __cairn_handler::HandlerInfo {
+                            .map(|h| wit::HandlerInfo {
                                 name: h.name.to_string(),
                                 kind: match h.kind {
-                                    $crate::HandlerKind::Exclusive => {
-                                        __cairn_handler::HandlerKind::Exclusive
+                                    $crate::__private::HandlerKind::Exclusive => {
+                                        wit::HandlerKind::Exclusive
                                     }
-                                    $crate::HandlerKind::Shared => {
-                                        __cairn_handler::HandlerKind::Shared
+                                    $crate::__private::HandlerKind::Shared => {
+                                        wit::HandlerKind::Shared
                                     }
                                 },
                             })
@@ -136,33 +145,25 @@ macro_rules! export_service {
                     }
                 }
 
-                fn handle(
-                    handler: String,
-                    input: Vec<u8>,
-                ) -> Result<Vec<u8>, __cairn_handler::Failure> {
-                    $crate::dispatch::<$service>(&handler, &input).map_err(|failure| {
-                        __cairn_handler::Failure {
-                            kind: match failure.kind {
-                                $crate::FailureKind::Terminal => {
-                                    __cairn_handler::FailureKind::Terminal
-                                }
-                                $crate::FailureKind::Retryable => {
-                                    __cairn_handler::FailureKind::Retryable
-                                }
-                            },
-                            code: failure.code,
-                            message: failure.message,
-                        }
+                fn handle(handler: String, input: Vec<u8>) -> Result<Vec<u8>, wit::Failure> {
+                    <super::$service>::handle(&handler, &input).map_err(|failure| wit::Failure {
+                        kind: match failure.kind {
+                            $crate::FailureKind::Terminal => wit::FailureKind::Terminal,
+                            $crate::FailureKind::Retryable => wit::FailureKind::Retryable,
+                        },
+                        code: failure.code,
+                        message: failure.message,
                     })
                 }
             }
 
-            $($bindings)+::export! { __CairnExport with_types_in $($bindings)+ }
-        };
+            export! { Export with_types_in self }
+        }
 
         // Natively the service is still referenced, so that it type-checks and is not dead code.
         #[cfg(not(target_arch = "wasm32"))]
-        const _: fn(&str, &[u8]) -> Result<Vec<u8>, $crate::Failure> = $crate::dispatch::<$service>;
+        const _: fn(&str, &[u8]) -> Result<Vec<u8>, $crate::Failure> =
+            <$service as $crate::__private::Service>::handle;
     };
 }
 
@@ -170,25 +171,26 @@ macro_rules! export_service {
 mod tests {
     use super::*;
 
-    struct Echo;
-
-    impl Service for Echo {
-        const NAME: &'static str = "Echo";
-        const KIND: ServiceKind = ServiceKind::Service;
-        const HANDLERS: &'static [HandlerInfo] = &[HandlerInfo::shared("Echo")];
-
-        fn handle(_ctx: &Context, _handler: &str, input: &[u8]) -> Result<Vec<u8>, Failure> {
-            Ok(input.to_vec())
-        }
+    #[test]
+    fn an_empty_input_is_null_when_the_type_takes_null() {
+        assert_eq!(<Option<u32>>::decode(b"").unwrap(), None);
+        assert_eq!(<Option<u32>>::decode(b"7").unwrap(), Some(7));
+        let failure = u32::decode(b"").unwrap_err();
+        assert_eq!(failure.code, 400);
+        assert!(failure.message.starts_with("invalid JSON"), "{failure}");
     }
 
     #[test]
-    fn dispatch_routes_known_handlers_and_404s_the_rest() {
-        assert_eq!(dispatch::<Echo>("Echo", b"hi").unwrap(), b"hi");
-        let failure = dispatch::<Echo>("Nope", b"").unwrap_err();
+    fn outputs_are_json_and_errors_convert() {
         assert_eq!(
-            failure,
-            Failure::not_found("service Echo has no handler Nope")
+            encode_output(Ok::<_, Failure>(vec![1, 2])).unwrap(),
+            b"[1,2]"
+        );
+        let failure = encode_output(Err::<u8, _>(Failure::not_found("no order"))).unwrap_err();
+        assert_eq!(failure, Failure::not_found("no order"));
+        assert_eq!(
+            no_handler("Cart", "Nope"),
+            Failure::not_found("service Cart has no handler Nope")
         );
     }
 }

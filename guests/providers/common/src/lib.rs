@@ -4,20 +4,19 @@
 //! [`ProviderError`] is one type and [`send`] serves them all:
 //!
 //! ```ignore
-//! wit_bindgen::generate!({
+//! cairn_sdk::generate!({
+//!     path: "../../../wit",
 //!     world: "cairn:commerce/payments-provider@0.1.0",
-//!     with: {
-//!         "cairn:commerce/types@0.1.0": cairn_provider::types,
-//!         // ...
-//!     },
+//!     with: { "cairn:commerce/types@0.1.0": cairn_provider::types },
+//!     export: super::StripePayments,
 //! });
 //! ```
 
 mod bindings {
-    wit_bindgen::generate!({
-        world: "cairn:commerce/provider-types@0.1.0",
+    cairn_sdk::generate!({
         path: "../../../wit",
-        additional_derives: [PartialEq, Eq],
+        world: "cairn:commerce/provider-types@0.1.0",
+        derives: [Eq],
     });
 }
 

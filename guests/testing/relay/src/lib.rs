@@ -10,32 +10,15 @@
 //!   answers `{"promise": id, "resolved": <value>}`, `{"promise", "rejected": reason}` or
 //!   `{"promise", "timedOut": true}`.
 //! - `Resolve` (shared): `{"promise": id, "value": <json>}` → `{"resolved": bool}`.
+//! - `RunSteps` (exclusive): `{"steps": N, "send"?: bool}` → calls (or sends) `Steps/Run`
+//!   through the typed client of a declared `Steps`, and answers its output (or the
+//!   invocation id).
 
 use core::time::Duration;
 
-use cairn_sdk::{
-    Completion, Context, Failure, HandlerInfo, Promise, Service, ServiceKind, SharedContext, Target,
-};
-use serde::Deserialize;
+use cairn_sdk::{Completion, Context, Failure, ObjectContext, Promise, SharedContext, Target};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-
-mod bindings {
-    wit_bindgen::generate!({
-        world: "cairn:durable/service@0.1.1",
-        path: "../../../wit",
-        with: {
-            "cairn:durable/context@0.1.1": cairn_sdk::bindings::cairn::durable::context,
-            "cairn:durable/run@0.1.1": cairn_sdk::bindings::cairn::durable::run,
-            "cairn:durable/state@0.1.1": cairn_sdk::bindings::cairn::durable::state,
-            "cairn:durable/http@0.1.1": cairn_sdk::bindings::cairn::durable::http,
-            "cairn:durable/log@0.1.1": cairn_sdk::bindings::cairn::durable::log,
-            "cairn:durable/timer@0.1.1": cairn_sdk::bindings::cairn::durable::timer,
-            "cairn:durable/calls@0.1.1": cairn_sdk::bindings::cairn::durable::calls,
-            "cairn:durable/promise@0.1.1": cairn_sdk::bindings::cairn::durable::promise,
-            "cairn:durable/handler@0.1.1": generate,
-        },
-    });
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +37,14 @@ struct CallInput {
     delay_ms: Option<u64>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunSteps {
+    steps: u32,
+    #[serde(default)]
+    send: bool,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct AwaitInput {
@@ -68,70 +59,83 @@ struct ResolveInput {
     value: Value,
 }
 
+/// The `Steps` test service, declared here for its typed client (`StepsClient`).
+#[cairn_sdk::service]
+trait Steps {
+    #[handler(name = "Run")]
+    fn run(ctx: &Context, input: StepsInput) -> Result<StepsOutput, Failure>;
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepsInput {
+    steps: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StepsOutput {
+    steps: u32,
+    sum: u64,
+}
+
 struct Relay;
 
-impl Service for Relay {
-    const NAME: &'static str = "Relay";
-    const KIND: ServiceKind = ServiceKind::KeyedObject;
-    const HANDLERS: &'static [HandlerInfo] = &[
-        HandlerInfo::exclusive("Call"),
-        HandlerInfo::exclusive("Send"),
-        HandlerInfo::shared("Await"),
-        HandlerInfo::shared("Resolve"),
-    ];
-
-    fn handle(ctx: &Context, handler: &str, input: &[u8]) -> Result<Vec<u8>, Failure> {
-        let answer = match handler {
-            "Call" => {
-                let CallInput { target, input, .. } = cairn_sdk::json::from_input(input)?;
-                let output: Value = ctx.call(&target_of(target), &input)?;
-                json!({ "output": output })
-            }
-            "Send" => {
-                let CallInput {
-                    target,
-                    input,
-                    delay_ms,
-                } = cairn_sdk::json::from_input(input)?;
-                let delay = delay_ms.map(Duration::from_millis);
-                let id = ctx.send(&target_of(target), &input, delay)?;
-                json!({ "invocationId": id })
-            }
-            other => return Err(Failure::not_found(format!("no handler {other:?}"))),
-        };
-        cairn_sdk::json::to_output(&answer)
+#[cairn_sdk::object(rename_all = "PascalCase")]
+impl Relay {
+    fn call(ctx: &ObjectContext, input: CallInput) -> Result<Value, Failure> {
+        let CallInput { target, input, .. } = input;
+        let output: Value = ctx.call(&target_of(target), &input)?;
+        Ok(json!({ "output": output }))
     }
 
-    fn handle_shared(ctx: &SharedContext, handler: &str, input: &[u8]) -> Result<Vec<u8>, Failure> {
-        let answer = match handler {
-            "Await" => {
-                let AwaitInput {
-                    timeout_ms,
-                    sleep_ms,
-                } = if input.is_empty() {
-                    AwaitInput::default()
-                } else {
-                    cairn_sdk::json::from_input(input)?
-                };
-                let promise = ctx.promise();
-                if let Some(ms) = sleep_ms {
-                    ctx.sleep(Duration::from_millis(ms));
-                }
-                let id = promise.id().to_string();
-                match ctx.wait::<Value>(&promise, timeout_ms.map(Duration::from_millis))? {
-                    Completion::Resolved(value) => json!({ "promise": id, "resolved": value }),
-                    Completion::Rejected(reason) => json!({ "promise": id, "rejected": reason }),
-                    Completion::TimedOut => json!({ "promise": id, "timedOut": true }),
-                }
-            }
-            "Resolve" => {
-                let ResolveInput { promise, value } = cairn_sdk::json::from_input(input)?;
-                let resolved = ctx.resolve(&Promise::from_id(promise), &value)?;
-                json!({ "resolved": resolved })
-            }
-            other => return Err(Failure::not_found(format!("no handler {other:?}"))),
-        };
-        cairn_sdk::json::to_output(&answer)
+    fn send(ctx: &ObjectContext, input: CallInput) -> Result<Value, Failure> {
+        let CallInput {
+            target,
+            input,
+            delay_ms,
+        } = input;
+        let delay = delay_ms.map(Duration::from_millis);
+        let id = ctx.send(&target_of(target), &input, delay)?;
+        Ok(json!({ "invocationId": id }))
+    }
+
+    /// Calls `Steps/Run` through its typed client (`"send": true`: sends it instead).
+    fn run_steps(ctx: &ObjectContext, input: RunSteps) -> Result<Value, Failure> {
+        let steps = ctx.service_client::<StepsClient>();
+        let request = steps.run(&StepsInput { steps: input.steps });
+        Ok(if input.send {
+            json!({ "invocationId": request.send()? })
+        } else {
+            let StepsOutput { steps, sum } = request.call()?;
+            json!({ "steps": steps, "sum": sum })
+        })
+    }
+
+    #[shared]
+    fn r#await(ctx: &SharedContext, input: Option<AwaitInput>) -> Result<Value, Failure> {
+        let AwaitInput {
+            timeout_ms,
+            sleep_ms,
+        } = input.unwrap_or_default();
+        let promise = ctx.promise();
+        if let Some(ms) = sleep_ms {
+            ctx.sleep(Duration::from_millis(ms));
+        }
+        let id = promise.id().to_string();
+        Ok(
+            match ctx.wait::<Value>(&promise, timeout_ms.map(Duration::from_millis))? {
+                Completion::Resolved(value) => json!({ "promise": id, "resolved": value }),
+                Completion::Rejected(reason) => json!({ "promise": id, "rejected": reason }),
+                Completion::TimedOut => json!({ "promise": id, "timedOut": true }),
+            },
+        )
+    }
+
+    #[shared]
+    fn resolve(ctx: &SharedContext, input: ResolveInput) -> Result<Value, Failure> {
+        let ResolveInput { promise, value } = input;
+        let resolved = ctx.resolve(&Promise::from_id(promise), &value)?;
+        Ok(json!({ "resolved": resolved }))
     }
 }
 
@@ -142,5 +146,3 @@ fn target_of(t: TargetInput) -> Target {
         handler: t.handler,
     }
 }
-
-cairn_sdk::export_service!(Relay, crate::bindings);

@@ -3,28 +3,13 @@
 //! Input `{"steps": N}` with `N` in `0..=100`; runs `N` durable steps `step-0` .. `step-{N-1}`,
 //! step `i` returning `i`, and answers `{"steps": N, "sum": <sum of the step results>}`. The
 //! steps do nothing, so the time a call takes is the host's per-step overhead (journaling).
-//! With `"sleepMs": M` (at most a minute) it sleeps durably for `M` ms after the first step.
+//! With `"sleepMs": M` (at most a minute) it sleeps durably for `M` ms after the first step;
+//! with `"retryFirst": true` step 0 fails retryably on the first attempt (the SDK records
+//! nothing, the step runs again on attempt 2); with `"failAt": i` step `i` fails terminally with
+//! a 422 (recorded; the handler's answer).
 
-use cairn_sdk::{Context, Failure, HandlerInfo, Service, ServiceKind};
+use cairn_sdk::{Context, Failure, StepError};
 use serde::{Deserialize, Serialize};
-
-mod bindings {
-    wit_bindgen::generate!({
-        world: "cairn:durable/service@0.1.1",
-        path: "../../../wit",
-        with: {
-            "cairn:durable/context@0.1.1": cairn_sdk::bindings::cairn::durable::context,
-            "cairn:durable/run@0.1.1": cairn_sdk::bindings::cairn::durable::run,
-            "cairn:durable/state@0.1.1": cairn_sdk::bindings::cairn::durable::state,
-            "cairn:durable/http@0.1.1": cairn_sdk::bindings::cairn::durable::http,
-            "cairn:durable/log@0.1.1": cairn_sdk::bindings::cairn::durable::log,
-            "cairn:durable/timer@0.1.1": cairn_sdk::bindings::cairn::durable::timer,
-            "cairn:durable/calls@0.1.1": cairn_sdk::bindings::cairn::durable::calls,
-            "cairn:durable/promise@0.1.1": cairn_sdk::bindings::cairn::durable::promise,
-            "cairn:durable/handler@0.1.1": generate,
-        },
-    });
-}
 
 /// The most steps one call may ask for.
 pub const MAX_STEPS: u32 = 100;
@@ -37,6 +22,11 @@ struct Input {
     steps: u32,
     #[serde(default)]
     sleep_ms: u64,
+    /// Step 0 fails retryably on the first attempt (not recorded: it runs again on the second).
+    #[serde(default)]
+    retry_first: bool,
+    /// Step `failAt` fails terminally with a 422 (recorded, and the handler's answer).
+    fail_at: Option<u32>,
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize)]
@@ -48,30 +38,36 @@ struct Output {
 /// The `Steps` service.
 struct Steps;
 
-impl Service for Steps {
-    const NAME: &'static str = "Steps";
-    const KIND: ServiceKind = ServiceKind::Service;
-    const HANDLERS: &'static [HandlerInfo] = &[HandlerInfo::exclusive("Run")];
-
-    fn handle(ctx: &Context, _handler: &str, input: &[u8]) -> Result<Vec<u8>, Failure> {
-        let Input { steps, sleep_ms } = parse(input)?;
+#[cairn_sdk::service]
+impl Steps {
+    #[handler(name = "Run")]
+    fn run(ctx: &Context, input: Input) -> Result<Output, Failure> {
+        let input = check(input)?;
         let mut sum = 0_u64;
-        for i in 0..u64::from(steps) {
-            if i == 1 && sleep_ms > 0 {
-                ctx.sleep(core::time::Duration::from_millis(sleep_ms));
+        for i in 0..u64::from(input.steps) {
+            if i == 1 && input.sleep_ms > 0 {
+                ctx.sleep(core::time::Duration::from_millis(input.sleep_ms));
             }
-            let value = ctx
-                .run(&format!("step-{i}"), || Ok::<u64, String>(i))
-                .map_err(|err| Failure::terminal(500, format!("step-{i}: {err}")))?;
-            sum += value;
+            sum += ctx.run(&format!("step-{i}"), || {
+                if i == 0 && input.retry_first && ctx.invocation().attempt == 1 {
+                    return Err(StepError::retryable("the first attempt fails"));
+                }
+                if input.fail_at.is_some_and(|at| u64::from(at) == i) {
+                    return Err(StepError::Terminal(Failure::terminal(
+                        422,
+                        format!("step-{i} refused"),
+                    )));
+                }
+                Ok(i)
+            })?;
         }
-        cairn_sdk::json::to_output(&Output { steps, sum })
+        let steps = input.steps;
+        Ok(Output { steps, sum })
     }
 }
 
-/// The input, or a terminal 400.
-fn parse(input: &[u8]) -> Result<Input, Failure> {
-    let input: Input = cairn_sdk::json::from_input(input)?;
+/// The input within bounds, or a terminal 400.
+fn check(input: Input) -> Result<Input, Failure> {
     if input.steps > MAX_STEPS {
         return Err(Failure::bad_request(format!(
             "steps: {} is more than {MAX_STEPS}",
@@ -87,11 +83,14 @@ fn parse(input: &[u8]) -> Result<Input, Failure> {
     Ok(input)
 }
 
-cairn_sdk::export_service!(Steps, crate::bindings);
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_sdk::__private::HandlerInput;
+
+    fn parse(input: &[u8]) -> Result<Input, Failure> {
+        check(Input::decode(input)?)
+    }
 
     #[test]
     fn accepts_zero_to_one_hundred_steps() {

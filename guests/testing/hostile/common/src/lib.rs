@@ -21,16 +21,10 @@
 /// Bindings of `cairn:commerce/payments-provider`, with the durable imports mapped to
 /// [`cairn_sdk::bindings`]; [`payments_provider!`] uses their `export!`.
 pub mod bindings {
-    wit_bindgen::generate!({
-        world: "cairn:commerce/payments-provider@0.1.0",
+    cairn_sdk::generate!({
         path: "../../../../wit",
-        additional_derives: [PartialEq, Eq],
-        with: {
-            "cairn:durable/http@0.1.1": cairn_sdk::bindings::cairn::durable::http,
-            "cairn:durable/log@0.1.1": cairn_sdk::bindings::cairn::durable::log,
-            "cairn:durable/call-context@0.1.1": cairn_sdk::bindings::cairn::durable::call_context,
-            "cairn:durable/recovery@0.1.1": generate,
-        },
+        world: "cairn:commerce/payments-provider@0.1.0",
+        derives: [Eq],
         pub_export_macro: true,
     });
 }
