@@ -53,6 +53,54 @@ async fn send_await(cairn: &Cairn, key: &str, input: Value) -> String {
     reply.invocation_id.expect("invocation id")
 }
 
+/// A typed client (the SDK's `{Trait}Client` of a declared service) calls and sends like the
+/// untyped calls: one journaled call with the callee's typed output; a send is its own
+/// invocation.
+#[tokio::test]
+async fn a_typed_client_calls_and_sends_to_a_declared_service() {
+    let cairn = with_relay().await;
+    let steps = cairn
+        .admin_post(
+            "/deployments",
+            &json!({"path": test_artifacts::STEPS_SERVICE}),
+        )
+        .await;
+    assert_eq!(steps.status, 201, "{:?}", steps.body);
+
+    let reply = cairn.post("/Relay/t1/RunSteps", &json!({"steps": 4})).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body, json!({"steps": 4, "sum": 6}));
+    let caller = cairn.invocation(&reply).await;
+    assert_eq!(caller["journal"][0]["name"], "call Steps/Run", "{caller}");
+
+    let sent = cairn
+        .post("/Relay/t2/RunSteps", &json!({"steps": 2, "send": true}))
+        .await;
+    assert_eq!(sent.status, 200, "{:?}", sent.body);
+    let id = sent.body["invocationId"].as_str().expect("invocation id");
+    let output = cairn.output(id).await;
+    assert_eq!(
+        output.body,
+        json!({"steps": 2, "sum": 1}),
+        "{:?}",
+        output.body
+    );
+
+    // The callee's input checks still hold: its terminal 400 is the caller's.
+    let refused = cairn
+        .post("/Relay/t3/RunSteps", &json!({"steps": 101}))
+        .await;
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("steps: 101 is more than 100"),
+        "{:?}",
+        refused.body
+    );
+}
+
 #[tokio::test]
 async fn a_service_calls_another_and_gets_its_output_from_one_callee() {
     let cairn = with_relay().await;
