@@ -1,10 +1,12 @@
 //! Builds the guest components (`guests/`, a separate workspace) for `wasm32-wasip2` so that
 //! `cargo test` always runs against fresh components, as wasmtime's test-programs do. The nested
-//! build has its own target dir under OUT_DIR and none of the outer build's rustflags.
+//! build has its own target dir under OUT_DIR and none of the outer build's rustflags. The
+//! JavaScript components (`guests/js`) are built with componentize-js from the npm registry
+//! (`npm ci`, then `node build.mjs`), into OUT_DIR too.
 
 use std::env;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (constant name, crate artifact file name).
@@ -95,5 +97,64 @@ fn main() {
         )
         .unwrap();
     }
+    let js = build_js(&guests.join("js"), &out_dir.join("js"));
+    for (name, file) in JS_COMPONENTS {
+        writeln!(
+            consts,
+            "/// `{file}` (JavaScript, `guests/js`).\npub const {name}: &str = {:?};",
+            js.join(file).display().to_string()
+        )
+        .unwrap();
+    }
     std::fs::write(out_dir.join("components.rs"), consts).expect("writing components.rs");
+}
+
+/// (constant name, file name) of the JavaScript components that `guests/js/build.mjs` writes.
+const JS_COMPONENTS: [(&str, &str); 1] = [("SENDGRID_JS_EMAIL", "sendgrid_js_email.wasm")];
+
+/// Installs the locked npm packages when they changed (`npm ci`) and builds the JavaScript
+/// components into `out`.
+fn build_js(js: &Path, out: &Path) -> PathBuf {
+    for watched in ["package.json", "package-lock.json", "build.mjs", "email"] {
+        println!("cargo:rerun-if-changed={}", js.join(watched).display());
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        js.join("node_modules/.package-lock.json").display()
+    );
+    let installed = js.join("node_modules/.package-lock.json");
+    let fresh = match (
+        modified(&installed),
+        modified(&js.join("package-lock.json")),
+    ) {
+        (Some(installed), Some(locked)) => installed >= locked,
+        _ => false,
+    };
+    if !fresh {
+        run(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(js),
+            "npm ci in guests/js (is Node.js installed? `scripts/setup` installs it)",
+        );
+    }
+    run(
+        Command::new("node")
+            .arg("build.mjs")
+            .arg(out)
+            .current_dir(js),
+        "building the JavaScript components (node guests/js/build.mjs)",
+    );
+    out.to_path_buf()
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn run(command: &mut Command, what: &str) {
+    let status = command
+        .status()
+        .unwrap_or_else(|err| panic!("{what}: {err}"));
+    assert!(status.success(), "{what} failed: {status}");
 }
