@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (constant name, crate artifact file name).
-const COMPONENTS: [(&str, &str); 15] = [
+const COMPONENTS: [(&str, &str); 16] = [
     ("ORDER_ORCHESTRATOR", "order_orchestrator.wasm"),
     ("STRIPE_PAYMENTS", "stripe_payments.wasm"),
     ("SENDGRID_EMAIL", "sendgrid_email.wasm"),
@@ -26,6 +26,7 @@ const COMPONENTS: [(&str, &str); 15] = [
     ("CHECKOUT_SERVICE", "checkout_service.wasm"),
     ("TAX_STATEFUL", "tax_stateful.wasm"),
     ("RELAY_SERVICE", "relay_service.wasm"),
+    ("BASKET_EXAMPLE", "basket_example.wasm"),
 ];
 
 fn main() {
@@ -42,6 +43,7 @@ fn main() {
         "orchestrator",
         "providers",
         "testing",
+        "examples",
     ] {
         println!("cargo:rerun-if-changed={}", guests.join(watched).display());
     }

@@ -80,3 +80,42 @@ async fn a_wrong_field_is_a_400_that_names_it() {
         "{message}"
     );
 }
+
+/// The README's "Write a component" (`guests/examples/basket`): a keyed object with a provider
+/// call, a step and state. One charge at the fake, a journal of a call, a step and a state
+/// write, and the receipt read back from state by the shared handler.
+#[tokio::test]
+async fn the_readme_example_charges_once_and_keeps_its_receipt() {
+    let cairn = Cairn::start().await;
+    let deployed = cairn
+        .deploy_file(test_artifacts::BASKET_EXAMPLE, None)
+        .await;
+    assert!(deployed.status.is_success(), "{:?}", deployed.body);
+    let paid = cairn
+        .post(
+            "/Basket/b-1/Pay",
+            &json!({"cents": 1250, "email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{:?}", paid.body);
+    let charge = paid.body["charge"].as_str().expect("charge id").to_string();
+    assert!(charge.starts_with("ch_"), "{:?}", paid.body);
+    let stats = cairn.stats().await;
+    assert_eq!(
+        cairn_e2e::count(&stats, "/charges/by_order/b-1"),
+        1,
+        "{stats}"
+    );
+    let receipt = cairn.post("/Basket/b-1/Receipt", &json!(null)).await;
+    assert_eq!(receipt.status, 200, "{:?}", receipt.body);
+    assert_eq!(receipt.body, paid.body);
+    let names: Vec<String> = entries(&cairn.invocation(&paid).await)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        names,
+        ["cairn:commerce/payments.create-charge", "number", "set"],
+        "a provider call, a step, a state write"
+    );
+}
