@@ -1,12 +1,14 @@
 //! `cairn bench`: starts the fake provider API (`cairn mock-providers`, zero delay, no declines)
 //! and `cairn serve` pointed at it, as two child processes on a fresh data dir, and measures the
 //! host from outside: sequential latency, throughput at 32 and 128 clients, 200 calls on one key,
-//! run-step overhead, call and promise round trips, CPU per order (host and fake, each read from `/proc`), the host's peak RSS,
+//! run-step overhead, call and promise round trips, the email call with a Rust and a JavaScript
+//! provider, CPU per order (host and fake, each read from `/proc`), the host's peak RSS,
 //! and recovery after kill -9 with many unfinished invocations. Prints a table and writes JSON.
 //! See docs/benchmarks.md.
 
 mod calls;
 mod process;
+mod providers;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +40,10 @@ pub struct BenchArgs {
     /// Also write the results here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The JavaScript email provider to measure beside the Rust one (built by
+    /// `node guests/js/build.mjs`; skipped when missing).
+    #[arg(long, default_value = "guests/js/dist/sendgrid_js_email.wasm")]
+    js_email: PathBuf,
     /// Run the host on PostgreSQL: a fresh database created on this server (and dropped after)
     /// instead of SQLite in the data dir, e.g. postgres://postgres@127.0.0.1:5432/test.
     #[arg(long)]
@@ -208,6 +214,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     results["one_key"] = one_key(&http, &host, &fake).await?;
     results["steps"] = steps(&http, &host, &components).await?;
     results["calls"] = calls::calls(&http, &host, &components).await?;
+    // Last before recovery: it makes the JavaScript provider the active email provider.
+    results["languages"] =
+        providers::email_call(&http, &host, &fake, &components, &args.js_email).await?;
     results["peak_rss_mib"] = json!(host.proc.peak_rss_mib());
 
     if args.recovery > 0 {
@@ -497,6 +506,16 @@ fn print_table(r: &Value) {
         println!(
             "call round trip p50 {} ms, promise resolve-to-output p50 {} ms",
             r["calls"]["call"]["p50"], r["calls"]["promise"]["p50"]
+        );
+    }
+    let lang = &r["languages"];
+    if lang["rust"].is_object() {
+        println!(
+            "email call p50: Rust {} ms ({} bytes), JavaScript {} ms ({} bytes)",
+            lang["rust"]["email_call"]["p50"],
+            lang["rust"]["bytes"],
+            lang["javascript"]["email_call"]["p50"],
+            lang["javascript"]["bytes"]
         );
     }
     let rec = &r["recovery"];
