@@ -4,10 +4,11 @@
 //! ```ignore
 //! let order: Order = ctx.call(&Target::object("OrderOrchestrator", "o-1", "ProcessOrder"), &input)?;
 //! ctx.send(&Target::service("Mailer", "Remind"), &note, Some(Duration::from_secs(3600)))?;
-//! let approval = ctx.promise();          // hand approval.id() to whoever approves
-//! match ctx.wait::<Decision>(&approval, Some(Duration::from_secs(86_400)))? { .. }
+//! let approval: Promise<Decision> = ctx.promise(); // hand approval.id() to whoever approves
+//! match ctx.wait(&approval, Some(Duration::from_secs(86_400)))? { .. }
 //! ```
 
+use core::marker::PhantomData;
 use core::time::Duration;
 
 use serde::Serialize;
@@ -57,16 +58,22 @@ impl Target {
     }
 }
 
-/// A durable promise this invocation created.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Promise {
+/// A durable promise whose value is a `T` (JSON on the wire): made by [`Context::promise`], or
+/// named by id ([`Promise::from_id`]) when another invocation created it. Waiting for it gives a
+/// `T`; resolving it takes one.
+#[derive(Debug)]
+pub struct Promise<T> {
     id: String,
+    value: PhantomData<fn() -> T>,
 }
 
-impl Promise {
+impl<T> Promise<T> {
     /// A promise by id (one another invocation created and passed on).
     pub fn from_id(id: impl Into<String>) -> Self {
-        Promise { id: id.into() }
+        Promise {
+            id: id.into(),
+            value: PhantomData,
+        }
     }
 
     /// Hand this to whoever completes it (`POST /promises/{id}/resolve`).
@@ -74,6 +81,20 @@ impl Promise {
         &self.id
     }
 }
+
+impl<T> Clone for Promise<T> {
+    fn clone(&self) -> Self {
+        Self::from_id(self.id.clone())
+    }
+}
+
+impl<T> PartialEq for Promise<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl<T> Eq for Promise<T> {}
 
 /// How a wait for a promise ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,17 +169,15 @@ impl Context {
         Ok(calls::send(&target.raw(), input, delay.map(ms))?)
     }
 
-    /// A new durable promise.
-    pub fn promise(&self) -> Promise {
-        Promise {
-            id: promise::create(),
-        }
+    /// A new durable promise of a `T` (`let approval: Promise<Decision> = ctx.promise();`).
+    pub fn promise<T>(&self) -> Promise<T> {
+        Promise::from_id(promise::create())
     }
 
     /// Waits for `promise` (or `timeout`, a durable timer) and decodes its value.
     pub fn wait<T: DeserializeOwned>(
         &self,
-        promise: &Promise,
+        promise: &Promise<T>,
         timeout: Option<Duration>,
     ) -> Result<Completion<T>, Failure> {
         completion(promise::wait(&promise.id, timeout.map(ms)))
@@ -168,7 +187,7 @@ impl Context {
     /// `None` when `timeout` passes first.
     pub fn wait_any<T: DeserializeOwned>(
         &self,
-        promises: &[Promise],
+        promises: &[Promise<T>],
         timeout: Option<Duration>,
     ) -> Result<Option<(usize, Completion<T>)>, Failure> {
         let ids: Vec<String> = promises.iter().map(|p| p.id.clone()).collect();
@@ -180,16 +199,12 @@ impl Context {
 
     /// Resolves `promise` with `value`; `false` when it was completed already (the first
     /// completion stands) or does not exist.
-    pub fn resolve<T: Serialize + ?Sized>(
-        &self,
-        promise: &Promise,
-        value: &T,
-    ) -> Result<bool, Failure> {
+    pub fn resolve<T: Serialize>(&self, promise: &Promise<T>, value: &T) -> Result<bool, Failure> {
         Ok(promise::resolve(&promise.id, &encode(value)?).is_ok())
     }
 
     /// Rejects `promise` with `reason`; `false` when it was completed already or does not exist.
-    pub fn reject(&self, promise: &Promise, reason: &str) -> bool {
+    pub fn reject<T>(&self, promise: &Promise<T>, reason: &str) -> bool {
         promise::reject(&promise.id, reason).is_ok()
     }
 }

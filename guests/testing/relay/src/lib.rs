@@ -117,13 +117,13 @@ impl Relay {
             timeout_ms,
             sleep_ms,
         } = input.unwrap_or_default();
-        let promise = ctx.promise();
+        let promise: Promise<Value> = ctx.promise();
         if let Some(ms) = sleep_ms {
             ctx.sleep(Duration::from_millis(ms));
         }
         let id = promise.id().to_string();
         Ok(
-            match ctx.wait::<Value>(&promise, timeout_ms.map(Duration::from_millis))? {
+            match ctx.wait(&promise, timeout_ms.map(Duration::from_millis))? {
                 Completion::Resolved(value) => json!({ "promise": id, "resolved": value }),
                 Completion::Rejected(reason) => json!({ "promise": id, "rejected": reason }),
                 Completion::TimedOut => json!({ "promise": id, "timedOut": true }),
@@ -134,7 +134,7 @@ impl Relay {
     #[shared]
     fn resolve(ctx: &SharedContext, input: ResolveInput) -> Result<Value, Failure> {
         let ResolveInput { promise, value } = input;
-        let resolved = ctx.resolve(&Promise::from_id(promise), &value)?;
+        let resolved = ctx.resolve(&Promise::<Value>::from_id(promise), &value)?;
         Ok(json!({ "resolved": resolved }))
     }
 }
