@@ -511,11 +511,12 @@ fn print_table(r: &Value) {
     let lang = &r["languages"];
     if lang["rust"].is_object() {
         println!(
-            "email call p50: Rust {} ms ({} bytes), JavaScript {} ms ({} bytes)",
+            "email call p50: Rust {} ms ({} bytes), JavaScript {} ms ({} bytes, deployed in {} ms)",
             lang["rust"]["email_call"]["p50"],
             lang["rust"]["bytes"],
             lang["javascript"]["email_call"]["p50"],
-            lang["javascript"]["bytes"]
+            lang["javascript"]["bytes"],
+            lang["javascript"]["deploy_ms"]
         );
     }
     let rec = &r["recovery"];
