@@ -18,5 +18,6 @@ pub mod outbound;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod webhooks;
 
 pub use cairn_mock as mock;
