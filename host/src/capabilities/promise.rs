@@ -34,7 +34,7 @@ pub async fn complete(
 ) -> StorageResult<PromiseCompletion> {
     let completion = runtime.storage.complete_promise(id, &outcome).await?;
     if completion == PromiseCompletion::Completed {
-        runtime.wakes.notify(&Awaited::Promise(id.to_string()));
+        runtime.wakes.notify(|| Awaited::Promise(id.to_string()));
     }
     Ok(completion)
 }

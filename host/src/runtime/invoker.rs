@@ -297,7 +297,7 @@ async fn run_to_end(
             .await
         {
             Ok(()) => {
-                runtime.wakes.notify(&Awaited::Invocation(inv.id.clone()));
+                runtime.wakes.notify(|| Awaited::Invocation(inv.id.clone()));
                 return Ran::Ended(outcome);
             }
             Err(e) if e.is_retryable() && tries < 5 => {

@@ -46,10 +46,14 @@ impl Wakes {
         self.stopping.send_replace(true);
     }
 
-    /// Wakes the invocations of this process waiting on `what`.
-    pub fn notify(&self, what: &Awaited) {
+    /// Wakes the invocations of this process waiting on what `what` names (made only when
+    /// someone waits: every completion passes here, and most have no waiter).
+    pub fn notify(&self, what: impl FnOnce() -> Awaited) {
         let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(notify) = waiting.get(what) {
+        if waiting.is_empty() {
+            return;
+        }
+        if let Some(notify) = waiting.get(&what()) {
             notify.notify_waiters();
         }
     }
