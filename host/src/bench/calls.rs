@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::process::Host;
-use super::{deploy, fresh_key, percentiles};
+use super::{deploy, fresh_key, get_json, percentiles, success};
 
 const ROUNDS: usize = 200;
 
@@ -31,11 +31,7 @@ pub(super) async fn calls(
             .json(&json!({"target": target, "input": {"steps": 0}}))
             .send()
             .await?;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "Relay/Call: {}",
-            resp.text().await?
-        );
+        success(resp, "Relay/Call").await?;
         call.push(started.elapsed());
     }
     let mut promise = Vec::new();
@@ -53,12 +49,7 @@ pub(super) async fn calls(
             .unwrap_or_default()
             .to_string();
         let promise_id = loop {
-            let inv: Value = http
-                .get(format!("{}/invocations/{id}", host.admin))
-                .send()
-                .await?
-                .json()
-                .await?;
+            let inv = get_json(http, format!("{}/invocations/{id}", host.admin)).await?;
             if inv["journal"][1]["name"] == "wait" {
                 break inv["journal"][0]["result"]
                     .as_str()
@@ -73,20 +64,12 @@ pub(super) async fn calls(
             .json(&json!(1))
             .send()
             .await?;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "resolve: {}",
-            resp.text().await?
-        );
+        success(resp, "resolve").await?;
         let output = http
             .get(format!("{}/invocations/{id}/output", host.ingress))
             .send()
             .await?;
-        anyhow::ensure!(
-            output.status().is_success(),
-            "output: {}",
-            output.text().await?
-        );
+        success(output, "output").await?;
         promise.push(started.elapsed());
     }
     Ok(json!({"call": percentiles(call), "promise": percentiles(promise)}))

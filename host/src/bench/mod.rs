@@ -252,12 +252,7 @@ async fn one_key(http: &reqwest::Client, host: &Host, fake: &Fake) -> anyhow::Re
         bodies.push(resp?.text().await?);
     }
     let elapsed = started.elapsed();
-    let stats: Value = http
-        .get(format!("{}/_mock/stats", fake.base))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let stats = get_json(http, format!("{}/_mock/stats", fake.base)).await?;
     Ok(json!({
         "calls": 200,
         "ms": elapsed.as_millis(),
@@ -282,11 +277,7 @@ async fn steps(http: &reqwest::Client, host: &Host, components: &Path) -> anyhow
                 .json(&json!({"steps": n}))
                 .send()
                 .await?;
-            anyhow::ensure!(
-                resp.status().is_success(),
-                "Steps/Run: {}",
-                resp.text().await?
-            );
+            success(resp, "Steps/Run").await?;
             samples.push(started.elapsed());
         }
         let mut row = percentiles(samples);
@@ -313,13 +304,24 @@ async fn deploy(http: &reqwest::Client, host: &Host, path: &Path) -> anyhow::Res
         .body(bytes)
         .send()
         .await?;
-    anyhow::ensure!(
-        resp.status().is_success(),
-        "deploying {}: {}",
-        path.display(),
-        resp.text().await?
-    );
+    success(resp, format_args!("deploying {}", path.display())).await?;
     Ok(None)
+}
+
+/// `resp` when it succeeded, else an error with `what` and its body.
+pub(super) async fn success(
+    resp: reqwest::Response,
+    what: impl std::fmt::Display,
+) -> anyhow::Result<reqwest::Response> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    anyhow::bail!("{what}: {} {}", resp.status(), resp.text().await?)
+}
+
+/// `GET url` as JSON.
+pub(super) async fn get_json(http: &reqwest::Client, url: String) -> anyhow::Result<Value> {
+    Ok(http.get(url).send().await?.json().await?)
 }
 
 /// What every start of a host in one bench run shares.

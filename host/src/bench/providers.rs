@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::process::{Fake, Host};
-use super::{fresh_key, percentiles, process_order};
+use super::{fresh_key, get_json, percentiles, process_order, success};
 
 const ROUNDS: usize = 100;
 const EMAIL: &str = "cairn:commerce/email@0.1.0";
@@ -45,12 +45,7 @@ pub(super) async fn email_call(
         }))
         .send()
         .await?;
-    anyhow::ensure!(
-        resp.status().is_success(),
-        "deploying {}: {}",
-        js.display(),
-        resp.text().await?
-    );
+    success(resp, format_args!("deploying {}", js.display())).await?;
     // Validation and compilation (or a load from the compilation cache).
     let deploy_ms = started.elapsed().as_millis();
     let javascript = rounds(http, host).await?;
@@ -70,22 +65,16 @@ async fn rounds(http: &reqwest::Client, host: &Host) -> anyhow::Result<Value> {
             status.as_deref() == Some("confirmed"),
             "order {key}: {status:?}"
         );
-        let listed: Value = http
-            .get(format!(
+        let listed = get_json(
+            http,
+            format!(
                 "{}/invocations?service=OrderOrchestrator&key={key}",
                 host.admin
-            ))
-            .send()
-            .await?
-            .json()
-            .await?;
+            ),
+        )
+        .await?;
         let id = listed["invocations"][0]["id"].as_str().unwrap_or_default();
-        let inv: Value = http
-            .get(format!("{}/invocations/{id}", host.admin))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let inv = get_json(http, format!("{}/invocations/{id}", host.admin)).await?;
         anyhow::ensure!(
             inv["providers"][EMAIL].is_string(),
             "order {key} made no email call: {inv}"
