@@ -63,6 +63,48 @@ impl Host {
     }
 }
 
+/// What a host killed and started again keeps: a fake in this process, a data dir and the same
+/// ports (a port picked later could be one another test's killed host is about to bind again).
+struct Rig {
+    mock: MockServer,
+    data_dir: tempfile::TempDir,
+    http: reqwest::Client,
+    ports: (u16, u16),
+}
+
+impl Rig {
+    async fn new(config: MockConfig) -> Rig {
+        Rig {
+            mock: MockServer::start("127.0.0.1:0".parse().unwrap(), config)
+                .await
+                .unwrap(),
+            data_dir: tempfile::tempdir().unwrap(),
+            http: reqwest::Client::new(),
+            ports: (free_port(), free_port()),
+        }
+    }
+
+    /// `cairn serve` over the rig, once it answers.
+    async fn start(&self, generation: usize) -> Host {
+        let host = Host::start(
+            self.data_dir.path(),
+            &self.mock.base_url(),
+            self.ports,
+            generation,
+        );
+        wait_healthy(&self.http, &host.admin).await;
+        host
+    }
+}
+
+impl Host {
+    /// SIGKILL, and wait for the process to be gone.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
 /// A failing test leaves no host running.
 impl Drop for Host {
     fn drop(&mut self) {
@@ -196,25 +238,10 @@ async fn orders_survive_kill_minus_nine(database_url: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
-    let mock = MockServer::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
-        .await
-        .unwrap();
-    let data_dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
-    // The same ports across the restart: a port picked later could be one another test's
-    // killed host is about to bind again.
-    let (ingress, admin) = (free_port(), free_port());
-    let start = |generation| {
-        Host::start(
-            data_dir.path(),
-            &mock.base_url(),
-            (ingress, admin),
-            generation,
-        )
-    };
-    let mut host = start(10);
-    wait_healthy(&http, &host.admin).await;
-    host.deploy(&http, test_artifacts::STEPS_SERVICE).await;
+    let rig = Rig::new(MockConfig::default()).await;
+    let http = &rig.http;
+    let mut host = rig.start(10).await;
+    host.deploy(http, test_artifacts::STEPS_SERVICE).await;
 
     let sent = json_of(
         http.post(format!("{}/Steps/Run/send", host.ingress))
@@ -244,12 +271,10 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
     let until_ms = recorded["result"]
         .as_i64()
         .expect("the end of the sleep, in ms");
-    host.child.kill().unwrap();
-    host.child.wait().unwrap();
+    host.kill();
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
-    let mut host = start(11);
-    wait_healthy(&http, &host.admin).await;
+    let mut host = rig.start(11).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let finished = loop {
         let invocation = json_of(http.get(format!("{}/invocations/{id}", host.admin))).await;
@@ -281,8 +306,7 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
     );
     let output = json_of(http.get(format!("{}/invocations/{id}/output", host.ingress))).await;
     assert_eq!(output, serde_json::json!({"steps": 3, "sum": 3}));
-    host.child.kill().unwrap();
-    host.child.wait().unwrap();
+    host.kill();
 }
 
 /// A call between services killed while the callee runs (and the caller waits for it): after
@@ -290,29 +314,14 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
 /// fake) and the caller finishes with its output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_killed_while_the_callee_runs_finishes_with_one_effect_each() {
-    let mock = MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockConfig {
-            decline_rate: 0.0,
-            delay_ms: (150, 250),
-        },
-    )
-    .await
-    .unwrap();
-    let data_dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
-    let (ingress, admin) = (free_port(), free_port());
-    let start = |generation| {
-        Host::start(
-            data_dir.path(),
-            &mock.base_url(),
-            (ingress, admin),
-            generation,
-        )
-    };
-    let mut host = start(20);
-    wait_healthy(&http, &host.admin).await;
-    host.deploy(&http, test_artifacts::RELAY_SERVICE).await;
+    let rig = Rig::new(MockConfig {
+        decline_rate: 0.0,
+        delay_ms: (150, 250),
+    })
+    .await;
+    let http = &rig.http;
+    let mut host = rig.start(20).await;
+    host.deploy(http, test_artifacts::RELAY_SERVICE).await;
     let input = serde_json::json!({
         "target": {"service": "OrderOrchestrator", "key": "order-kill-call", "handler": "ProcessOrder"},
         "input": cairn_e2e::order_input("k@example.com"),
@@ -341,11 +350,9 @@ async fn a_call_killed_while_the_callee_runs_finishes_with_one_effect_each() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    host.child.kill().unwrap();
-    host.child.wait().unwrap();
+    host.kill();
 
-    let host = start(21);
-    wait_healthy(&http, &host.admin).await;
+    let host = rig.start(21).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let finished = loop {
         let caller = json_of(http.get(format!("{}/invocations/{id}", host.admin))).await;
@@ -381,7 +388,7 @@ async fn a_call_killed_while_the_callee_runs_finishes_with_one_effect_each() {
         callee.as_str(),
         "one callee"
     );
-    let stats = json_of(http.get(format!("{}/_mock/stats", mock.base_url()))).await;
+    let stats = json_of(http.get(format!("{}/_mock/stats", rig.mock.base_url()))).await;
     for counter in [
         "/charges/by_order/order-kill-call",
         "/labels/by_order/order-kill-call",
@@ -396,21 +403,14 @@ async fn a_call_killed_while_the_callee_runs_finishes_with_one_effect_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promise_wait_and_a_delayed_send_survive_kill_minus_nine() {
     // No random declines: the delayed order must be confirmed.
-    let mock = MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockConfig {
-            decline_rate: 0.0,
-            delay_ms: (0, 0),
-        },
-    )
-    .await
-    .unwrap();
-    let data_dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
-    let ports = (free_port(), free_port());
-    let mut host = Host::start(data_dir.path(), &mock.base_url(), ports, 30);
-    wait_healthy(&http, &host.admin).await;
-    host.deploy(&http, test_artifacts::RELAY_SERVICE).await;
+    let rig = Rig::new(MockConfig {
+        decline_rate: 0.0,
+        delay_ms: (0, 0),
+    })
+    .await;
+    let http = &rig.http;
+    let mut host = rig.start(30).await;
+    host.deploy(http, test_artifacts::RELAY_SERVICE).await;
     let sent = json_of(
         http.post(format!("{}/Relay/w/Await/send", host.ingress))
             .json(&serde_json::json!({})),
@@ -435,13 +435,11 @@ async fn a_promise_wait_and_a_delayed_send_survive_kill_minus_nine() {
         assert!(Instant::now() < deadline, "no wait recorded: {inv}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    host.child.kill().unwrap();
-    host.child.wait().unwrap();
+    host.kill();
     // Down while the delay ends.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let host = Host::start(data_dir.path(), &mock.base_url(), ports, 31);
-    wait_healthy(&http, &host.admin).await;
+    let host = rig.start(31).await;
     let resolved = http
         .post(format!("{}/promises/{promise}/resolve", host.ingress))
         .json(&serde_json::json!("after the kill"))
@@ -456,7 +454,7 @@ async fn a_promise_wait_and_a_delayed_send_survive_kill_minus_nine() {
     );
     let later = json_of(http.get(format!("{}/invocations/{delayed}/output", host.ingress))).await;
     assert_eq!(later["status"], "confirmed", "{later}");
-    let stats = json_of(http.get(format!("{}/_mock/stats", mock.base_url()))).await;
+    let stats = json_of(http.get(format!("{}/_mock/stats", rig.mock.base_url()))).await;
     assert_eq!(
         count(&stats, "/charges/by_order/order-kill-later"),
         1,
