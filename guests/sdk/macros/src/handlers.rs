@@ -117,18 +117,15 @@ fn expand_impl(kind: Kind, args: &Args, mut item: syn::ItemImpl) -> syn::Result<
         ));
     }
     let ty = match &*item.self_ty {
-        Type::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => path
-            .path
-            .get_ident()
-            .cloned()
-            .ok_or_else(|| syn::Error::new(path.span(), "expected a type name"))?,
-        other => {
-            return Err(syn::Error::new(
-                other.span(),
-                "expected the name of a type of this module, e.g. `impl Cart`",
-            ));
-        }
-    };
+        Type::Path(path) if path.qself.is_none() => path.path.get_ident().cloned(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        syn::Error::new(
+            item.self_ty.span(),
+            "expected the name of a type of this module, e.g. `impl Cart`",
+        )
+    })?;
     let mut handlers = Vec::new();
     for impl_item in &mut item.items {
         if let syn::ImplItem::Fn(f) = impl_item {
