@@ -140,18 +140,44 @@ fn build_js(js: &Path, out: &Path) -> PathBuf {
             "npm ci in guests/js (is Node.js installed? `scripts/setup` installs it)",
         );
     }
-    run(
-        Command::new("node")
-            .arg("build.mjs")
-            .arg(out)
-            .current_dir(js),
-        "building the JavaScript components (node guests/js/build.mjs)",
-    );
+    // This script reruns on every change to the Rust guests too: build the JavaScript ones
+    // again only when one of their inputs is newer than what was built.
+    let inputs = ["package-lock.json", "build.mjs", "email", "../../wit"]
+        .iter()
+        .filter_map(|input| newest(&js.join(input)))
+        .max();
+    let built = JS_COMPONENTS
+        .iter()
+        .map(|(_, file)| modified(&out.join(file)))
+        .min()
+        .flatten();
+    if !fresh || built.is_none() || inputs.is_none() || inputs > built {
+        run(
+            Command::new("node")
+                .arg("build.mjs")
+                .arg(out)
+                .current_dir(js),
+            "building the JavaScript components (node guests/js/build.mjs)",
+        );
+    }
     out.to_path_buf()
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The newest modification time of `path` or, for a directory, of anything under it.
+fn newest(path: &Path) -> Option<std::time::SystemTime> {
+    let own = modified(path);
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return own;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| newest(&entry.path()))
+        .chain(own)
+        .max()
 }
 
 fn run(command: &mut Command, what: &str) {
