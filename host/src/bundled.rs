@@ -1,6 +1,6 @@
-//! The showcase components the binary deploys at start (the order orchestrator and its Stripe,
-//! SendGrid and Shippo providers), and the providers' default settings from the environment
-//! (`STRIPE_*`, `SENDGRID_*`, `SHIPPO_*`). Nothing else in the host knows them: to the runtime
+//! The showcase components the binary deploys at start (the order orchestrator, the webhook
+//! processor, and the Stripe, SendGrid and Shippo providers), the providers' default settings
+//! from the environment (`STRIPE_*`, `SENDGRID_*`, `SHIPPO_*`), and the webhook endpoints. Nothing else in the host knows them: to the runtime
 //! they are defaults keyed by the interface a provider exports, which a deployment's own
 //! settings replace.
 
@@ -12,13 +12,15 @@ use crate::config::ConfigError;
 use crate::outbound::{Origin, Policy, Secret};
 use crate::runtime::ProviderSettings;
 use crate::runtime::callee::InDoubtPolicy;
+use crate::webhooks::endpoint::{EndpointSpec, VerifierSpec};
 
 /// The bundled component files, in the order they are deployed.
-pub const BUNDLED: [&str; 4] = [
+pub const BUNDLED: [&str; 5] = [
     "stripe_payments.wasm",
     "sendgrid_email.wasm",
     "shippo_shipping.wasm",
     "order_orchestrator.wasm",
+    "webhook_processor.wasm",
 ];
 
 pub fn bundled_components(dir: &Path) -> Vec<PathBuf> {
@@ -91,6 +93,62 @@ const PROVIDERS: [Bundled; 3] = [
         ],
     },
 ];
+
+/// The bundled webhook endpoints: Stripe (`Stripe-Signature`, `STRIPE_WEBHOOK_SECRET`, a list
+/// while rotating), Shippo (URL token, `SHIPPO_WEBHOOK_TOKEN`) and SendGrid (ECDSA,
+/// `SENDGRID_WEBHOOK_PUBLIC_KEY`), each to its handler of the bundled `WebhookProcessor`. Each is
+/// on when its variable is set.
+pub fn webhook_specs() -> Vec<EndpointSpec> {
+    let spec = |name: &str, verifier, var: &str, handler: &str, batch, ids: &[&str]| EndpointSpec {
+        name: name.to_string(),
+        verifier,
+        secret_env: var.to_string(),
+        target: format!("WebhookProcessor/{handler}"),
+        batch,
+        event_id: ids.iter().map(|p| p.to_string()).collect(),
+        tolerance_secs: None,
+    };
+    vec![
+        spec(
+            "stripe",
+            VerifierSpec::StripeSignature,
+            "STRIPE_WEBHOOK_SECRET",
+            "Stripe",
+            false,
+            &["/id"],
+        ),
+        // A tracking update carries its status object's id; a transaction update the
+        // transaction's id, which stays the same across its statuses.
+        spec(
+            "shippo",
+            VerifierSpec::UrlToken,
+            "SHIPPO_WEBHOOK_TOKEN",
+            "Shippo",
+            false,
+            &[
+                "/data/tracking_status/object_id",
+                "/data/object_id+/data/status",
+            ],
+        ),
+        spec(
+            "sendgrid",
+            VerifierSpec::SendgridEcdsa,
+            "SENDGRID_WEBHOOK_PUBLIC_KEY",
+            "Sendgrid",
+            true,
+            &["/sg_event_id"],
+        ),
+    ]
+}
+
+/// The bundled orchestrator's handlers that only the webhook processor and the orchestrator
+/// itself invoke (a caller on the ingress could otherwise claim a payment succeeded).
+pub fn internal_handlers() -> Vec<String> {
+    ["OnEvent", "ApplyEvent", "ApplyCancel"]
+        .iter()
+        .map(|h| format!("OrderOrchestrator/{h}"))
+        .collect()
+}
 
 /// The bundled providers' in-doubt policies: SendGrid can neither deduplicate nor look up a
 /// send, and a customer is better off without a second confirmation than with two, so a send a

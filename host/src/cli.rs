@@ -107,6 +107,23 @@ struct ServeArgs {
     /// for the bundled `cairn:commerce/email.send-email`).
     #[arg(long = "in-doubt", env = "CAIRN_IN_DOUBT", value_delimiter = ',')]
     in_doubt: Vec<String>,
+    /// A JSON file with more webhook endpoints (`POST /webhooks/{name}`; see the README), beside
+    /// the bundled `stripe`, `shippo` and `sendgrid`.
+    #[arg(long, env = "CAIRN_WEBHOOKS_FILE")]
+    webhooks_file: Option<PathBuf>,
+    /// How long a webhook event id is remembered (a redelivery within it is not processed
+    /// again), in days.
+    #[arg(long, env = "CAIRN_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
+    webhook_retention_days: u64,
+    /// Handlers the ingress refuses (only components and webhooks invoke them),
+    /// `Service/Handler` or `Service/*` (default: the bundled orchestrator's internal ones;
+    /// every webhook target is internal too).
+    #[arg(
+        long = "internal-handler",
+        env = "CAIRN_INTERNAL_HANDLERS",
+        value_delimiter = ','
+    )]
+    internal_handlers: Option<Vec<String>>,
 }
 
 /// Runs the command line (the `cairn` binary's `main`).
@@ -139,6 +156,8 @@ async fn run() -> anyhow::Result<()> {
                 MockServer::start(listen, MockConfig::from_env().map_err(anyhow::Error::msg)?)
                     .await
                     .with_context(|| format!("binding {listen}"))?;
+            mock.state()
+                .set_webhooks(crate::mock::WebhookConfig::from_env().map_err(anyhow::Error::msg)?);
             tracing::info!(base_url = %mock.base_url(), "fake provider API is listening");
             tokio::signal::ctrl_c().await?;
             mock.shutdown().await;
@@ -166,6 +185,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let env = |var: &str| std::env::var(var).ok();
     let providers =
         crate::bundled::provider_defaults(&env, mock.as_ref().map(|m| m.base_url()).as_deref())?;
+    let webhooks = webhook_endpoints(&args, mock.is_some())?;
     let mut runtime = config::runtime_settings(providers, Some(args.data_dir.join("cache")));
     runtime.memory_limit = args.memory_limit_mb << 20;
     runtime.max_running = args.max_running.max(1);
@@ -225,11 +245,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             idempotency_retention: std::time::Duration::from_secs(
                 args.idempotency_retention_hours * 3600,
             ),
+            webhooks,
+            webhook_retention: std::time::Duration::from_secs(
+                args.webhook_retention_days.max(1) * 24 * 3600,
+            ),
+            internal_handlers: args
+                .internal_handlers
+                .clone()
+                .unwrap_or_else(crate::bundled::internal_handlers),
             ..IngressConfig::default()
         },
         runtime,
     })
     .await?;
+    if let Some(mock) = &mock {
+        // The fake's webhooks come back to this host's ingress (loopback for a wildcard bind).
+        let mut ingress = server.ingress_addr;
+        if ingress.ip().is_unspecified() {
+            ingress.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let mut hooks = crate::mock::WebhookConfig::from_env().map_err(anyhow::Error::msg)?;
+        hooks.target.get_or_insert(format!("http://{ingress}"));
+        mock.state().set_webhooks(hooks);
+    }
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");
     server.shutdown().await;
@@ -237,6 +275,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         mock.shutdown().await;
     }
     Ok(())
+}
+
+/// The bundled webhook endpoints and the operator's file, each with its secret from the
+/// environment (in mock mode, the fake's when the variable is unset); one without its secret is
+/// off, and said so.
+fn webhook_endpoints(
+    args: &ServeArgs,
+    mock: bool,
+) -> anyhow::Result<Vec<crate::webhooks::endpoint::Endpoint>> {
+    let mut specs = crate::bundled::webhook_specs();
+    if let Some(path) = &args.webhooks_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the webhooks file {}", path.display()))?;
+        specs.extend(crate::webhooks::endpoint::read_specs(&text).map_err(anyhow::Error::msg)?);
+    }
+    let env = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .or_else(|| mock.then(|| crate::mock::webhook_secret(var)).flatten())
+    };
+    crate::webhooks::endpoint::load_all(&specs, &env).map_err(anyhow::Error::msg)
 }
 
 /// The bundled components: the flag, else next to the binary, else the guests' build output.

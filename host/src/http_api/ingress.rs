@@ -2,8 +2,10 @@
 //! `POST /{service}/{key}/{handler}` (add `/send` to return at once with the invocation id, and
 //! `?delay=30s` or `?delay=PT5M` to start it later),
 //! `GET /invocations/{id}/output`, and the promise routes (`/promises/{id}/resolve`, see
-//! [`super::promises`]). JSON in, JSON out; the invocation id comes back in
-//! `x-cairn-invocation-id`. Bad requests are refused before anything is written.
+//! [`super::promises`]), and the webhook endpoints (`/webhooks/{name}`, see
+//! [`super::webhooks`]). JSON in, JSON out; the invocation id comes back in
+//! `x-cairn-invocation-id`. Bad requests are refused before anything is written. Internal
+//! handlers ([`IngressConfig::internal_handlers`]) are refused with 403.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,7 @@ use crate::bindings::handler::ServiceKind;
 use crate::runtime::Runtime;
 use crate::runtime::start::{Target, new_invocation, spawn};
 use crate::storage::{Created, Outcome, now_ms};
+use crate::webhooks::endpoint::Endpoint;
 
 pub use crate::runtime::start::new_invocation_id;
 
@@ -38,6 +41,31 @@ pub struct IngressConfig {
     pub idempotency_retention: Duration,
     /// How long `GET /invocations/{id}/output` waits for a running invocation.
     pub output_wait: Duration,
+    /// The webhook endpoints (`POST /webhooks/{name}`, see [`super::webhooks`]).
+    pub webhooks: Vec<Endpoint>,
+    /// How long a webhook event id is remembered: a redelivery within it is not processed
+    /// again. It outlasts the providers' redelivery windows (Stripe: 3 days of retries, 30 days
+    /// for a manual resend).
+    pub webhook_retention: Duration,
+    /// Handlers only other components (or a webhook endpoint) may invoke, as `Service/Handler`
+    /// or `Service/*`: the ingress refuses them with 403. Every webhook target is one.
+    pub internal_handlers: Vec<String>,
+}
+
+impl IngressConfig {
+    /// Whether the ingress must refuse `target` (see [`IngressConfig::internal_handlers`]).
+    fn is_internal(&self, target: &Target) -> bool {
+        let named = |pattern: &str| {
+            pattern.split_once('/').is_some_and(|(service, handler)| {
+                service == target.service && (handler == "*" || handler == target.handler)
+            })
+        };
+        self.internal_handlers.iter().any(|p| named(p))
+            || self
+                .webhooks
+                .iter()
+                .any(|e| e.service == target.service && e.handler == target.handler)
+    }
 }
 
 impl Default for IngressConfig {
@@ -46,6 +74,9 @@ impl Default for IngressConfig {
             max_body_bytes: 1 << 20,
             idempotency_retention: Duration::from_secs(24 * 3600),
             output_wait: Duration::from_secs(60),
+            webhooks: Vec::new(),
+            webhook_retention: Duration::from_secs(30 * 24 * 3600),
+            internal_handlers: Vec::new(),
         }
     }
 }
@@ -109,6 +140,12 @@ fn parse_delay(value: &str) -> Result<Duration, ApiError> {
 
 pub fn router(runtime: Arc<Runtime>, config: IngressConfig) -> Router {
     let max_body_bytes = config.max_body_bytes;
+    let webhooks = super::webhooks::router(
+        runtime.clone(),
+        &config.webhooks,
+        config.webhook_retention,
+        max_body_bytes,
+    );
     Router::new()
         .route(
             "/invocations/{id}/output",
@@ -133,6 +170,7 @@ pub fn router(runtime: Arc<Runtime>, config: IngressConfig) -> Router {
             config: Arc::new(config),
         })
         .merge(super::promises::router(runtime, max_body_bytes))
+        .merge(webhooks)
 }
 
 async fn call_service(
@@ -223,6 +261,16 @@ async fn call(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let runtime = &ingress.runtime;
+    if ingress.config.is_internal(&target) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "internal_handler",
+            format!(
+                "{}/{} is internal: only other components (or a verified webhook) invoke it",
+                target.service, target.handler
+            ),
+        ));
+    }
     let not_before = match mode {
         Mode::Send { delay: Some(delay) } => {
             Some(now_ms().saturating_add(delay.as_millis() as i64))
@@ -351,12 +399,9 @@ fn accepted(id: &str, status: &str) -> Response {
     response
 }
 
-/// Checks the body: JSON (or empty), right content type, within the size limit.
-pub(super) fn read_body(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, ApiError> {
-    let body = body.map_err(|rejection| {
+/// The body's bytes, or a 413 past the size limit (400 when it cannot be read).
+pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -367,7 +412,15 @@ pub(super) fn read_body(
         } else {
             ApiError::bad_request(format!("could not read the request body: {rejection}"))
         }
-    })?;
+    })
+}
+
+/// Checks the body: JSON (or empty), right content type, within the size limit.
+pub(super) fn read_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    let body = body_bytes(body)?;
     if body.is_empty() {
         return Ok(body);
     }

@@ -1,10 +1,11 @@
-//! The HTTP surface: ingress (invoke handlers) and admin (inspect and deploy).
+//! The HTTP surface: ingress (invoke handlers, receive webhooks) and admin (inspect and deploy).
 
 pub mod admin;
 pub mod deployments;
 mod error;
 pub mod ingress;
 mod promises;
+pub mod webhooks;
 
 pub use error::ApiError;
 

@@ -4,10 +4,15 @@
 //! verifier holds its secret or key; none of them prints it (`Debug` is redacted), and nothing
 //! here logs.
 //!
+//! Endpoints (which verifier, whose secret, which handler the events go to) are in
+//! [`endpoint`]; the route that uses them is [`crate::http_api::webhooks`].
+//!
 //! A refusal is final ([`Refusal`]): the sender must sign correctly, retrying the same bytes
 //! cannot help. Its [`Refusal::status`] is 400 for a request that lacks what a signed one
 //! carries, 401 for one whose signature, token or time is wrong.
 
+pub mod endpoint;
+pub mod hmac_header;
 pub mod sendgrid;
 pub mod shippo;
 pub mod stripe;
@@ -46,6 +51,18 @@ impl Refusal {
         match self {
             Refusal::Missing(_) | Refusal::Malformed { .. } => 400,
             _ => 401,
+        }
+    }
+
+    /// The `error` code of the JSON answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Missing(_) => "signature_missing",
+            Refusal::Malformed { .. } => "signature_malformed",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::BadToken => "bad_token",
+            Refusal::Stale(_) => "stale_timestamp",
+            Refusal::Future(_) => "future_timestamp",
         }
     }
 }

@@ -1,0 +1,131 @@
+//! `POST /webhooks/{name}` on the ingress: a provider's event, verified on the raw bytes by the
+//! endpoint's verifier before anything parses them ([`crate::webhooks`]), then one invocation of
+//! the endpoint's target handler per event, created together with the event's dedup record
+//! (the idempotency key `webhook:{name}:{event id}`, one insert) before the 200 goes back. A
+//! redelivered event finds its record: 200, nothing new runs. A refused request (signature,
+//! token, timestamp, size, shape, or a target that is not deployed) writes nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde_json::json;
+
+use super::ApiError;
+use super::error::wrong_method;
+use crate::runtime::Runtime;
+use crate::runtime::start::{Target, new_invocation, spawn};
+use crate::storage::{Created, now_ms};
+use crate::webhooks::endpoint::Endpoint;
+
+#[derive(Clone)]
+struct Webhooks {
+    runtime: Arc<Runtime>,
+    endpoints: Arc<BTreeMap<String, Endpoint>>,
+    /// How long an event id is remembered (a redelivery within it is not processed again).
+    retention: Duration,
+}
+
+pub fn router(
+    runtime: Arc<Runtime>,
+    endpoints: &[Endpoint],
+    retention: Duration,
+    max_body_bytes: usize,
+) -> Router {
+    let endpoints = endpoints
+        .iter()
+        .map(|e| (e.name.clone(), e.clone()))
+        .collect();
+    Router::new()
+        .route("/webhooks/{name}", post(receive).fallback(wrong_method))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(Webhooks {
+            runtime,
+            endpoints: Arc::new(endpoints),
+            retention,
+        })
+}
+
+async fn receive(
+    State(hooks): State<Webhooks>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let Some(endpoint) = hooks.endpoints.get(&name) else {
+        return Err(ApiError::not_found(format!(
+            "no webhook endpoint {name:?} (configured: {})",
+            hooks
+                .endpoints
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let body = super::ingress::body_bytes(body)?;
+    endpoint
+        .verify(&headers, query.as_deref(), &body, now_ms() / 1000)
+        .map_err(|refusal| {
+            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            tracing::warn!(endpoint = %name, %refusal, "webhook refused");
+            ApiError::new(status, refusal.code(), format!("webhook {name}: {refusal}"))
+        })?;
+    let events = endpoint
+        .events(&body)
+        .map_err(|e| ApiError::bad_request(format!("webhook {name}: {e}")))?;
+
+    // Every invocation is built (the target checked) before the first is written.
+    let registry = hooks.runtime.registry();
+    let retention = i64::try_from(hooks.retention.as_millis()).unwrap_or(i64::MAX);
+    let mut created = Vec::with_capacity(events.len());
+    for event in events {
+        let target = Target {
+            service: endpoint.service.clone(),
+            key: None,
+            handler: endpoint.handler.clone(),
+        };
+        let dedup = format!("webhook:{name}:{}", event.id);
+        let (new, _) = new_invocation(
+            &registry,
+            target,
+            event.body,
+            Some((dedup, retention)),
+            None,
+        )
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "target_unavailable",
+                format!("webhook {name}: its target cannot take events now: {e}"),
+            )
+        })?;
+        created.push((event.id, new));
+    }
+    drop(registry);
+
+    let (mut accepted, mut duplicates) = (Vec::new(), Vec::new());
+    for (event_id, new) in created {
+        match hooks.runtime.storage.create_invocation(&new).await? {
+            Created::New(invocation) => {
+                accepted.push(json!({"eventId": event_id, "invocationId": invocation.id}));
+                // Runs to its end whatever the sender does next.
+                drop(spawn(&hooks.runtime, invocation));
+            }
+            Created::Existing(existing) => {
+                duplicates.push(json!({"eventId": event_id, "invocationId": existing.id}));
+            }
+        }
+    }
+    Ok(axum::Json(json!({
+        "accepted": accepted,
+        "duplicates": duplicates,
+    })))
+}
