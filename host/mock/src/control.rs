@@ -8,6 +8,10 @@
 //! | `GET /_mock/faults`, `POST /_mock/faults` | pending faults; POST `{"stripe": {"fail_next": N, "status": 503, "after_effect": false}, "shippo": null}` sets (object) or clears (`null`) each named provider and answers the pending faults |
 //! | `GET /_mock/requests?provider=stripe\|sendgrid\|shippo` | recorded requests, oldest first |
 //! | `GET /_mock/config`, `POST /_mock/config` | `{"decline_rate": 0.05, "delay_ms": [0, 0]}`; POST changes the fields given |
+//! | `GET /_mock/webhooks` | the webhooks sent, oldest first, with the host's answers |
+//! | `GET /_mock/webhooks/config`, `POST /_mock/webhooks/config` | `{"target": "http://127.0.0.1:8080", "delay_ms": 200, "pending_ms": 2000}` (no target: none sent) |
+//! | `POST /_mock/webhooks/{event_id}/redeliver` | sends a sent event again, signed afresh → the host's status |
+//! | `POST /_mock/webhooks/forge` | `{"endpoint": "stripe", "body": {...}}` sent with a wrong signature or token → the host's status |
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -19,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::faults::{FaultSpec, Faults};
 use crate::state::{MockState, Provider};
+use crate::webhooks::{self, WebhookConfig};
 
 pub(crate) fn routes() -> Router<MockState> {
     Router::new()
@@ -27,6 +32,69 @@ pub(crate) fn routes() -> Router<MockState> {
         .route("/_mock/faults", get(faults).post(set_faults))
         .route("/_mock/requests", get(requests))
         .route("/_mock/config", get(config).post(set_config))
+        .route("/_mock/webhooks", get(sent_webhooks))
+        .route(
+            "/_mock/webhooks/config",
+            get(webhook_config).post(set_webhook_config),
+        )
+        .route("/_mock/webhooks/forge", post(forge_webhook))
+        .route(
+            "/_mock/webhooks/{event_id}/redeliver",
+            post(redeliver_webhook),
+        )
+}
+
+async fn sent_webhooks(State(state): State<MockState>) -> Json<Value> {
+    Json(json!(state.sent_webhooks()))
+}
+
+async fn webhook_config(State(state): State<MockState>) -> Json<WebhookConfig> {
+    Json(state.webhooks())
+}
+
+async fn set_webhook_config(State(state): State<MockState>, body: axum::body::Bytes) -> Response {
+    match serde_json::from_slice::<WebhookConfig>(&body) {
+        Ok(config) => {
+            state.set_webhooks(config);
+            Json(state.webhooks()).into_response()
+        }
+        Err(err) => bad_request(format!(
+            "expected {{\"target\": \"http://127.0.0.1:8080\", \"delay_ms\": 200, \"pending_ms\": 2000}}: {err}"
+        )),
+    }
+}
+
+async fn redeliver_webhook(
+    State(state): State<MockState>,
+    axum::extract::Path(event_id): axum::extract::Path<String>,
+) -> Response {
+    match webhooks::redeliver(&state, &event_id).await {
+        Some(status) => Json(json!({"eventId": event_id, "hostStatus": status})).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no webhook {event_id:?} was sent")})),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Forgery {
+    endpoint: webhooks::Endpoint,
+    body: Value,
+}
+
+async fn forge_webhook(State(state): State<MockState>, body: axum::body::Bytes) -> Response {
+    match serde_json::from_slice::<Forgery>(&body) {
+        Ok(forgery) => {
+            let status = webhooks::forge(&state, forgery.endpoint, &forgery.body.to_string()).await;
+            Json(json!({"hostStatus": status})).into_response()
+        }
+        Err(err) => bad_request(format!(
+            "expected {{\"endpoint\": \"stripe\"|\"shippo\"|\"sendgrid\", \"body\": {{...}}}}: {err}"
+        )),
+    }
 }
 
 fn bad_request(message: impl Into<String>) -> Response {

@@ -12,7 +12,8 @@
 //! state; `faults` the gate every provider request passes (recording, injected faults); `control`
 //! the `/_mock` endpoints; `stats` the effect counters; one module per provider (`stripe`,
 //! `sendgrid`, `shippo`, and `adyen`, the Checkout API of a second payments provider);
-//! `idempotency` the key store of Stripe and Adyen.
+//! `idempotency` the key store of Stripe and Adyen; `webhooks` the signed events it sends to
+//! the host.
 
 mod adyen;
 mod control;
@@ -23,6 +24,7 @@ mod shippo;
 mod state;
 mod stats;
 mod stripe;
+pub mod webhooks;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -35,6 +37,7 @@ use tokio::task::JoinHandle;
 pub use faults::{FaultSpec, Faults};
 pub use state::{MockState, Provider, RecordedRequest};
 pub use stats::{ChargeStats, EffectStats, RefundStats, RequestStats, Stats};
+pub use webhooks::{SentWebhook, WebhookConfig, webhook_secret};
 
 /// Largest request body the fake reads (SendGrid allows messages up to 30 MB).
 pub(crate) const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;

@@ -106,11 +106,65 @@ async fn send(State(state): State<MockState>, headers: HeaderMap, body: Bytes) -
     };
     let message_id = random_id("", 22);
     state.with(|w| w.stats.email(order_ids.iter().map(String::as_str)));
+    delivery_events(&state, &mail, &message_id);
     let mut response = StatusCode::ACCEPTED.into_response();
     if let Ok(value) = HeaderValue::from_str(&message_id) {
         response.headers_mut().insert("x-message-id", value);
     }
     response
+}
+
+/// One Event Webhook batch for an accepted message: per recipient of each personalization,
+/// `delivered` (`bounce` for an address with `+bounce`, `dropped` with `+drop`), its
+/// `custom_args` as top-level keys as SendGrid sends them.
+fn delivery_events(state: &MockState, mail: &Value, message_id: &str) {
+    let now = crate::state::unix_now();
+    let mut events = Vec::new();
+    let personalizations = mail["personalizations"].as_array().into_iter().flatten();
+    for (i, personalization) in personalizations.enumerate() {
+        for to in personalization["to"].as_array().into_iter().flatten() {
+            let email = to["email"].as_str().unwrap_or_default();
+            let kind = if email.contains("+bounce") {
+                "bounce"
+            } else if email.contains("+drop") {
+                "dropped"
+            } else {
+                "delivered"
+            };
+            let mut event = serde_json::json!({
+                "email": email,
+                "timestamp": now,
+                "smtp-id": format!("<{message_id}@ismtpd-mock>"),
+                "event": kind,
+                "sg_event_id": random_id("", 22),
+                "sg_message_id": format!("{message_id}.filter0001.{i}"),
+                "response": "250 OK",
+            });
+            if let (Some(fields), Some(args)) = (
+                event.as_object_mut(),
+                personalization["custom_args"].as_object(),
+            ) {
+                for (name, value) in args {
+                    fields.entry(name.clone()).or_insert(value.clone());
+                }
+            }
+            events.push(event);
+        }
+    }
+    if let Some(first) = events.first() {
+        let id = first["sg_event_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let delay = std::time::Duration::from_millis(state.webhooks().delay_ms);
+        crate::webhooks::emit(
+            state,
+            crate::webhooks::Endpoint::Sendgrid,
+            id,
+            Value::Array(events),
+            delay,
+        );
+    }
 }
 
 fn type_name(value: &Value) -> &'static str {

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -26,6 +26,8 @@ pub(crate) fn routes() -> Router<MockState> {
         .route("/transactions/", get(list).post(create))
         .route("/transactions/{id}", get(fetch))
         .route("/labels/{file}", get(label_file))
+        .route("/refunds", post(create_refund))
+        .route("/refunds/", post(create_refund))
 }
 
 /// Labels bought, oldest first.
@@ -208,11 +210,110 @@ async fn create(State(state): State<MockState>, headers: HeaderMap, body: Bytes)
     };
     let transaction = new_transaction(request, test, &base_url(&headers));
     let body = serde_json::to_value(&transaction).unwrap_or(Value::Null);
+    tracking_events(&state, &transaction);
     state.with(|w| {
         w.stats.label(order_id(&transaction.metadata));
         w.shippo.transactions.push(transaction);
     });
     (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// `track_updated` for a label just bought: TRANSIT after the webhook delay, DELIVERED after
+/// twice it (carrying the transaction's metadata, as for a label bought through Shippo).
+fn tracking_events(state: &MockState, transaction: &Transaction) {
+    let delay = state.webhooks().delay_ms;
+    for (status, after) in [("TRANSIT", delay), ("DELIVERED", delay.saturating_mul(2))] {
+        let status_id = random_hex(32);
+        let event = json!({
+            "event": "track_updated",
+            "test": transaction.test,
+            "data": {
+                "carrier": "usps",
+                "tracking_number": transaction.tracking_number,
+                "transaction": transaction.object_id,
+                "metadata": transaction.metadata,
+                "tracking_status": {
+                    "object_id": status_id,
+                    "status": status,
+                    "status_details": format!("mock: {status}"),
+                    "status_date": rfc3339(unix_now()),
+                },
+            },
+        });
+        crate::webhooks::emit(
+            state,
+            crate::webhooks::Endpoint::Shippo,
+            status_id,
+            event,
+            std::time::Duration::from_millis(after),
+        );
+    }
+}
+
+/// `POST /refunds` `{"transaction": id, "async": false}`: voids an unused label. The refund
+/// answers `SUCCESS` (a second one for the same label is refused), the transaction becomes
+/// `REFUNDED`, and `transaction_updated` goes out.
+async fn create_refund(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.latency().await;
+    if token(&headers).is_none() {
+        return unauthorized();
+    }
+    let Some(id) = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|b| b["transaction"].as_str().map(str::to_string))
+    else {
+        return detail(
+            StatusCode::BAD_REQUEST,
+            "transaction: This field is required.",
+        );
+    };
+    let refunded = state.with(|w| {
+        let transaction = w
+            .shippo
+            .transactions
+            .iter_mut()
+            .find(|t| t.object_id == id)?;
+        if transaction.status == "REFUNDED" {
+            return Some(Err(()));
+        }
+        transaction.status = "REFUNDED";
+        transaction.object_updated = rfc3339(unix_now());
+        let order = order_id(&transaction.metadata).map(str::to_string);
+        let value = serde_json::to_value(&*transaction).unwrap_or(Value::Null);
+        w.stats.label_refund(order.as_deref());
+        Some(Ok(value))
+    });
+    match refunded {
+        None => not_found(),
+        Some(Err(())) => detail(
+            StatusCode::BAD_REQUEST,
+            "This label has already been refunded.",
+        ),
+        Some(Ok(transaction)) => {
+            let status_id = format!("{id}:REFUNDED");
+            let event = json!({"event": "transaction_updated", "test": true, "data": transaction});
+            let delay = std::time::Duration::from_millis(state.webhooks().delay_ms);
+            crate::webhooks::emit(
+                &state,
+                crate::webhooks::Endpoint::Shippo,
+                status_id,
+                event,
+                delay,
+            );
+            let now = rfc3339(unix_now());
+            (
+                StatusCode::CREATED,
+                Json(json!({"object_id": random_hex(32), "object_created": now, "object_updated": now,
+                            "object_owner": "mock@cairn.local", "status": "SUCCESS", "test": true,
+                            "transaction": id})),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn fetch(

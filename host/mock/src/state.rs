@@ -18,6 +18,7 @@ use crate::idempotency;
 use crate::shippo;
 use crate::stats::Stats;
 use crate::stripe;
+use crate::webhooks::{self, SentWebhook, WebhookConfig};
 
 /// How many recorded requests are kept (oldest dropped first).
 pub(crate) const MAX_RECORDED_REQUESTS: usize = 10_000;
@@ -39,7 +40,11 @@ impl Provider {
             Some(Provider::Stripe)
         } else if path.starts_with("/v3/") || path == "/v3" {
             Some(Provider::Sendgrid)
-        } else if path == "/transactions" || path.starts_with("/transactions/") {
+        } else if path == "/transactions"
+            || path.starts_with("/transactions/")
+            || path == "/refunds"
+            || path.starts_with("/refunds/")
+        {
             Some(Provider::Shippo)
         } else if path.starts_with("/v71/") || path == "/v71" {
             Some(Provider::Adyen)
@@ -130,6 +135,7 @@ pub(crate) struct World {
     pub(crate) idempotency: idempotency::Store,
     pub(crate) shippo: shippo::Store,
     pub(crate) adyen: adyen::Store,
+    pub(crate) webhooks: webhooks::Store,
 }
 
 impl World {
@@ -150,6 +156,9 @@ pub struct MockState {
 
 struct Inner {
     config: Mutex<MockConfig>,
+    webhooks: Mutex<WebhookConfig>,
+    /// Sends the webhooks.
+    client: reqwest::Client,
     world: Mutex<World>,
 }
 
@@ -158,6 +167,11 @@ impl MockState {
         MockState {
             inner: Arc::new(Inner {
                 config: Mutex::new(config),
+                webhooks: Mutex::new(WebhookConfig::default()),
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap_or_default(),
                 world: Mutex::new(World::default()),
             }),
         }
@@ -190,6 +204,33 @@ impl MockState {
             .config
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = config;
+    }
+
+    /// Where and when webhooks go.
+    pub fn webhooks(&self) -> WebhookConfig {
+        self.inner
+            .webhooks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets where and when webhooks go (none go while the target is unset).
+    pub fn set_webhooks(&self, config: WebhookConfig) {
+        *self
+            .inner
+            .webhooks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = config;
+    }
+
+    /// The webhooks sent so far (at most the last 10,000), oldest first.
+    pub fn sent_webhooks(&self) -> Vec<SentWebhook> {
+        self.with(|w| w.webhooks.list())
+    }
+
+    pub(crate) fn client(&self) -> reqwest::Client {
+        self.inner.client.clone()
     }
 
     /// A snapshot of the effect counters (`GET /_mock/stats`).

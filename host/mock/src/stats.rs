@@ -18,6 +18,12 @@ pub struct Stats {
     pub requests: RequestStats,
     /// Responses sent with `Idempotent-Replayed: true`.
     pub replays: u64,
+    /// Labels voided (Shippo refunds), by order.
+    #[serde(default)]
+    pub label_refunds: EffectStats,
+    /// Webhook deliveries made (redeliveries included, forged ones not).
+    #[serde(default)]
+    pub webhooks_sent: u64,
 }
 
 /// Charge attempts that reached the effect stage (past auth, idempotency and validation).
@@ -109,6 +115,10 @@ impl Stats {
         EffectStats::bump(&mut self.labels, order_id.into_iter());
     }
 
+    pub(crate) fn label_refund(&mut self, order_id: Option<&str>) {
+        EffectStats::bump(&mut self.label_refunds, order_id.into_iter());
+    }
+
     /// One accepted message; `order_ids` are the distinct orders its personalizations carry.
     pub(crate) fn email<'a>(&mut self, order_ids: impl Iterator<Item = &'a str>) {
         EffectStats::bump(&mut self.emails, order_ids);
@@ -139,6 +149,8 @@ mod tests {
         stats.email(["A-1", "A-3"].into_iter());
         stats.requests.bump(Provider::Shippo);
         stats.replays = 2;
+        stats.label_refund(Some("A-1"));
+        stats.webhooks_sent = 4;
         let json = serde_json::to_value(&stats).unwrap();
         assert_eq!(
             json,
@@ -150,7 +162,9 @@ mod tests {
                 "labels": {"total": 1, "by_order": {"A-1": 1}},
                 "emails": {"total": 1, "by_order": {"A-1": 1, "A-3": 1}},
                 "requests": {"stripe": 0, "sendgrid": 0, "shippo": 1, "adyen": 0},
-                "replays": 2
+                "replays": 2,
+                "label_refunds": {"total": 1, "by_order": {"A-1": 1}},
+                "webhooks_sent": 4
             })
         );
         let back: Stats = serde_json::from_value(json).unwrap();

@@ -11,6 +11,7 @@ mod search;
 mod wire;
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -22,6 +23,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::state::{MockState, is_email, random_id, unix_now};
+use crate::webhooks;
 use wire::{Admission, Answer, ApiKey, admit, apply_metadata, authenticate, conclude, parse_int};
 pub(crate) use wire::{fault_response, unrecognized_url};
 
@@ -324,6 +326,8 @@ fn charge(state: &MockState, key: &ApiKey, request: ChargeRequest, idem: Option<
         .or_else(|| state.random_decline().then_some(GENERIC_DECLINE));
     let id = random_id("ch_", 24);
     let succeeded = decline.is_none();
+    // An asynchronous payment method: the charge settles later, and says so by webhook.
+    let pending = succeeded && request.source.as_deref().is_some_and(is_pending_source);
     let charge = Charge {
         id: id.clone(),
         object: "charge",
@@ -365,10 +369,33 @@ fn charge(state: &MockState, key: &ApiKey, request: ChargeRequest, idem: Option<
         payment_method: random_id("card_", 24),
         receipt_email: request.receipt_email,
         refunded: false,
-        status: if succeeded { "succeeded" } else { "failed" },
+        status: if pending {
+            "pending"
+        } else if succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        },
         metadata: request.metadata,
     };
     let body = serde_json::to_value(&charge).unwrap_or(Value::Null);
+    let hooks = state.webhooks();
+    if pending {
+        let (state, id) = (state.clone(), id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(hooks.pending_ms)).await;
+            settle(&state, &id);
+        });
+    } else {
+        let kind = if succeeded {
+            "charge.succeeded"
+        } else {
+            "charge.failed"
+        };
+        let (event_id, event) = webhooks::stripe_event(kind, body.clone());
+        let delay = Duration::from_millis(hooks.delay_ms);
+        webhooks::emit(state, webhooks::Endpoint::Stripe, event_id, event, delay);
+    }
     let order_id = charge.metadata.get("order_id").cloned();
     state.with(|w| {
         w.stats.charge(succeeded, order_id.as_deref(), idem);
@@ -389,6 +416,41 @@ fn charge(state: &MockState, key: &ApiKey, request: ChargeRequest, idem: Option<
             }}),
         },
     }
+}
+
+/// Payment methods whose charges come back `pending` and succeed later.
+fn is_pending_source(source: &str) -> bool {
+    matches!(source, "pm_card_pending" | "tok_pending")
+}
+
+/// A pending charge succeeds: `charge.succeeded` goes out at once.
+fn settle(state: &MockState, id: &str) {
+    let settled = state.with(|w| {
+        let charge = w.stripe.charge_mut(id)?;
+        charge.status = "succeeded";
+        charge.paid = true;
+        charge.captured = true;
+        charge.amount_captured = charge.amount;
+        charge.balance_transaction = Some(random_id("txn_", 24));
+        serde_json::to_value(&*charge).ok()
+    });
+    if let Some(charge) = settled {
+        let (event_id, event) = webhooks::stripe_event("charge.succeeded", charge);
+        webhooks::emit(
+            state,
+            webhooks::Endpoint::Stripe,
+            event_id,
+            event,
+            Duration::ZERO,
+        );
+    }
+}
+
+/// `charge.refunded` for a refund just made on `charge`.
+pub(crate) fn refunded(state: &MockState, charge: Value) {
+    let delay = Duration::from_millis(state.webhooks().delay_ms);
+    let (event_id, event) = webhooks::stripe_event("charge.refunded", charge);
+    webhooks::emit(state, webhooks::Endpoint::Stripe, event_id, event, delay);
 }
 
 async fn get_charge(

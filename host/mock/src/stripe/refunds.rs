@@ -149,39 +149,64 @@ pub(super) async fn create_refund(
 
 /// The effect: checks the charge can take the refund, records it and updates the charge.
 fn refund(state: &MockState, request: RefundRequest) -> Answer {
-    state.with(|w| {
+    let (answer, refunded) = state.with(|w| {
         let Some(charge) = w.stripe.charge_mut(&request.charge) else {
-            return Answer::invalid(
-                Some("resource_missing"),
-                format!("No such charge: '{}'", request.charge),
-                Some("charge"),
+            return (
+                Answer::invalid(
+                    Some("resource_missing"),
+                    format!("No such charge: '{}'", request.charge),
+                    Some("charge"),
+                ),
+                None,
             );
         };
-        if charge.status == "failed" {
-            return Answer::invalid(
+        if charge.status == "pending" {
+            return (
+                Answer::invalid(
+                    None,
+                    format!(
+                        "Charge {} is pending and cannot be refunded yet.",
+                        charge.id
+                    ),
+                    Some("charge"),
+                ),
                 None,
-                format!("Charge {} has failed and cannot be refunded.", charge.id),
-                Some("charge"),
+            );
+        }
+        if charge.status == "failed" {
+            return (
+                Answer::invalid(
+                    None,
+                    format!("Charge {} has failed and cannot be refunded.", charge.id),
+                    Some("charge"),
+                ),
+                None,
             );
         }
         let remaining = charge.amount - charge.amount_refunded;
         if remaining <= 0 {
-            return Answer::invalid(
-                Some("charge_already_refunded"),
-                format!("Charge {} has already been refunded.", charge.id),
-                Some("charge"),
+            return (
+                Answer::invalid(
+                    Some("charge_already_refunded"),
+                    format!("Charge {} has already been refunded.", charge.id),
+                    Some("charge"),
+                ),
+                None,
             );
         }
         let amount = request.amount.unwrap_or(remaining);
         if amount > remaining {
-            return Answer::invalid(
-                Some("amount_too_large"),
-                format!(
-                    "Refund amount ({}) is greater than unrefunded amount on charge ({})",
-                    money(amount, &charge.currency),
-                    money(remaining, &charge.currency)
+            return (
+                Answer::invalid(
+                    Some("amount_too_large"),
+                    format!(
+                        "Refund amount ({}) is greater than unrefunded amount on charge ({})",
+                        money(amount, &charge.currency),
+                        money(remaining, &charge.currency)
+                    ),
+                    Some("amount"),
                 ),
-                Some("amount"),
+                None,
             );
         }
         charge.amount_refunded += amount;
@@ -200,10 +225,15 @@ fn refund(state: &MockState, request: RefundRequest) -> Answer {
             status: "succeeded",
         };
         let body = serde_json::to_value(&refund).unwrap_or(Value::Null);
+        let charge = serde_json::to_value(&*charge).unwrap_or(Value::Null);
         w.stats.refund(&refund.charge);
         w.stripe.refunds.push(refund);
-        Answer::ok(body)
-    })
+        (Answer::ok(body), Some(charge))
+    });
+    if let Some(charge) = refunded {
+        super::refunded(state, charge);
+    }
+    answer
 }
 
 pub(super) async fn list_refunds(
