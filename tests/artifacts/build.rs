@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (constant name, crate artifact file name).
-const COMPONENTS: [(&str, &str); 16] = [
+const COMPONENTS: [(&str, &str); 17] = [
     ("ORDER_ORCHESTRATOR", "order_orchestrator.wasm"),
+    ("WEBHOOK_PROCESSOR", "webhook_processor.wasm"),
     ("STRIPE_PAYMENTS", "stripe_payments.wasm"),
     ("SENDGRID_EMAIL", "sendgrid_email.wasm"),
     ("SHIPPO_SHIPPING", "shippo_shipping.wasm"),
@@ -41,6 +42,7 @@ fn main() {
         "Cargo.lock",
         "sdk",
         "orchestrator",
+        "webhooks",
         "providers",
         "testing",
         "examples",

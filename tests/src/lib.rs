@@ -64,11 +64,26 @@ async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> 
             ..Default::default()
         },
         components: bundled_components(Path::new(test_artifacts::COMPONENTS_DIR)),
-        ingress: options.ingress.clone(),
+        ingress: with_webhooks(options.ingress.clone()),
         runtime,
     })
     .await
     .expect("starting cairn")
+}
+
+/// The bundled webhook endpoints with the fake's secrets, and the bundled internal handlers,
+/// unless the test set its own.
+fn with_webhooks(mut ingress: IngressConfig) -> IngressConfig {
+    if ingress.webhooks.is_empty() {
+        let specs = cairn::bundled::webhook_specs();
+        ingress.webhooks =
+            cairn::webhooks::endpoint::load_all(&specs, &cairn::mock::webhook_secret)
+                .expect("the bundled webhook endpoints");
+    }
+    if ingress.internal_handlers.is_empty() {
+        ingress.internal_handlers = cairn::bundled::internal_handlers();
+    }
+    ingress
 }
 
 /// A reply from Cairn: status, JSON body and invocation id header.
@@ -173,6 +188,16 @@ impl Cairn {
             data_dir,
             options,
         }
+    }
+
+    /// Has the fake send its webhooks to this host (again after a restart: the port changes),
+    /// `delay_ms` after each effect; a pending charge succeeds after `pending_ms`.
+    pub fn webhooks_to_host(&self, delay_ms: u64, pending_ms: u64) {
+        self.mock.state().set_webhooks(cairn::mock::WebhookConfig {
+            target: Some(format!("http://{}", self.server.ingress_addr)),
+            delay_ms,
+            pending_ms,
+        });
     }
 
     pub fn ingress(&self, path: &str) -> String {

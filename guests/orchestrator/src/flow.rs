@@ -8,16 +8,23 @@
 //!    credentials make the order `payment_failed` (saved and returned, HTTP 200); a charge a
 //!    crash left in doubt makes it `payment_in_doubt` (saved and returned, no label, no email);
 //!    rate limiting or an unavailable provider is a retryable 503 and leaves the order `pending`.
+//!    A charge that comes back `pending` (an asynchronous payment method) makes the order
+//!    `payment_pending`: it waits (durably, holding no instance) for the promise that the
+//!    charge's webhook resolves, at most the payment timeout. `charge.succeeded` goes on;
+//!    `charge.failed` or the timeout end in `payment_failed`; a `CancelOrder` meanwhile rejects
+//!    the promise and the order ends `cancelled`. A charge that succeeds after that is refunded
+//!    (see [`crate::lifecycle`]).
 //! 3. Save it `paid`; buy a label and send the confirmation email. Both are optional: a failure
 //!    (an in-doubt call included) is recorded on the order and the flow goes on.
 //! 4. Save it `confirmed` and return it.
 
-use cairn_sdk::Failure;
+use cairn_sdk::{Completion, Failure};
 
 use crate::bindings::cairn::commerce::types::{
     Address, ChargeRequest, EmailMessage, LabelRequest, Parcel, ProviderError,
 };
 use crate::effects::Effects;
+use crate::events::{EventKind, OrderEvent};
 use crate::input::OrderInput;
 use crate::order::{Order, OrderStatus};
 
@@ -31,12 +38,32 @@ pub fn process_order(
         return Ok(existing);
     }
     let mut order = Order::pending(order_id, input.total, &input.currency);
+    order.set_status(OrderStatus::Pending, fx.now(), HANDLER);
     fx.save_order(&order)?;
 
     match fx.create_charge(&charge_request(&order, input)) {
-        Ok(charge) => {
-            order.status = OrderStatus::Paid;
+        Ok(charge) if charge.status == "pending" => {
+            // A webhook that comes before the promise is stored is retried by its processor
+            // until the promise is there ([`crate::lifecycle::on_event`]).
+            let payment = fx.payment_promise()?;
             order.charge_id = Some(charge.id);
+            order.set_status(OrderStatus::PaymentPending, fx.now(), HANDLER);
+            fx.save_order(&order)?;
+            let outcome = match fx.wait_payment(&payment, input.payment_timeout)? {
+                Completion::TimedOut if fx.close_payment(&payment, "payment timed out") => None,
+                // Completed between the timeout and the rejection: the completion stands.
+                Completion::TimedOut => {
+                    Some(fx.wait_payment(&payment, core::time::Duration::ZERO)?)
+                }
+                completion => Some(completion),
+            };
+            if let Some(done) = settle_pending(fx, &mut order, outcome)? {
+                return Ok(done);
+            }
+        }
+        Ok(charge) => {
+            order.charge_id = Some(charge.id);
+            order.set_status(OrderStatus::Paid, fx.now(), HANDLER);
             fx.save_order(&order)?;
         }
         Err(err) => {
@@ -44,13 +71,14 @@ pub fn process_order(
                 return Err(failure);
             }
             let reason = payment_failure_reason(&err);
-            order.status = if matches!(err, ProviderError::InDoubt(_)) {
+            let status = if matches!(err, ProviderError::InDoubt(_)) {
                 fx.log(&format!("order {order_id}: payment in doubt: {reason}"));
                 OrderStatus::PaymentInDoubt
             } else {
                 fx.log(&format!("order {order_id}: payment failed: {reason}"));
                 OrderStatus::PaymentFailed
             };
+            order.set_status(status, fx.now(), HANDLER);
             order.record_failure("payment", reason.clone());
             order.failure_reason = Some(reason);
             fx.save_order(&order)?;
@@ -69,9 +97,56 @@ pub fn process_order(
         Ok(_) => order.email_sent = true,
         Err(err) => order.record_failure("email", describe(&err)),
     }
-    order.status = OrderStatus::Confirmed;
+    order.set_status(OrderStatus::Confirmed, fx.now(), HANDLER);
     fx.save_order(&order)?;
     Ok(order)
+}
+
+/// The cause recorded for status changes made here.
+const HANDLER: &str = "ProcessOrder";
+
+/// How a pending charge ended (`None`: the timeout). `Some(order)`: the flow ends with it;
+/// `None`: the charge succeeded and the order is `paid`.
+fn settle_pending(
+    fx: &impl Effects,
+    order: &mut Order,
+    outcome: Option<Completion<OrderEvent>>,
+) -> Result<Option<Order>, Failure> {
+    let (status, reason, cause) = match outcome {
+        Some(Completion::Resolved(event)) => match event.kind {
+            EventKind::ChargeSucceeded { .. } => {
+                let at = event.at.unwrap_or_else(|| fx.now());
+                order.set_status(OrderStatus::Paid, at, &event.event_id);
+                fx.save_order(order)?;
+                return Ok(None);
+            }
+            EventKind::ChargeFailed { reason, .. } => {
+                (OrderStatus::PaymentFailed, reason, event.event_id)
+            }
+            other => {
+                return Err(Failure::terminal(
+                    500,
+                    format!("the payment promise got {other:?}"),
+                ));
+            }
+        },
+        Some(Completion::Rejected(reason)) => {
+            (OrderStatus::Cancelled, reason, "CancelOrder".to_owned())
+        }
+        Some(Completion::TimedOut) | None => (
+            OrderStatus::PaymentFailed,
+            "payment_timeout: the charge stayed pending past the payment timeout".to_owned(),
+            HANDLER.to_owned(),
+        ),
+    };
+    fx.log(&format!("order {}: {reason}", order.order_id));
+    order.set_status(status, fx.now(), &cause);
+    if status == OrderStatus::PaymentFailed {
+        order.record_failure("payment", reason.clone());
+        order.failure_reason = Some(reason);
+    }
+    fx.save_order(order)?;
+    Ok(Some(order.clone()))
 }
 
 /// The charge for the order's total.
@@ -169,7 +244,7 @@ fn payment_failure_reason(err: &ProviderError) -> String {
 }
 
 /// A provider error as recorded on the order, e.g. `unavailable: shippo HTTP 503`.
-fn describe(err: &ProviderError) -> String {
+pub(crate) fn describe(err: &ProviderError) -> String {
     match err {
         ProviderError::Declined(d) => format!("declined: {}: {}", d.code, d.message),
         ProviderError::InvalidRequest(m) => format!("invalid request: {m}"),
@@ -182,4 +257,4 @@ fn describe(err: &ProviderError) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

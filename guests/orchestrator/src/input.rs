@@ -5,6 +5,11 @@
 use cairn_sdk::Failure;
 use serde::Deserialize;
 
+/// How long an order waits for a pending charge's webhook when the input does not say
+/// (`paymentTimeoutSeconds`, 1 s to 7 days).
+pub const PAYMENT_TIMEOUT: core::time::Duration = core::time::Duration::from_secs(3600);
+const MAX_PAYMENT_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+
 /// Currency charged when the input names none.
 pub const DEFAULT_CURRENCY: &str = "usd";
 const MAX_TEXT_LEN: usize = 200;
@@ -21,6 +26,8 @@ pub struct OrderInput {
     pub currency: String,
     /// Sum of `quantity * price`, in minor units.
     pub total: u64,
+    /// How long a pending charge may take.
+    pub payment_timeout: core::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +72,7 @@ struct RawInput {
     shipping: Option<RawShipping>,
     payment_method: Option<String>,
     currency: Option<String>,
+    payment_timeout_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -124,7 +132,19 @@ fn validate(raw: RawInput) -> Result<OrderInput, String> {
             );
         }
     };
+    let payment_timeout = match raw.payment_timeout_seconds {
+        None => PAYMENT_TIMEOUT,
+        Some(secs) if (1..=MAX_PAYMENT_TIMEOUT_SECS).contains(&secs) => {
+            core::time::Duration::from_secs(secs)
+        }
+        Some(_) => {
+            return Err(format!(
+                "paymentTimeoutSeconds: must be 1 to {MAX_PAYMENT_TIMEOUT_SECS} (7 days)"
+            ));
+        }
+    };
     Ok(OrderInput {
+        payment_timeout,
         items,
         customer,
         shipping,

@@ -1,6 +1,8 @@
 //! The order as stored under state key `order` and returned by `ProcessOrder` and `GetOrder`:
 //! exactly `orderId, status, total, currency, chargeId, trackingNumber, labelUrl, emailSent,
-//! failures, failureReason` (absent values as `null`).
+//! failures, failureReason, refundId, refundConfirmed, emailDelivery, shipment, timeline`
+//! (absent values as `null`). The timeline holds every status change with its time and cause
+//! (the handler, or the provider event's id).
 
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +22,41 @@ pub enum OrderStatus {
     /// A crash left the charge in doubt and the payments provider could neither deduplicate nor
     /// look it up: the customer may or may not have been charged. Final; needs an operator.
     PaymentInDoubt,
-    /// Charged, label and email attempted; final.
+    /// Charged, label and email attempted.
     Confirmed,
+    /// The charge is pending at the provider (an asynchronous payment method): the order waits
+    /// for its webhook, up to the payment timeout.
+    PaymentPending,
+    /// The carrier has the parcel.
+    Shipped,
+    /// The parcel arrived.
+    Delivered,
+    /// Cancelled after payment: the charge was refunded.
+    Refunded,
+    /// Cancelled before the payment completed (a charge that succeeds later is refunded).
+    Cancelled,
+    /// The customer disputed the charge.
+    Disputed,
+}
+
+impl OrderStatus {
+    /// Paid for and not refunded (what a cancellation refunds).
+    pub fn is_paid(self) -> bool {
+        matches!(
+            self,
+            Self::Paid | Self::Confirmed | Self::Shipped | Self::Delivered | Self::Disputed
+        )
+    }
+}
+
+/// One status change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub status: OrderStatus,
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// The handler (`ProcessOrder`, `CancelOrder`) or the provider event id.
+    pub cause: String,
 }
 
 /// An optional step that failed without stopping the flow.
@@ -48,6 +83,15 @@ pub struct Order {
     pub email_sent: bool,
     pub failures: Vec<StepFailure>,
     pub failure_reason: Option<String>,
+    /// The refund of the charge (a cancellation, or a charge that succeeded too late).
+    pub refund_id: Option<String>,
+    /// The payments provider's `charge.refunded` event arrived.
+    pub refund_confirmed: bool,
+    /// What the email provider last reported: `delivered`, `bounce` or `dropped`.
+    pub email_delivery: Option<String>,
+    /// The carrier's last tracking status (`TRANSIT`, `DELIVERED`, `RETURNED`, `FAILURE`).
+    pub shipment: Option<String>,
+    pub timeline: Vec<TimelineEntry>,
 }
 
 impl Order {
@@ -64,7 +108,30 @@ impl Order {
             email_sent: false,
             failures: Vec::new(),
             failure_reason: None,
+            refund_id: None,
+            refund_confirmed: false,
+            email_delivery: None,
+            shipment: None,
+            timeline: Vec::new(),
         }
+    }
+
+    /// Moves to `status` (a no-op when it is there already), recording when and why.
+    pub fn set_status(&mut self, status: OrderStatus, at: String, cause: &str) {
+        if self.status == status && !self.timeline.is_empty() {
+            return;
+        }
+        self.status = status;
+        self.timeline.push(TimelineEntry {
+            status,
+            at,
+            cause: cause.to_owned(),
+        });
+    }
+
+    /// Whether an event with this id was applied already.
+    pub fn saw(&self, event_id: &str) -> bool {
+        self.timeline.iter().any(|e| e.cause == event_id)
     }
 
     /// Records a failed optional step.
@@ -106,7 +173,12 @@ mod tests {
                 "labelUrl": null,
                 "emailSent": false,
                 "failures": [],
-                "failureReason": null
+                "failureReason": null,
+                "refundId": null,
+                "refundConfirmed": false,
+                "emailDelivery": null,
+                "shipment": null,
+                "timeline": []
             })
         );
 
@@ -135,6 +207,12 @@ mod tests {
             (OrderStatus::PaymentFailed, "payment_failed"),
             (OrderStatus::PaymentInDoubt, "payment_in_doubt"),
             (OrderStatus::Confirmed, "confirmed"),
+            (OrderStatus::PaymentPending, "payment_pending"),
+            (OrderStatus::Shipped, "shipped"),
+            (OrderStatus::Delivered, "delivered"),
+            (OrderStatus::Refunded, "refunded"),
+            (OrderStatus::Cancelled, "cancelled"),
+            (OrderStatus::Disputed, "disputed"),
         ] {
             assert_eq!(serde_json::to_value(status).unwrap(), wire);
             assert_eq!(

@@ -1,27 +1,50 @@
 //! The order flow against a fake world that counts effects.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+
+use cairn_sdk::Promise;
 
 use super::*;
-use crate::bindings::cairn::commerce::types::{Charge, Decline, EmailReceipt, Label};
+use crate::bindings::cairn::commerce::types::{
+    Charge, Decline, EmailReceipt, Label, Refund, RefundRequest,
+};
+use crate::events::{EventKind, OrderEvent};
 use crate::input;
 
 /// A fake world: scripted provider answers, recorded calls.
-struct Fake {
-    stored: RefCell<Option<Order>>,
-    saves: RefCell<Vec<OrderStatus>>,
-    charge: RefCell<Option<Result<Charge, ProviderError>>>,
-    label: RefCell<Option<Result<Label, ProviderError>>>,
-    email: RefCell<Option<Result<EmailReceipt, ProviderError>>>,
-    charges: RefCell<Vec<ChargeRequest>>,
-    labels: RefCell<Vec<LabelRequest>>,
-    emails: RefCell<Vec<EmailMessage>>,
-    loads: Cell<u32>,
+pub(crate) struct Fake {
+    /// What each wait for the payment promise gives, in order.
+    pub(crate) waits: RefCell<VecDeque<Completion<OrderEvent>>>,
+    /// Whether closing the promise finds it still open.
+    pub(crate) close_finds_open: Cell<bool>,
+    pub(crate) closed: Cell<u32>,
+    pub(crate) refunds: RefCell<Vec<RefundRequest>>,
+    pub(crate) refund: RefCell<Option<Result<Refund, ProviderError>>>,
+    pub(crate) stored: RefCell<Option<Order>>,
+    pub(crate) saves: RefCell<Vec<OrderStatus>>,
+    pub(crate) charge: RefCell<Option<Result<Charge, ProviderError>>>,
+    pub(crate) label: RefCell<Option<Result<Label, ProviderError>>>,
+    pub(crate) email: RefCell<Option<Result<EmailReceipt, ProviderError>>>,
+    pub(crate) charges: RefCell<Vec<ChargeRequest>>,
+    pub(crate) labels: RefCell<Vec<LabelRequest>>,
+    pub(crate) emails: RefCell<Vec<EmailMessage>>,
+    pub(crate) loads: Cell<u32>,
 }
 
 impl Fake {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
+            waits: RefCell::new(VecDeque::new()),
+            close_finds_open: Cell::new(true),
+            closed: Cell::new(0),
+            refunds: RefCell::new(Vec::new()),
+            refund: RefCell::new(Some(Ok(Refund {
+                id: "re_1".into(),
+                charge_id: "ch_1".into(),
+                amount: 5000,
+                status: "succeeded".into(),
+            }))),
             stored: RefCell::new(None),
             saves: RefCell::new(Vec::new()),
             charge: RefCell::new(Some(Ok(Charge {
@@ -66,6 +89,36 @@ impl Effects for Fake {
         Ok(())
     }
 
+    fn payment_promise(&self) -> Result<Promise<OrderEvent>, Failure> {
+        Ok(Promise::from_id("prom_1"))
+    }
+
+    fn wait_payment(
+        &self,
+        _promise: &Promise<OrderEvent>,
+        _timeout: core::time::Duration,
+    ) -> Result<Completion<OrderEvent>, Failure> {
+        Ok(self
+            .waits
+            .borrow_mut()
+            .pop_front()
+            .expect("an unscripted wait"))
+    }
+
+    fn close_payment(&self, _promise: &Promise<OrderEvent>, _reason: &str) -> bool {
+        self.closed.set(self.closed.get() + 1);
+        self.close_finds_open.get()
+    }
+
+    fn refund_charge(&self, request: &RefundRequest) -> Result<Refund, ProviderError> {
+        self.refunds.borrow_mut().push(request.clone());
+        Self::answer(&self.refund)
+    }
+
+    fn now(&self) -> String {
+        "2026-12-02T00:00:00.000Z".into()
+    }
+
     fn create_charge(&self, request: &ChargeRequest) -> Result<Charge, ProviderError> {
         self.charges.borrow_mut().push(request.clone());
         Self::answer(&self.charge)
@@ -84,7 +137,7 @@ impl Effects for Fake {
     fn log(&self, _message: &str) {}
 }
 
-fn example_input() -> OrderInput {
+pub(crate) fn example_input() -> OrderInput {
     input::parse(
         br#"{"items":[{"productId":"prod-123","quantity":2,"price":2500}],
              "customer":{"email":"alice@example.com","name":"Alice Smith"},
@@ -361,4 +414,102 @@ fn payment_method_and_currency_reach_the_charge() {
     let charge = charge_request(&order, &input);
     assert_eq!(charge.payment_method.as_deref(), Some("pm_card_visa"));
     assert_eq!(charge.currency, "eur");
+}
+
+fn pending_charge(fake: &Fake) {
+    *fake.charge.borrow_mut() = Some(Ok(Charge {
+        id: "ch_1".into(),
+        amount: 5000,
+        currency: "usd".into(),
+        status: "pending".into(),
+    }));
+}
+
+fn event(id: &str, kind: EventKind) -> OrderEvent {
+    OrderEvent {
+        event_id: id.into(),
+        at: Some("2026-12-02T00:00:01.000Z".into()),
+        kind,
+    }
+}
+
+#[test]
+fn a_pending_charge_waits_for_its_webhook_then_goes_on() {
+    let fake = Fake::new();
+    pending_charge(&fake);
+    let succeeded = EventKind::ChargeSucceeded {
+        charge_id: "ch_1".into(),
+    };
+    fake.waits
+        .borrow_mut()
+        .push_back(Completion::Resolved(event("evt_1", succeeded)));
+    let order = process_order(&fake, "order-001", &example_input()).unwrap();
+    assert_eq!(order.status, OrderStatus::Confirmed);
+    assert_eq!(
+        *fake.saves.borrow(),
+        [
+            OrderStatus::Pending,
+            OrderStatus::PaymentPending,
+            OrderStatus::Paid,
+            OrderStatus::Confirmed
+        ]
+    );
+    let causes: Vec<&str> = order.timeline.iter().map(|e| e.cause.as_str()).collect();
+    assert_eq!(
+        causes,
+        ["ProcessOrder", "ProcessOrder", "evt_1", "ProcessOrder"]
+    );
+    assert_eq!(order.timeline[2].at, "2026-12-02T00:00:01.000Z");
+    assert_eq!(fake.labels.borrow().len(), 1);
+}
+
+#[test]
+fn a_failed_pending_charge_or_a_timeout_fails_the_payment() {
+    let fake = Fake::new();
+    pending_charge(&fake);
+    let failed = EventKind::ChargeFailed {
+        charge_id: "ch_1".into(),
+        reason: "card_declined: Your card was declined.".into(),
+    };
+    fake.waits
+        .borrow_mut()
+        .push_back(Completion::Resolved(event("evt_2", failed)));
+    let order = process_order(&fake, "order-001", &example_input()).unwrap();
+    assert_eq!(order.status, OrderStatus::PaymentFailed);
+    assert_eq!(order.timeline.last().unwrap().cause, "evt_2");
+    assert!(fake.labels.borrow().is_empty() && fake.emails.borrow().is_empty());
+
+    let fake = Fake::new();
+    pending_charge(&fake);
+    fake.waits.borrow_mut().push_back(Completion::TimedOut);
+    let order = process_order(&fake, "order-002", &example_input()).unwrap();
+    assert_eq!(order.status, OrderStatus::PaymentFailed);
+    assert!(order.failure_reason.unwrap().starts_with("payment_timeout"));
+    assert_eq!(fake.closed.get(), 1);
+}
+
+#[test]
+fn a_completion_racing_the_timeout_stands_and_a_cancel_ends_the_wait() {
+    let fake = Fake::new();
+    pending_charge(&fake);
+    fake.close_finds_open.set(false);
+    let succeeded = EventKind::ChargeSucceeded {
+        charge_id: "ch_1".into(),
+    };
+    fake.waits.borrow_mut().extend([
+        Completion::TimedOut,
+        Completion::Resolved(event("evt_3", succeeded)),
+    ]);
+    let order = process_order(&fake, "order-001", &example_input()).unwrap();
+    assert_eq!(order.status, OrderStatus::Confirmed);
+
+    let fake = Fake::new();
+    pending_charge(&fake);
+    fake.waits
+        .borrow_mut()
+        .push_back(Completion::Rejected("cancelled by the customer".into()));
+    let order = process_order(&fake, "order-002", &example_input()).unwrap();
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    assert_eq!(order.timeline.last().unwrap().cause, "CancelOrder");
+    assert!(fake.labels.borrow().is_empty());
 }
