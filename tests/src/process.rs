@@ -291,3 +291,119 @@ pub async fn check_orders(
         stats,
     }
 }
+
+/// A `cairn serve` child process and its two base URLs.
+pub struct Host {
+    pub child: Child,
+    pub ingress: String,
+    pub admin: String,
+}
+
+impl Host {
+    /// `cairn serve` (the binary at `exe`) over `data_dir` on the given (ingress, admin) ports,
+    /// with the providers pointed at the fake at `mock` and `env` added.
+    pub fn start(
+        exe: &str,
+        data_dir: &Path,
+        mock: &str,
+        (ingress, admin): (u16, u16),
+        generation: usize,
+        env: &[(&str, &str)],
+    ) -> Host {
+        let child = spawn_host_with(exe, data_dir, None, mock, (ingress, admin), generation, env);
+        Host {
+            child,
+            ingress: format!("http://127.0.0.1:{ingress}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+        }
+    }
+
+    /// Deploys the component at `path` through the admin API.
+    pub async fn deploy(&self, http: &reqwest::Client, path: &str) {
+        let deployed = http
+            .post(format!("{}/deployments", self.admin))
+            .header("content-type", "application/wasm")
+            .body(std::fs::read(path).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = deployed.status();
+        assert!(status.is_success(), "{}", deployed.text().await.unwrap());
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// A failing test leaves no host running.
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a host killed and started again keeps: a fake in this process, a data dir and the same
+/// ports (a port picked later could be one another test's killed host is about to bind again).
+pub struct Rig {
+    pub mock: cairn::mock::MockServer,
+    pub data_dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    pub ports: (u16, u16),
+    /// The host binary.
+    exe: &'static str,
+    /// More environment for every host started.
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl Rig {
+    pub async fn new(exe: &'static str, config: cairn::mock::MockConfig) -> Rig {
+        Rig {
+            mock: cairn::mock::MockServer::start("127.0.0.1:0".parse().unwrap(), config)
+                .await
+                .unwrap(),
+            data_dir: tempfile::tempdir().unwrap(),
+            http: reqwest::Client::new(),
+            ports: (free_port(), free_port()),
+            exe,
+            env: Vec::new(),
+        }
+    }
+
+    /// `cairn serve` over the rig, once it answers.
+    pub async fn start(&self, generation: usize) -> Host {
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let host = Host::start(
+            self.exe,
+            self.data_dir.path(),
+            &self.mock.base_url(),
+            self.ports,
+            generation,
+            &env,
+        );
+        wait_healthy(&self.http, &host.admin).await;
+        host
+    }
+
+    /// Has the fake's webhooks signed with the secrets the rig's hosts are given, sent to their
+    /// ingress port.
+    pub fn with_webhooks(mut self, delay_ms: u64, pending_ms: u64) -> Rig {
+        for var in [
+            "STRIPE_WEBHOOK_SECRET",
+            "SHIPPO_WEBHOOK_TOKEN",
+            "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        ] {
+            let secret = cairn::mock::webhook_secret(var).expect("the fake has every secret");
+            self.env.push((var, secret));
+        }
+        self.mock.state().set_webhooks(cairn::mock::WebhookConfig {
+            target: Some(format!("http://127.0.0.1:{}", self.ports.0)),
+            delay_ms,
+            pending_ms,
+        });
+        self
+    }
+}

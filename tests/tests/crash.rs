@@ -8,7 +8,6 @@
 //! not a full sleep after the restart. So are a call between services while its callee runs,
 //! a promise wait and a delayed send.
 
-use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,102 +15,19 @@ use std::time::{Duration, Instant};
 use cairn::mock::{MockConfig, MockServer};
 use cairn_e2e::count;
 use cairn_e2e::process::{
-    self, Checked, OrderLoad, check_orders, free_port, json_of, wait_healthy, wait_settled,
+    self, Checked, Host, OrderLoad, check_orders, free_port, json_of, wait_healthy, wait_settled,
 };
 use serde_json::Value;
 
 const KILLS: usize = 4;
 /// The host binary.
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+
+/// A rig over this test binary's `cairn`.
+async fn rig(config: MockConfig) -> process::Rig {
+    process::Rig::new(CAIRN, config).await
+}
 const WORKERS: usize = 16;
-
-struct Host {
-    child: Child,
-    ingress: String,
-    admin: String,
-}
-
-impl Host {
-    /// `cairn serve` over `data_dir` on the given (ingress, admin) ports, with the providers
-    /// pointed at the fake at `mock`; the same ports across restarts (a port picked later could
-    /// be one another test's killed host is about to bind again).
-    fn start(
-        data_dir: &std::path::Path,
-        mock: &str,
-        (ingress, admin): (u16, u16),
-        generation: usize,
-    ) -> Host {
-        let child = process::spawn_host(CAIRN, data_dir, None, mock, ingress, admin, generation);
-        Host {
-            child,
-            ingress: format!("http://127.0.0.1:{ingress}"),
-            admin: format!("http://127.0.0.1:{admin}"),
-        }
-    }
-
-    /// Deploys the component at `path` through the admin API.
-    async fn deploy(&self, http: &reqwest::Client, path: &str) {
-        let deployed = http
-            .post(format!("{}/deployments", self.admin))
-            .header("content-type", "application/wasm")
-            .body(std::fs::read(path).unwrap())
-            .send()
-            .await
-            .unwrap();
-        let status = deployed.status();
-        assert!(status.is_success(), "{}", deployed.text().await.unwrap());
-    }
-}
-
-/// What a host killed and started again keeps: a fake in this process, a data dir and the same
-/// ports (a port picked later could be one another test's killed host is about to bind again).
-struct Rig {
-    mock: MockServer,
-    data_dir: tempfile::TempDir,
-    http: reqwest::Client,
-    ports: (u16, u16),
-}
-
-impl Rig {
-    async fn new(config: MockConfig) -> Rig {
-        Rig {
-            mock: MockServer::start("127.0.0.1:0".parse().unwrap(), config)
-                .await
-                .unwrap(),
-            data_dir: tempfile::tempdir().unwrap(),
-            http: reqwest::Client::new(),
-            ports: (free_port(), free_port()),
-        }
-    }
-
-    /// `cairn serve` over the rig, once it answers.
-    async fn start(&self, generation: usize) -> Host {
-        let host = Host::start(
-            self.data_dir.path(),
-            &self.mock.base_url(),
-            self.ports,
-            generation,
-        );
-        wait_healthy(&self.http, &host.admin).await;
-        host
-    }
-}
-
-impl Host {
-    /// SIGKILL, and wait for the process to be gone.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-/// A failing test leaves no host running.
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A small xorshift generator: random kill moments without another dependency.
 fn random_between(state: &AtomicU64, low: u64, high: u64) -> u64 {
@@ -238,7 +154,7 @@ async fn orders_survive_kill_minus_nine(database_url: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
-    let rig = Rig::new(MockConfig::default()).await;
+    let rig = rig(MockConfig::default()).await;
     let http = &rig.http;
     let mut host = rig.start(10).await;
     host.deploy(http, test_artifacts::STEPS_SERVICE).await;
@@ -314,7 +230,7 @@ async fn a_sleep_survives_kill_minus_nine_and_ends_when_recorded() {
 /// fake) and the caller finishes with its output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_killed_while_the_callee_runs_finishes_with_one_effect_each() {
-    let rig = Rig::new(MockConfig {
+    let rig = rig(MockConfig {
         decline_rate: 0.0,
         delay_ms: (150, 250),
     })
@@ -403,7 +319,7 @@ async fn a_call_killed_while_the_callee_runs_finishes_with_one_effect_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promise_wait_and_a_delayed_send_survive_kill_minus_nine() {
     // No random declines: the delayed order must be confirmed.
-    let rig = Rig::new(MockConfig {
+    let rig = rig(MockConfig {
         decline_rate: 0.0,
         delay_ms: (0, 0),
     })
