@@ -417,7 +417,8 @@ async fn a_timed_out_payment_fails_and_its_late_success_is_refunded_once() {
 #[tokio::test]
 async fn cancel_refunds_a_confirmed_order_once_and_a_pending_one_is_cancelled() {
     let cairn = Cairn::start().await;
-    cairn.webhooks_to_host(20, 1500);
+    // Slow enough tracking that the cancel comes before the parcel ships.
+    cairn.webhooks_to_host(500, 1500);
     let reply = cairn
         .process_order("wh-c", &order_input("erin@example.com"))
         .await;
@@ -436,6 +437,9 @@ async fn cancel_refunds_a_confirmed_order_once_and_a_pending_one_is_cancelled() 
     assert_eq!(confirmed["status"], "refunded");
     let stats = cairn.stats().await;
     assert_eq!(count(&stats, "/refunds/total"), 1);
+    // Its label had not shipped: voided at Shippo, once, and Shippo's transaction_updated says so.
+    assert_eq!(first.body["labelVoided"], true, "{}", first.body);
+    assert_eq!(count(&stats, "/label_refunds/by_order/wh-c"), 1);
 
     // A pending one: cancelled while it waits, its later success refunded.
     let reply = cairn

@@ -7,8 +7,8 @@ use core::time::Duration;
 use cairn_sdk::{Completion, Failure, ObjectContext, Promise};
 
 use crate::bindings::cairn::commerce::types::{
-    Charge, ChargeRequest, EmailMessage, EmailReceipt, Label, LabelRequest, ProviderError, Refund,
-    RefundRequest,
+    Charge, ChargeRequest, EmailMessage, EmailReceipt, Label, LabelRequest, LabelVoid,
+    ProviderError, Refund, RefundRequest,
 };
 use crate::bindings::cairn::commerce::{email, payments, shipping};
 use crate::events::OrderEvent;
@@ -37,6 +37,7 @@ pub trait Effects {
     fn create_charge(&self, request: &ChargeRequest) -> Result<Charge, ProviderError>;
     fn refund_charge(&self, request: &RefundRequest) -> Result<Refund, ProviderError>;
     fn create_label(&self, request: &LabelRequest) -> Result<Label, ProviderError>;
+    fn void_label(&self, label_id: &str) -> Result<LabelVoid, ProviderError>;
     fn send_email(&self, message: &EmailMessage) -> Result<EmailReceipt, ProviderError>;
     /// The time, RFC 3339 (journaled: the same on replay).
     fn now(&self) -> String;
@@ -92,6 +93,10 @@ impl Effects for HostEffects<'_> {
 
     fn create_label(&self, request: &LabelRequest) -> Result<Label, ProviderError> {
         shipping::create_label(request)
+    }
+
+    fn void_label(&self, label_id: &str) -> Result<LabelVoid, ProviderError> {
+        shipping::void_label(label_id)
     }
 
     fn send_email(&self, message: &EmailMessage) -> Result<EmailReceipt, ProviderError> {

@@ -88,6 +88,7 @@ pub fn process_order(
 
     match fx.create_label(&label_request(&order, input)) {
         Ok(label) => {
+            order.label_id = Some(label.id);
             order.tracking_number = label.tracking_number;
             order.label_url = label.label_url;
         }

@@ -2,7 +2,8 @@
 //! reports, both exclusive (they write the order), over [`Effects`].
 //!
 //! - [`apply_cancel`]: a paid order (confirmed, shipped, delivered, disputed) is refunded through
-//!   `refund-charge` and becomes `refunded`; a cancelled or refunded one is returned unchanged (so
+//!   `refund-charge` and becomes `refunded`, its label voided (`void-label`) if it has not
+//!   shipped; a cancelled or refunded one is returned unchanged (so
 //!   cancelling twice answers the same); a failed one cannot be cancelled (409). The refund is one
 //!   journaled call whose idempotency key the host derives, so a crash cannot refund twice.
 //! - [`apply_event`]: a charge that succeeds on an order that gave up on it (`cancelled`,
@@ -52,11 +53,25 @@ pub fn apply_cancel(fx: &impl Effects, order_id: &str) -> Result<Order, Failure>
         }
         status if status.is_paid() => {
             refund(fx, &mut order, "requested_by_customer")?;
+            if matches!(status, OrderStatus::Paid | OrderStatus::Confirmed) {
+                void_label(fx, &mut order);
+            }
             order.set_status(OrderStatus::Refunded, fx.now(), CANCEL);
             fx.save_order(&order)?;
             Ok(order)
         }
         _ => Ok(order),
+    }
+}
+
+/// Voids a label not shipped yet, where the provider allows; a refusal is recorded, not fatal.
+fn void_label(fx: &impl Effects, order: &mut Order) {
+    let Some(label_id) = order.label_id.clone().filter(|_| !order.label_voided) else {
+        return;
+    };
+    match fx.void_label(&label_id) {
+        Ok(_) => order.label_voided = true,
+        Err(err) => order.record_failure("shipping", format!("void label: {}", describe(&err))),
     }
 }
 
@@ -130,6 +145,11 @@ pub fn apply_event(
         EventKind::ChargeDisputed { .. } => {
             if order.status.is_paid() {
                 order.set_status(OrderStatus::Disputed, at, cause);
+            }
+        }
+        EventKind::Tracking { status } if status.starts_with("LABEL_") => {
+            if status == "LABEL_REFUNDED" {
+                order.label_voided = true;
             }
         }
         EventKind::Tracking { status } => {

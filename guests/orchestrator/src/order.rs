@@ -1,6 +1,7 @@
 //! The order as stored under state key `order` and returned by `ProcessOrder` and `GetOrder`:
 //! exactly `orderId, status, total, currency, chargeId, trackingNumber, labelUrl, emailSent,
-//! failures, failureReason, refundId, refundConfirmed, emailDelivery, shipment, timeline`
+//! failures, failureReason, labelId, labelVoided, refundId, refundConfirmed, emailDelivery,
+//! shipment, timeline`
 //! (absent values as `null`). The timeline holds every status change with its time and cause
 //! (the handler, or the provider event's id).
 
@@ -83,6 +84,10 @@ pub struct Order {
     pub email_sent: bool,
     pub failures: Vec<StepFailure>,
     pub failure_reason: Option<String>,
+    /// The shipping provider's id of the label bought.
+    pub label_id: Option<String>,
+    /// The label was voided (a cancellation before it shipped).
+    pub label_voided: bool,
     /// The refund of the charge (a cancellation, or a charge that succeeded too late).
     pub refund_id: Option<String>,
     /// The payments provider's `charge.refunded` event arrived.
@@ -108,6 +113,8 @@ impl Order {
             email_sent: false,
             failures: Vec::new(),
             failure_reason: None,
+            label_id: None,
+            label_voided: false,
             refund_id: None,
             refund_confirmed: false,
             email_delivery: None,
@@ -174,6 +181,8 @@ mod tests {
                 "emailSent": false,
                 "failures": [],
                 "failureReason": null,
+                "labelId": null,
+                "labelVoided": false,
                 "refundId": null,
                 "refundConfirmed": false,
                 "emailDelivery": null,

@@ -2,13 +2,15 @@
 //! and `cairn serve` pointed at it, as two child processes on a fresh data dir, and measures the
 //! host from outside: sequential latency, throughput at 32 and 128 clients, 200 calls on one key,
 //! run-step overhead, call and promise round trips, the email call with a Rust and a JavaScript
-//! provider, CPU per order (host and fake, each read from `/proc`), the host's peak RSS,
+//! provider, CPU per order (host and fake, each read from `/proc`), verified webhook events per
+//! second into the webhook processor, the host's peak RSS,
 //! and recovery after kill -9 with many unfinished invocations. Prints a table and writes JSON.
 //! See docs/benchmarks.md.
 
 mod calls;
 mod process;
 mod providers;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -148,13 +150,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     // Sequential latency on fresh keys.
     let mut samples = Vec::with_capacity(args.sequential);
+    let mut confirmed = Vec::with_capacity(args.sequential);
     for _ in 0..args.sequential {
-        let (latency, status) = process_order(&http, &host.ingress, &fresh_key("seq")).await;
+        let key = fresh_key("seq");
+        let (latency, status) = process_order(&http, &host.ingress, &key).await;
         anyhow::ensure!(
             status.as_deref() == Some("confirmed"),
             "sequential order failed: {status:?}"
         );
         samples.push(latency);
+        confirmed.push(key);
     }
     results["sequential"] = percentiles(samples);
 
@@ -212,6 +217,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     results["throughput"] = json!(throughput);
 
     results["one_key"] = one_key(&http, &host, &fake).await?;
+    results["webhooks"] =
+        webhooks::webhooks(&http, &host, Arc::new(confirmed), args.seconds).await?;
     results["steps"] = steps(&http, &host, &components).await?;
     results["calls"] = calls::calls(&http, &host, &components).await?;
     // Last before recovery: it makes the JavaScript provider the active email provider.
@@ -492,6 +499,14 @@ fn print_table(r: &Value) {
             row["peak_rss_mib"]
         );
     }
+    let hooks = &r["webhooks"];
+    println!(
+        "\nwebhooks ({} clients): {} verified events/s accepted, {} events/s processed, {} host CPU ms/event",
+        hooks["clients"],
+        hooks["accepted_per_s"],
+        hooks["processed_per_s"],
+        hooks["host_cpu_ms_per_event"]
+    );
     let one = &r["one_key"];
     println!(
         "\n200 calls on one key: {} ms, identical answers: {}, charges: {}",

@@ -143,7 +143,11 @@ impl Host {
                 .env("SENDGRID_API_BASE", &fake.base)
                 .env("SENDGRID_API_KEY", "SG.bench")
                 .env("SHIPPO_API_BASE", &fake.base)
-                .env("SHIPPO_API_KEY", "shippo_test_bench"),
+                .env("SHIPPO_API_KEY", "shippo_test_bench")
+                .env(
+                    "STRIPE_WEBHOOK_SECRET",
+                    crate::mock::webhooks::STRIPE_WEBHOOK_SECRET,
+                ),
             &data.join("host.log"),
         )?;
         let host = Host {

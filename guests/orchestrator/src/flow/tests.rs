@@ -7,7 +7,7 @@ use cairn_sdk::Promise;
 
 use super::*;
 use crate::bindings::cairn::commerce::types::{
-    Charge, Decline, EmailReceipt, Label, Refund, RefundRequest,
+    Charge, Decline, EmailReceipt, Label, LabelVoid, Refund, RefundRequest,
 };
 use crate::events::{EventKind, OrderEvent};
 use crate::input;
@@ -20,6 +20,7 @@ pub(crate) struct Fake {
     pub(crate) close_finds_open: Cell<bool>,
     pub(crate) closed: Cell<u32>,
     pub(crate) refunds: RefCell<Vec<RefundRequest>>,
+    pub(crate) voids: RefCell<Vec<String>>,
     pub(crate) refund: RefCell<Option<Result<Refund, ProviderError>>>,
     pub(crate) stored: RefCell<Option<Order>>,
     pub(crate) saves: RefCell<Vec<OrderStatus>>,
@@ -39,6 +40,7 @@ impl Fake {
             close_finds_open: Cell::new(true),
             closed: Cell::new(0),
             refunds: RefCell::new(Vec::new()),
+            voids: RefCell::new(Vec::new()),
             refund: RefCell::new(Some(Ok(Refund {
                 id: "re_1".into(),
                 charge_id: "ch_1".into(),
@@ -108,6 +110,14 @@ impl Effects for Fake {
     fn close_payment(&self, _promise: &Promise<OrderEvent>, _reason: &str) -> bool {
         self.closed.set(self.closed.get() + 1);
         self.close_finds_open.get()
+    }
+
+    fn void_label(&self, label_id: &str) -> Result<LabelVoid, ProviderError> {
+        self.voids.borrow_mut().push(label_id.to_owned());
+        Ok(LabelVoid {
+            label_id: label_id.to_owned(),
+            status: "SUCCESS".into(),
+        })
     }
 
     fn refund_charge(&self, request: &RefundRequest) -> Result<Refund, ProviderError> {

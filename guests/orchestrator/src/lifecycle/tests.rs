@@ -30,6 +30,8 @@ fn cancelling_a_paid_order_refunds_it_once_and_twice_answers_the_same() {
     assert_eq!(refunds.len(), 1);
     assert_eq!(refunds[0].charge_id, "ch_1");
     assert_eq!(refunds[0].order_id, "order-001");
+    assert_eq!(*fake.voids.borrow(), ["tx_1"]);
+    assert!(second.label_voided);
 }
 
 #[test]

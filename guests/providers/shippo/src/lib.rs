@@ -8,6 +8,9 @@
 //! call, which is why the host journals the result. [`request`] builds the wire format,
 //! [`response`] reads the answer; both are pure and unit-tested.
 //!
+//! `void-label` voids an unused label: `POST {api-base}/refunds` `{"transaction": id}` (a label
+//! refunded already counts as voided, so calling it again is safe).
+//!
 //! It also exports `cairn:commerce/shipping-recovery` ([`lookup`]) and `cairn:durable/recovery`:
 //! a purchase left in doubt is `lookup` safe, and `find-label` pages through the account's
 //! transactions for the order's reference, back to when the call in doubt started.
@@ -23,7 +26,7 @@ use crate::bindings::exports::cairn::commerce::shipping_recovery::Guest as Recov
 use crate::bindings::exports::cairn::durable::recovery::RetrySafety;
 use crate::lookup::Search;
 use crate::request::Settings;
-use cairn_provider::types::{Label, LabelRequest, ProviderError};
+use cairn_provider::types::{Label, LabelRequest, LabelVoid, ProviderError};
 use cairn_sdk::bindings::cairn::durable::call_context;
 
 mod bindings {
@@ -46,6 +49,12 @@ impl Guest for ShippoShipping {
         }
         let response = send(request::create_transaction(&settings, &req))?;
         response::label(&response)
+    }
+
+    fn void_label(label_id: String) -> Result<LabelVoid, ProviderError> {
+        let settings = Settings::from_lookup(call_context::config);
+        let response = send(request::refund_transaction(&settings, &label_id))?;
+        response::label_void(&response, &label_id)
     }
 }
 

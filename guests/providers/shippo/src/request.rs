@@ -160,6 +160,17 @@ pub fn create_transaction(settings: &Settings, req: &LabelRequest) -> RequestBui
     builder.json(&body)
 }
 
+/// `POST /refunds` for label `label_id`: Shippo voids an unused label by refunding it.
+pub fn refund_transaction(settings: &Settings, label_id: &str) -> RequestBuilder {
+    let mut builder = Request::post(format!("{}/refunds", settings.api_base))
+        .header("Authorization", AUTHORIZATION)
+        .header("Accept", "application/json");
+    if let Some(version) = &settings.api_version {
+        builder = builder.header("SHIPPO-API-VERSION", version.as_str());
+    }
+    builder.json(&serde_json::json!({"transaction": label_id, "async": false}))
+}
+
 /// `order <id>`, cut to Shippo's 100 characters: the reference `find-label` matches on.
 pub fn metadata(order_id: &str) -> String {
     format!("order {order_id}")

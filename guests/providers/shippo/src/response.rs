@@ -14,7 +14,7 @@ use cairn_sdk::http::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
-use cairn_provider::types::{Label, ProviderError};
+use cairn_provider::types::{Label, LabelVoid, ProviderError};
 
 /// A Shippo Transaction, as far as a label needs it.
 #[derive(Deserialize)]
@@ -74,6 +74,37 @@ pub fn label(response: &Response) -> Result<Label, ProviderError> {
         return Err(transaction_error(&tx.messages));
     }
     Ok(tx.into_label())
+}
+
+/// The answer to `POST /refunds`: the void's status; a label refunded already is voided.
+pub fn label_void(response: &Response, label_id: &str) -> Result<LabelVoid, ProviderError> {
+    #[derive(Deserialize)]
+    struct RefundObject {
+        status: Option<String>,
+    }
+    if !response.is_success() {
+        return match error(response) {
+            ProviderError::InvalidRequest(message) if message.contains("already been refunded") => {
+                Ok(LabelVoid {
+                    label_id: label_id.to_owned(),
+                    status: "SUCCESS".to_owned(),
+                })
+            }
+            other => Err(other),
+        };
+    }
+    let refund: RefundObject = response
+        .json()
+        .map_err(|err| ProviderError::Unavailable(format!("shippo: unreadable refund: {err}")))?;
+    match refund.status.as_deref() {
+        Some("ERROR") => Err(ProviderError::InvalidRequest(format!(
+            "shippo: the label {label_id} cannot be voided"
+        ))),
+        status => Ok(LabelVoid {
+            label_id: label_id.to_owned(),
+            status: status.unwrap_or("QUEUED").to_owned(),
+        }),
+    }
 }
 
 /// A transaction that failed at the carrier.

@@ -132,3 +132,29 @@ fn status_mapping() {
         ProviderError::Unavailable(_)
     ));
 }
+
+#[test]
+fn a_voided_label_and_one_voided_already() {
+    let body = r#"{"object_id":"a7e6","status":"SUCCESS","transaction":"915d","test":true}"#;
+    let void = label_void(&respond(201, &[], body), "915d").unwrap();
+    assert_eq!(
+        (void.label_id.as_str(), void.status.as_str()),
+        ("915d", "SUCCESS")
+    );
+    let again = r#"{"detail":"This label has already been refunded."}"#;
+    assert_eq!(
+        label_void(&respond(400, &[], again), "915d")
+            .unwrap()
+            .status,
+        "SUCCESS"
+    );
+    let failed = r#"{"object_id":"a7e6","status":"ERROR","transaction":"915d"}"#;
+    assert!(matches!(
+        label_void(&respond(201, &[], failed), "915d"),
+        Err(ProviderError::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        label_void(&respond(503, &[], "{}"), "915d"),
+        Err(ProviderError::Unavailable(_))
+    ));
+}
