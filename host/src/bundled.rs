@@ -107,7 +107,20 @@ pub fn webhook_specs() -> Vec<EndpointSpec> {
         batch,
         event_id: ids.iter().map(|p| p.to_string()).collect(),
         tolerance_secs: None,
+        allow_from_env: None,
     };
+    let mut shippo = spec(
+        "shippo",
+        VerifierSpec::UrlToken,
+        "SHIPPO_WEBHOOK_TOKEN",
+        "Shippo",
+        false,
+        &[
+            "/data/tracking_status/object_id",
+            "/data/object_id+/data/status",
+        ],
+    );
+    shippo.allow_from_env = Some("SHIPPO_WEBHOOK_ALLOW_FROM".into());
     vec![
         spec(
             "stripe",
@@ -119,17 +132,7 @@ pub fn webhook_specs() -> Vec<EndpointSpec> {
         ),
         // A tracking update carries its status object's id; a transaction update the
         // transaction's id, which stays the same across its statuses.
-        spec(
-            "shippo",
-            VerifierSpec::UrlToken,
-            "SHIPPO_WEBHOOK_TOKEN",
-            "Shippo",
-            false,
-            &[
-                "/data/tracking_status/object_id",
-                "/data/object_id+/data/status",
-            ],
-        ),
+        shippo,
         spec(
             "sendgrid",
             VerifierSpec::SendgridEcdsa,

@@ -191,7 +191,9 @@ fn serve(
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, router)
+        // The peer address reaches the handlers (webhook source allow-lists).
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
         {

@@ -541,3 +541,26 @@ async fn a_thousand_events_with_ten_percent_redelivered_are_each_processed_once(
     assert_eq!(list["invocations"].as_array().unwrap().len(), 1000);
     assert_eq!(keys.len(), 1000);
 }
+
+#[tokio::test]
+async fn a_source_allow_list_refuses_other_addresses() {
+    for (allowed, status) in [("10.9.9.9", 403), ("10.9.9.9, 127.0.0.1", 200)] {
+        let specs = cairn::bundled::webhook_specs();
+        let env = |var: &str| match var {
+            "SHIPPO_WEBHOOK_TOKEN" => Some("tok_allow".to_string()),
+            "SHIPPO_WEBHOOK_ALLOW_FROM" => Some(allowed.to_string()),
+            _ => None,
+        };
+        let mut options = cairn_e2e::Options::default();
+        options.ingress.webhooks = cairn::webhooks::endpoint::load_all(&specs, &env).unwrap();
+        let cairn = Cairn::start_opts(options).await;
+        let before = rows(&cairn).await;
+        let body = r#"{"event":"batch_created","data":{"object_id":"b_1","status":"VALID"}}"#;
+        let reply = post_webhook(&cairn, "/webhooks/shippo?token=tok_allow", &[], body).await;
+        assert_eq!(reply.status, status, "{allowed}: {}", reply.body);
+        if status == 403 {
+            assert_eq!(reply.body["error"], "source_not_allowed");
+            assert_eq!(rows(&cairn).await, before);
+        }
+    }
+}

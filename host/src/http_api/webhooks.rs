@@ -6,13 +6,15 @@
 //! token, timestamp, size, shape, or a target that is not deployed) writes nothing.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::json;
@@ -55,6 +57,7 @@ pub fn router(
 async fn receive(
     State(hooks): State<Webhooks>,
     Path(name): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -72,7 +75,13 @@ async fn receive(
     };
     let body = super::ingress::body_bytes(body)?;
     endpoint
-        .verify(&headers, query.as_deref(), &body, now_ms() / 1000)
+        .verify(
+            peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
+            &headers,
+            query.as_deref(),
+            &body,
+            now_ms() / 1000,
+        )
         .map_err(|refusal| {
             let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
             tracing::warn!(endpoint = %name, %refusal, "webhook refused");

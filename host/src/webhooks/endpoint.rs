@@ -11,6 +11,7 @@
 //! ```
 
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -49,6 +50,10 @@ pub struct EndpointSpec {
     /// Accepted clock difference of signed timestamps, in seconds (default 300).
     #[serde(default)]
     pub tolerance_secs: Option<u64>,
+    /// The variable holding the addresses requests may come from (comma-separated IPs, e.g.
+    /// Shippo's published ones); unset or empty: any address.
+    #[serde(default)]
+    pub allow_from_env: Option<String>,
 }
 
 /// The verifier kinds.
@@ -87,6 +92,8 @@ pub struct Endpoint {
     verifier: Verifier,
     batch: bool,
     event_id: Vec<Vec<String>>,
+    /// Empty: any source address.
+    allow_from: Vec<IpAddr>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -162,7 +169,19 @@ impl EndpointSpec {
                 HmacHeaderVerifier::new(header, prefix, *encoding, &secret).ok_or_else(empty)?,
             ),
         };
+        let mut allow_from = Vec::new();
+        if let Some(var) = &self.allow_from_env {
+            for item in env(var).unwrap_or_default().split(',').map(str::trim) {
+                if !item.is_empty() {
+                    allow_from.push(
+                        item.parse::<IpAddr>()
+                            .map_err(|_| fail(format!("{var}: {item:?} is not an IP address")))?,
+                    );
+                }
+            }
+        }
         Ok(Some(Endpoint {
+            allow_from,
             name: self.name.clone(),
             service: service.to_string(),
             handler: handler.to_string(),
@@ -178,14 +197,21 @@ impl EndpointSpec {
 }
 
 impl Endpoint {
-    /// Checks the request's signature (or token) on the raw `body` at `now` (Unix seconds).
+    /// Checks the request's source address (when the endpoint has an allow-list), then its
+    /// signature (or token) on the raw `body` at `now` (Unix seconds).
     pub fn verify(
         &self,
+        source: Option<IpAddr>,
         headers: &HeaderMap,
         query: Option<&str>,
         body: &[u8],
         now: i64,
     ) -> Result<(), Refusal> {
+        if !self.allow_from.is_empty()
+            && !source.is_some_and(|ip| self.allow_from.contains(&ip.to_canonical()))
+        {
+            return Err(Refusal::Source);
+        }
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         match &self.verifier {
             Verifier::Stripe(v) => v.verify(header(stripe::HEADER), body, now),
@@ -348,6 +374,49 @@ mod tests {
                 .contains("STRIPE_WEBHOOK_SECRET")
         );
         assert!(read_specs(r#"[{"name": "x", "unknown": 1}]"#).is_err());
+    }
+
+    #[test]
+    fn an_allow_list_refuses_other_sources() {
+        let s = spec(serde_json::json!({
+            "name": "shippo", "verifier": {"kind": "url-token"}, "secretEnv": "TOKEN",
+            "target": "WebhookProcessor/Shippo", "eventId": ["/id"], "allowFromEnv": "ALLOW",
+        }));
+        let env = |var: &str| match var {
+            "TOKEN" => Some("tok".to_string()),
+            "ALLOW" => Some("52.4.41.98, 127.0.0.1".to_string()),
+            _ => None,
+        };
+        let endpoint = s.load(&env).unwrap().unwrap();
+        let headers = HeaderMap::new();
+        let check = |ip: Option<&str>| {
+            endpoint.verify(
+                ip.map(|i| i.parse().unwrap()),
+                &headers,
+                Some("token=tok"),
+                b"{}",
+                0,
+            )
+        };
+        assert_eq!(check(Some("52.4.41.98")), Ok(()));
+        assert_eq!(check(Some("::ffff:127.0.0.1")), Ok(()));
+        assert_eq!(check(Some("10.0.0.1")), Err(Refusal::Source));
+        assert_eq!(check(None), Err(Refusal::Source));
+        let bad = |var: &str| {
+            (var == "ALLOW")
+                .then(|| "not-an-ip".to_string())
+                .or(Some("tok".into()))
+        };
+        assert!(s.load(&bad).unwrap_err().contains("ALLOW"));
+        // Without the variable, any source.
+        let open = s
+            .load(&|var: &str| (var == "TOKEN").then(|| "tok".to_string()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            open.verify(None, &headers, Some("token=tok"), b"{}", 0),
+            Ok(())
+        );
     }
 
     #[test]

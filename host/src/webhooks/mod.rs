@@ -43,6 +43,9 @@ pub enum Refusal {
     /// The signed timestamp is ahead of the host's clock by more than the tolerance.
     #[error("the signed timestamp is {0} s in the future, more than the tolerance")]
     Future(u64),
+    /// The request came from an address the endpoint's allow-list does not hold.
+    #[error("the source address is not allowed")]
+    Source,
 }
 
 impl Refusal {
@@ -50,6 +53,7 @@ impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Refusal::Missing(_) | Refusal::Malformed { .. } => 400,
+            Refusal::Source => 403,
             _ => 401,
         }
     }
@@ -63,6 +67,7 @@ impl Refusal {
             Refusal::BadToken => "bad_token",
             Refusal::Stale(_) => "stale_timestamp",
             Refusal::Future(_) => "future_timestamp",
+            Refusal::Source => "source_not_allowed",
         }
     }
 }
