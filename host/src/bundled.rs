@@ -144,6 +144,19 @@ pub fn webhook_specs() -> Vec<EndpointSpec> {
     ]
 }
 
+/// The bundled services' configuration from the environment: the order orchestrator's
+/// `payment-timeout` (`PAYMENT_TIMEOUT`, e.g. `1h` or `90s`; the orchestrator's default, one
+/// hour, when unset), how long an order waits for a pending charge's webhook.
+pub fn service_config(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> BTreeMap<String, Arc<BTreeMap<String, String>>> {
+    let mut orchestrator = BTreeMap::new();
+    if let Some(timeout) = env("PAYMENT_TIMEOUT").filter(|t| !t.trim().is_empty()) {
+        orchestrator.insert("payment-timeout".to_string(), timeout.trim().to_string());
+    }
+    BTreeMap::from([("OrderOrchestrator".to_string(), Arc::new(orchestrator))])
+}
+
 /// The bundled orchestrator's handlers that only the webhook processor and the orchestrator
 /// itself invoke (a caller on the ingress could otherwise claim a payment succeeded).
 pub fn internal_handlers() -> Vec<String> {

@@ -124,6 +124,15 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     internal_handlers: Option<Vec<String>>,
+    /// Configuration of a service, `SERVICE.NAME=VALUE` (repeat the flag; the variable separates
+    /// with `;`), read by the service through `context.config`, e.g.
+    /// `OrderOrchestrator.payment-timeout=30m` (what `PAYMENT_TIMEOUT` sets).
+    #[arg(
+        long = "service-config",
+        env = "CAIRN_SERVICE_CONFIG",
+        value_delimiter = ';'
+    )]
+    service_config: Vec<String>,
 }
 
 /// Runs the command line (the `cairn` binary's `main`).
@@ -206,6 +215,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         runtime
             .service_retry
             .insert(service.trim().to_string(), policy);
+    }
+    runtime.service_config = crate::bundled::service_config(&env);
+    for item in args.service_config.iter().filter(|i| !i.trim().is_empty()) {
+        let ((service, name), value) = item
+            .split_once('=')
+            .and_then(|(target, value)| Some((target.trim().split_once('.')?, value.trim())))
+            .filter(|((service, name), _)| !service.is_empty() && !name.is_empty())
+            .with_context(|| format!("--service-config {item:?}: expected SERVICE.NAME=VALUE"))?;
+        let config = runtime
+            .service_config
+            .entry(service.to_string())
+            .or_default();
+        std::sync::Arc::make_mut(config).insert(name.to_string(), value.to_string());
     }
     runtime.in_doubt = crate::bundled::in_doubt_defaults();
     for item in args.in_doubt.iter().filter(|i| !i.trim().is_empty()) {

@@ -65,6 +65,7 @@ pub fn runtime_settings(
     RuntimeSettings {
         defaults,
         service_policy: Arc::new(Policy::deny_all()),
+        service_config: BTreeMap::new(),
         memory_limit: crate::runtime::limits::DEFAULT_MEMORY_LIMIT,
         cpu_limit: crate::runtime::limits::DEFAULT_CPU_LIMIT,
         max_component_bytes: 20 << 20,

@@ -35,6 +35,10 @@ async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> 
     runtime.retry.max_attempts = options.max_attempts;
     // Many test hosts share one process: keep each instance pool small.
     runtime.max_running = 64;
+    for (service, name, value) in &options.service_config {
+        let config = runtime.service_config.entry(service.clone()).or_default();
+        std::sync::Arc::make_mut(config).insert(name.clone(), value.clone());
+    }
     for (service, spec) in &options.service_retry {
         let policy = runtime.retry.with(spec).expect("retry spec");
         runtime.service_retry.insert(service.clone(), policy);
@@ -115,6 +119,8 @@ pub struct Options {
     pub secret_env: Vec<(String, String)>,
     /// The database (default: SQLite in the data dir).
     pub database_url: Option<String>,
+    /// Services' operator configuration, (service, name, value): `--service-config`.
+    pub service_config: Vec<(String, String, String)>,
 }
 
 impl Default for Options {
@@ -131,6 +137,7 @@ impl Default for Options {
             ingress: IngressConfig::default(),
             secret_env: Vec::new(),
             database_url: None,
+            service_config: Vec::new(),
         }
     }
 }

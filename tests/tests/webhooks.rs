@@ -92,12 +92,9 @@ async fn processed(cairn: &Cairn, endpoint: &str, event_id: &str) -> Vec<Value> 
         .collect()
 }
 
-fn pending_order(timeout_secs: Option<u64>) -> Value {
+fn pending_order() -> Value {
     let mut input = order_input("pat@example.com");
     input["paymentMethod"] = json!("pm_card_pending");
-    if let Some(secs) = timeout_secs {
-        input["paymentTimeoutSeconds"] = json!(secs);
-    }
     input
 }
 
@@ -368,7 +365,7 @@ async fn a_pending_charge_is_completed_by_its_webhook() {
     let reply = cairn
         .post(
             "/OrderOrchestrator/wh-p/ProcessOrder/send",
-            &pending_order(None),
+            &pending_order(),
         )
         .await;
     assert_eq!(reply.status, 202, "{}", reply.body);
@@ -393,9 +390,24 @@ async fn a_pending_charge_is_completed_by_its_webhook() {
 
 #[tokio::test]
 async fn a_timed_out_payment_fails_and_its_late_success_is_refunded_once() {
-    let cairn = Cairn::start().await;
+    // The operator's PAYMENT_TIMEOUT (`--service-config OrderOrchestrator.payment-timeout=1s`).
+    let cairn = Cairn::start_opts(cairn_e2e::Options {
+        service_config: vec![(
+            "OrderOrchestrator".into(),
+            "payment-timeout".into(),
+            "1s".into(),
+        )],
+        ..cairn_e2e::Options::default()
+    })
+    .await;
     cairn.webhooks_to_host(20, 2500);
-    let reply = cairn.process_order("wh-t", &pending_order(Some(1))).await;
+    let started = Instant::now();
+    let reply = cairn.process_order("wh-t", &pending_order()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["status"], "payment_failed", "{}", reply.body);
     assert!(
@@ -404,6 +416,14 @@ async fn a_timed_out_payment_fails_and_its_late_success_is_refunded_once() {
             .unwrap()
             .starts_with("payment_timeout")
     );
+    let invocation = cairn.invocation(&reply).await;
+    let reads: Vec<&Value> = invocation["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "config")
+        .collect();
+    assert_eq!(reads.len(), 1, "{invocation}");
     let order = order_when(&cairn, "wh-t", |o| !o["refundId"].is_null()).await;
     assert_eq!(order["status"], "payment_failed");
     let order = order_when(&cairn, "wh-t", |o| o["refundConfirmed"] == true).await;
@@ -445,7 +465,7 @@ async fn cancel_refunds_a_confirmed_order_once_and_a_pending_one_is_cancelled() 
     let reply = cairn
         .post(
             "/OrderOrchestrator/wh-cp/ProcessOrder/send",
-            &pending_order(None),
+            &pending_order(),
         )
         .await;
     let id = reply.invocation_id.unwrap();

@@ -41,6 +41,8 @@ pub trait Effects {
     fn send_email(&self, message: &EmailMessage) -> Result<EmailReceipt, ProviderError>;
     /// The time, RFC 3339 (journaled: the same on replay).
     fn now(&self) -> String;
+    /// The operator's configuration value `name` (journaled).
+    fn config(&self, name: &str) -> Option<String>;
     /// Logs a line (not journaled).
     fn log(&self, message: &str);
 }
@@ -105,6 +107,10 @@ impl Effects for HostEffects<'_> {
 
     fn now(&self) -> String {
         humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+    }
+
+    fn config(&self, name: &str) -> Option<String> {
+        self.ctx.config(name)
     }
 
     fn log(&self, message: &str) {

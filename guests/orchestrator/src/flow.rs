@@ -10,7 +10,8 @@
 //!    rate limiting or an unavailable provider is a retryable 503 and leaves the order `pending`.
 //!    A charge that comes back `pending` (an asynchronous payment method) makes the order
 //!    `payment_pending`: it waits (durably, holding no instance) for the promise that the
-//!    charge's webhook resolves, at most the payment timeout. `charge.succeeded` goes on;
+//!    charge's webhook resolves, at most the payment timeout (the order's
+//!    `paymentTimeoutSeconds`, else the operator's `payment-timeout`, else one hour). `charge.succeeded` goes on;
 //!    `charge.failed` or the timeout end in `payment_failed`; a `CancelOrder` meanwhile rejects
 //!    the promise and the order ends `cancelled`. A charge that succeeds after that is refunded
 //!    (see [`crate::lifecycle`]).
@@ -25,8 +26,9 @@ use crate::bindings::cairn::commerce::types::{
 };
 use crate::effects::Effects;
 use crate::events::{EventKind, OrderEvent};
-use crate::input::OrderInput;
+use crate::input::{MAX_PAYMENT_TIMEOUT_SECS, OrderInput, PAYMENT_TIMEOUT};
 use crate::order::{Order, OrderStatus};
+use core::time::Duration;
 
 /// Runs `ProcessOrder` for order `order_id` with validated `input`.
 pub fn process_order(
@@ -49,7 +51,8 @@ pub fn process_order(
             order.charge_id = Some(charge.id);
             order.set_status(OrderStatus::PaymentPending, fx.now(), HANDLER);
             fx.save_order(&order)?;
-            let outcome = match fx.wait_payment(&payment, input.payment_timeout)? {
+            let timeout = payment_timeout(fx, input);
+            let outcome = match fx.wait_payment(&payment, timeout)? {
                 Completion::TimedOut if fx.close_payment(&payment, "payment timed out") => None,
                 // Completed between the timeout and the rejection: the completion stands.
                 Completion::TimedOut => {
@@ -101,6 +104,28 @@ pub fn process_order(
     order.set_status(OrderStatus::Confirmed, fx.now(), HANDLER);
     fx.save_order(&order)?;
     Ok(order)
+}
+
+/// The order's own timeout, else the operator's `payment-timeout` (humantime: `90s`, `1h`),
+/// else [`PAYMENT_TIMEOUT`]; an unreadable setting is logged and the default used.
+fn payment_timeout(fx: &impl Effects, input: &OrderInput) -> Duration {
+    if let Some(timeout) = input.payment_timeout {
+        return timeout;
+    }
+    let Some(setting) = fx.config("payment-timeout") else {
+        return PAYMENT_TIMEOUT;
+    };
+    match humantime::parse_duration(&setting) {
+        Ok(timeout) if timeout.as_secs() <= MAX_PAYMENT_TIMEOUT_SECS && !timeout.is_zero() => {
+            timeout
+        }
+        _ => {
+            fx.log(&format!(
+                "payment-timeout {setting:?} is not a duration up to 7 days (e.g. 30m); using 1h"
+            ));
+            PAYMENT_TIMEOUT
+        }
+    }
 }
 
 /// The cause recorded for status changes made here.

@@ -5,10 +5,11 @@
 use cairn_sdk::Failure;
 use serde::Deserialize;
 
-/// How long an order waits for a pending charge's webhook when the input does not say
-/// (`paymentTimeoutSeconds`, 1 s to 7 days).
+/// How long an order waits for a pending charge's webhook when neither the input
+/// (`paymentTimeoutSeconds`) nor the operator (`payment-timeout`, `PAYMENT_TIMEOUT`) says.
 pub const PAYMENT_TIMEOUT: core::time::Duration = core::time::Duration::from_secs(3600);
-const MAX_PAYMENT_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+/// The longest payment timeout (7 days).
+pub const MAX_PAYMENT_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
 /// Currency charged when the input names none.
 pub const DEFAULT_CURRENCY: &str = "usd";
@@ -26,8 +27,8 @@ pub struct OrderInput {
     pub currency: String,
     /// Sum of `quantity * price`, in minor units.
     pub total: u64,
-    /// How long a pending charge may take.
-    pub payment_timeout: core::time::Duration,
+    /// How long a pending charge may take, if the order says (`paymentTimeoutSeconds`).
+    pub payment_timeout: Option<core::time::Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,9 +134,9 @@ fn validate(raw: RawInput) -> Result<OrderInput, String> {
         }
     };
     let payment_timeout = match raw.payment_timeout_seconds {
-        None => PAYMENT_TIMEOUT,
+        None => None,
         Some(secs) if (1..=MAX_PAYMENT_TIMEOUT_SECS).contains(&secs) => {
-            core::time::Duration::from_secs(secs)
+            Some(core::time::Duration::from_secs(secs))
         }
         Some(_) => {
             return Err(format!(

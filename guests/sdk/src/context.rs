@@ -231,6 +231,13 @@ impl Context {
             .get_or_init(|| Invocation::from(context::current()))
     }
 
+    /// The operator's configuration value `name` for this service (`cairn serve
+    /// --service-config SERVICE.NAME=VALUE`), if set. Journaled: a replay reads the same value.
+    pub fn config(&self, name: &str) -> Option<String> {
+        self.assert_can_journal("config");
+        context::config(name)
+    }
+
     /// Runs `step` once and records its outcome under `name`; on a later attempt returns the
     /// recorded outcome without running `step` again.
     ///

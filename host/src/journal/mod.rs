@@ -30,6 +30,8 @@ pub enum EntryKind {
     Invoke,
     /// A `cairn:durable/promise` operation, or the outcome a wait observed.
     Promise,
+    /// A read of the service's operator configuration (`cairn:durable/context.config`).
+    Config,
 }
 
 impl EntryKind {
@@ -47,6 +49,7 @@ impl EntryKind {
             EntryKind::Timer => "timer",
             EntryKind::Invoke => "invoke",
             EntryKind::Promise => "promise",
+            EntryKind::Config => "config",
         }
     }
 
@@ -59,6 +62,7 @@ impl EntryKind {
             "timer" => Some(EntryKind::Timer),
             "invoke" => Some(EntryKind::Invoke),
             "promise" => Some(EntryKind::Promise),
+            "config" => Some(EntryKind::Config),
             _ => None,
         }
     }

@@ -62,6 +62,8 @@ pub struct RuntimeSettings {
     pub defaults: BTreeMap<String, ProviderSettings>,
     /// What services (the orchestrator) may reach over HTTP.
     pub service_policy: Arc<Policy>,
+    /// Operator configuration by service name (`context.config`; `--service-config`).
+    pub service_config: BTreeMap<String, Arc<BTreeMap<String, String>>>,
     /// Default linear-memory cap per store (a deployment's `limits` may set its own).
     pub memory_limit: usize,
     /// Default guest execution time per call (a deployment's `limits` may set its own).

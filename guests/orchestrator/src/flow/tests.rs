@@ -21,6 +21,8 @@ pub(crate) struct Fake {
     pub(crate) closed: Cell<u32>,
     pub(crate) refunds: RefCell<Vec<RefundRequest>>,
     pub(crate) voids: RefCell<Vec<String>>,
+    pub(crate) config: RefCell<Vec<(String, String)>>,
+    pub(crate) timeouts: RefCell<Vec<core::time::Duration>>,
     pub(crate) refund: RefCell<Option<Result<Refund, ProviderError>>>,
     pub(crate) stored: RefCell<Option<Order>>,
     pub(crate) saves: RefCell<Vec<OrderStatus>>,
@@ -41,6 +43,8 @@ impl Fake {
             closed: Cell::new(0),
             refunds: RefCell::new(Vec::new()),
             voids: RefCell::new(Vec::new()),
+            config: RefCell::new(Vec::new()),
+            timeouts: RefCell::new(Vec::new()),
             refund: RefCell::new(Some(Ok(Refund {
                 id: "re_1".into(),
                 charge_id: "ch_1".into(),
@@ -98,8 +102,9 @@ impl Effects for Fake {
     fn wait_payment(
         &self,
         _promise: &Promise<OrderEvent>,
-        _timeout: core::time::Duration,
+        timeout: core::time::Duration,
     ) -> Result<Completion<OrderEvent>, Failure> {
+        self.timeouts.borrow_mut().push(timeout);
         Ok(self
             .waits
             .borrow_mut()
@@ -123,6 +128,14 @@ impl Effects for Fake {
     fn refund_charge(&self, request: &RefundRequest) -> Result<Refund, ProviderError> {
         self.refunds.borrow_mut().push(request.clone());
         Self::answer(&self.refund)
+    }
+
+    fn config(&self, name: &str) -> Option<String> {
+        self.config
+            .borrow()
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 
     fn now(&self) -> String {
@@ -522,4 +535,28 @@ fn a_completion_racing_the_timeout_stands_and_a_cancel_ends_the_wait() {
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.timeline.last().unwrap().cause, "CancelOrder");
     assert!(fake.labels.borrow().is_empty());
+}
+
+#[test]
+fn the_payment_timeout_comes_from_the_order_then_the_operator_then_one_hour() {
+    let run = |setting: Option<&str>, input: OrderInput| {
+        let fake = Fake::new();
+        pending_charge(&fake);
+        if let Some(value) = setting {
+            fake.config
+                .borrow_mut()
+                .push(("payment-timeout".into(), value.into()));
+        }
+        fake.waits.borrow_mut().push_back(Completion::TimedOut);
+        process_order(&fake, "order-001", &input).unwrap();
+        fake.timeouts.borrow()[0]
+    };
+    let secs = core::time::Duration::from_secs;
+    assert_eq!(run(None, example_input()), secs(3600));
+    assert_eq!(run(Some("90s"), example_input()), secs(90));
+    assert_eq!(run(Some("soon"), example_input()), secs(3600));
+    assert_eq!(run(Some("30d"), example_input()), secs(3600));
+    let mut own = example_input();
+    own.payment_timeout = Some(secs(5));
+    assert_eq!(run(Some("90s"), own), secs(5));
 }
