@@ -299,7 +299,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The bundled webhook endpoints and the operator's file, each with its secret from the
+/// The bundled webhook endpoints and the operator's file (replacing a bundled one of the same
+/// name), each with its secret from the
 /// environment (in mock mode, the fake's when the variable is unset); one without its secret is
 /// off, and said so.
 fn webhook_endpoints(
@@ -310,7 +311,11 @@ fn webhook_endpoints(
     if let Some(path) = &args.webhooks_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the webhooks file {}", path.display()))?;
-        specs.extend(crate::webhooks::endpoint::read_specs(&text).map_err(anyhow::Error::msg)?);
+        let own = crate::webhooks::endpoint::read_specs(&text).map_err(anyhow::Error::msg)?;
+        // An endpoint of the file named like a bundled one replaces it (e.g. `shippo` verified
+        // by an HMAC header once Shippo enabled it for the account).
+        specs.retain(|bundled| !own.iter().any(|o| o.name == bundled.name));
+        specs.extend(own);
     }
     let env = |var: &str| {
         std::env::var(var)

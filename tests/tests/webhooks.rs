@@ -52,11 +52,12 @@ async fn post_webhook(cairn: &Cairn, path: &str, headers: &[(&str, String)], bod
     }
 }
 
-async fn rows(cairn: &Cairn) -> (i64, i64, i64) {
+async fn rows(cairn: &Cairn) -> (i64, i64, i64, i64) {
     (
         cairn.count_rows(Table::Invocations).await,
         cairn.count_rows(Table::Journal).await,
         cairn.count_rows(Table::State).await,
+        cairn.count_rows(Table::IdempotencyKeys).await,
     )
 }
 

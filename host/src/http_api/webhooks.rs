@@ -1,7 +1,7 @@
 //! `POST /webhooks/{name}` on the ingress: a provider's event, verified on the raw bytes by the
 //! endpoint's verifier before anything parses them ([`crate::webhooks`]), then one invocation of
-//! the endpoint's target handler per event, created together with the event's dedup record
-//! (the idempotency key `webhook:{name}:{event id}`, one insert) before the 200 goes back. A
+//! the endpoint's target handler per event, created in the same transaction as the event's dedup
+//! record (the idempotency key `webhook:{name}:{event id}`) before the 200 goes back. A
 //! redelivered event finds its record: 200, nothing new runs. A refused request (signature,
 //! token, timestamp, size, shape, or a target that is not deployed) writes nothing.
 

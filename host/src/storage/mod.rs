@@ -555,6 +555,8 @@ pub enum Table {
     Invocations,
     Journal,
     State,
+    /// Ingress idempotency keys and webhook event ids (each with the invocation it made).
+    IdempotencyKeys,
 }
 
 /// Opens the storage named by `database_url`: `sqlite:PATH` or `postgres://...`.

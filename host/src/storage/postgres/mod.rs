@@ -506,6 +506,7 @@ impl Storage for PgStorage {
             Table::Invocations => "SELECT COUNT(*) FROM invocations",
             Table::Journal => "SELECT COUNT(*) FROM journal",
             Table::State => "SELECT COUNT(*) FROM state",
+            Table::IdempotencyKeys => "SELECT COUNT(*) FROM idempotency_keys",
         };
         Ok(sqlx::query_scalar(sql).fetch_one(&self.pool).await?)
     }

@@ -451,6 +451,7 @@ impl Storage for SqliteStorage {
             Table::Invocations => "SELECT COUNT(*) FROM invocations",
             Table::Journal => "SELECT COUNT(*) FROM journal",
             Table::State => "SELECT COUNT(*) FROM state",
+            Table::IdempotencyKeys => "SELECT COUNT(*) FROM idempotency_keys",
         };
         self.readers
             .run(move |conn| Ok(conn.query_row(sql, [], |row| row.get(0))?))
