@@ -39,7 +39,8 @@ pub trait Effects {
     fn create_label(&self, request: &LabelRequest) -> Result<Label, ProviderError>;
     fn void_label(&self, label_id: &str) -> Result<LabelVoid, ProviderError>;
     fn send_email(&self, message: &EmailMessage) -> Result<EmailReceipt, ProviderError>;
-    /// The time, RFC 3339 (journaled: the same on replay).
+    /// The time, RFC 3339: the invocation's clock, which starts when the invocation was created
+    /// and is the same on replay (so after a wait it still reads the time before it).
     fn now(&self) -> String;
     /// The operator's configuration value `name` (journaled).
     fn config(&self, name: &str) -> Option<String>;
@@ -106,7 +107,7 @@ impl Effects for HostEffects<'_> {
     }
 
     fn now(&self) -> String {
-        humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+        crate::order::now_stamp()
     }
 
     fn config(&self, name: &str) -> Option<String> {

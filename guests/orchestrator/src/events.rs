@@ -46,6 +46,8 @@ pub enum EventKind {
     Email {
         event: String,
     },
+    /// Not a provider's: `CancelOrder` telling an order that waits for its payment to stop.
+    Cancelled,
 }
 
 impl EventKind {
@@ -53,7 +55,7 @@ impl EventKind {
     pub fn settles_payment(&self) -> bool {
         matches!(
             self,
-            Self::ChargeSucceeded { .. } | Self::ChargeFailed { .. }
+            Self::ChargeSucceeded { .. } | Self::ChargeFailed { .. } | Self::Cancelled
         )
     }
 }

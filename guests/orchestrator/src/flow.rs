@@ -27,7 +27,7 @@ use crate::bindings::cairn::commerce::types::{
 use crate::effects::Effects;
 use crate::events::{EventKind, OrderEvent};
 use crate::input::{MAX_PAYMENT_TIMEOUT_SECS, OrderInput, PAYMENT_TIMEOUT};
-use crate::order::{Order, OrderStatus};
+use crate::order::{Order, OrderStatus, later};
 use core::time::Duration;
 
 /// Runs `ProcessOrder` for order `order_id` with validated `input`.
@@ -40,6 +40,8 @@ pub fn process_order(
         return Ok(existing);
     }
     let mut order = Order::pending(order_id, input.total, &input.currency);
+    // When the flow went on after waiting for a pending charge's webhook.
+    let mut resumed: Option<String> = None;
     order.set_status(OrderStatus::Pending, fx.now(), HANDLER);
     fx.save_order(&order)?;
 
@@ -52,6 +54,7 @@ pub fn process_order(
             order.set_status(OrderStatus::PaymentPending, fx.now(), HANDLER);
             fx.save_order(&order)?;
             let timeout = payment_timeout(fx, input);
+            let waited_from = fx.now();
             let outcome = match fx.wait_payment(&payment, timeout)? {
                 Completion::TimedOut if fx.close_payment(&payment, "payment timed out") => None,
                 // Completed between the timeout and the rejection: the completion stands.
@@ -60,8 +63,12 @@ pub fn process_order(
                 }
                 completion => Some(completion),
             };
-            if let Some(done) = settle_pending(fx, &mut order, outcome)? {
-                return Ok(done);
+            // The invocation's clock still reads the time before the wait: the timeline goes on
+            // from when the wait ended (the event's time, or the timeout).
+            let ended = later(&waited_from, timeout);
+            match settle_pending(fx, &mut order, outcome, ended)? {
+                Settled::Done(done) => return Ok(done),
+                Settled::Paid(at) => resumed = Some(at),
             }
         }
         Ok(charge) => {
@@ -101,7 +108,11 @@ pub fn process_order(
         Ok(_) => order.email_sent = true,
         Err(err) => order.record_failure("email", describe(&err)),
     }
-    order.set_status(OrderStatus::Confirmed, fx.now(), HANDLER);
+    order.set_status(
+        OrderStatus::Confirmed,
+        resumed.unwrap_or_else(|| fx.now()),
+        HANDLER,
+    );
     fx.save_order(&order)?;
     Ok(order)
 }
@@ -131,48 +142,68 @@ fn payment_timeout(fx: &impl Effects, input: &OrderInput) -> Duration {
 /// The cause recorded for status changes made here.
 const HANDLER: &str = "ProcessOrder";
 
-/// How a pending charge ended (`None`: the timeout). `Some(order)`: the flow ends with it;
-/// `None`: the charge succeeded and the order is `paid`.
+/// How a pending charge's wait ended.
+enum Settled {
+    /// The flow ends with this order.
+    Done(Order),
+    /// The charge succeeded at this time; the order is `paid`.
+    Paid(String),
+}
+
+/// Applies how a pending charge ended (`None`: the timeout, at `timed_out_at`).
 fn settle_pending(
     fx: &impl Effects,
     order: &mut Order,
     outcome: Option<Completion<OrderEvent>>,
-) -> Result<Option<Order>, Failure> {
-    let (status, reason, cause) = match outcome {
-        Some(Completion::Resolved(event)) => match event.kind {
-            EventKind::ChargeSucceeded { .. } => {
-                let at = event.at.unwrap_or_else(|| fx.now());
-                order.set_status(OrderStatus::Paid, at, &event.event_id);
-                fx.save_order(order)?;
-                return Ok(None);
+    timed_out_at: String,
+) -> Result<Settled, Failure> {
+    let (status, reason, cause, at) = match outcome {
+        Some(Completion::Resolved(event)) => {
+            let at = event.at.unwrap_or_else(|| fx.now());
+            match event.kind {
+                EventKind::ChargeSucceeded { .. } => {
+                    order.set_status(OrderStatus::Paid, at.clone(), &event.event_id);
+                    fx.save_order(order)?;
+                    return Ok(Settled::Paid(at));
+                }
+                EventKind::ChargeFailed { reason, .. } => {
+                    (OrderStatus::PaymentFailed, reason, event.event_id, at)
+                }
+                EventKind::Cancelled => (
+                    OrderStatus::Cancelled,
+                    "cancelled by the customer".to_owned(),
+                    event.event_id,
+                    at,
+                ),
+                other => {
+                    return Err(Failure::terminal(
+                        500,
+                        format!("the payment promise got {other:?}"),
+                    ));
+                }
             }
-            EventKind::ChargeFailed { reason, .. } => {
-                (OrderStatus::PaymentFailed, reason, event.event_id)
-            }
-            other => {
-                return Err(Failure::terminal(
-                    500,
-                    format!("the payment promise got {other:?}"),
-                ));
-            }
-        },
-        Some(Completion::Rejected(reason)) => {
-            (OrderStatus::Cancelled, reason, "CancelOrder".to_owned())
         }
+        Some(Completion::Rejected(reason)) => (
+            OrderStatus::Cancelled,
+            reason,
+            "CancelOrder".to_owned(),
+            fx.now(),
+        ),
         Some(Completion::TimedOut) | None => (
             OrderStatus::PaymentFailed,
             "payment_timeout: the charge stayed pending past the payment timeout".to_owned(),
             HANDLER.to_owned(),
+            timed_out_at,
         ),
     };
     fx.log(&format!("order {}: {reason}", order.order_id));
-    order.set_status(status, fx.now(), &cause);
+    order.set_status(status, at, &cause);
     if status == OrderStatus::PaymentFailed {
         order.record_failure("payment", reason.clone());
         order.failure_reason = Some(reason);
     }
     fx.save_order(order)?;
-    Ok(Some(order.clone()))
+    Ok(Settled::Done(order.clone()))
 }
 
 /// The charge for the order's total.

@@ -25,7 +25,7 @@ use cairn_sdk::{Failure, ObjectContext, Promise, SharedContext, Target};
 use serde_json::{Value, json};
 
 use crate::effects::{HostEffects, PAYMENT_PROMISE_KEY};
-use crate::events::OrderEvent;
+use crate::events::{EventKind, OrderEvent};
 use crate::order::{ORDER_KEY, Order, OrderStatus};
 
 mod bindings {
@@ -65,11 +65,13 @@ impl OrderOrchestrator {
         if stored(ctx)?.status == OrderStatus::PaymentPending
             && let Some(id) = ctx.get::<String>(PAYMENT_PROMISE_KEY)?
         {
+            let cancel = OrderEvent {
+                event_id: lifecycle::CANCEL.to_owned(),
+                at: Some(order::now_stamp()),
+                kind: EventKind::Cancelled,
+            };
             // `false`: the payment completed first; `ApplyCancel` refunds it.
-            ctx.reject(
-                &Promise::<OrderEvent>::from_id(id),
-                "cancelled by the customer",
-            );
+            ctx.resolve(&Promise::from_id(id), &cancel)?;
         }
         ctx.call(&Target::object(SERVICE, ctx.key(), "ApplyCancel"), &())
     }

@@ -135,7 +135,7 @@ pub fn apply_event(
             }
         }
         // A waiting `ProcessOrder` takes these; once it ended they change nothing.
-        EventKind::ChargeFailed { .. } => {}
+        EventKind::ChargeFailed { .. } | EventKind::Cancelled => {}
         EventKind::ChargeRefunded { .. } => {
             order.refund_confirmed = true;
             if order.status.is_paid() {

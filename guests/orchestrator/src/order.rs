@@ -7,6 +7,19 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The time now (the invocation's deterministic clock), RFC 3339 with milliseconds.
+pub fn now_stamp() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// `at` plus `by`, RFC 3339 (`at` itself when it cannot be read).
+pub fn later(at: &str, by: core::time::Duration) -> String {
+    match humantime::parse_rfc3339_weak(at) {
+        Ok(time) => humantime::format_rfc3339_millis(time + by).to_string(),
+        Err(_) => at.to_owned(),
+    }
+}
+
 /// State key holding the order.
 pub const ORDER_KEY: &str = "order";
 

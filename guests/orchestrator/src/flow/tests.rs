@@ -482,7 +482,9 @@ fn a_pending_charge_waits_for_its_webhook_then_goes_on() {
         causes,
         ["ProcessOrder", "ProcessOrder", "evt_1", "ProcessOrder"]
     );
+    // After the wait the timeline goes on from the event's time, not the invocation's clock.
     assert_eq!(order.timeline[2].at, "2026-12-02T00:00:01.000Z");
+    assert_eq!(order.timeline[3].at, "2026-12-02T00:00:01.000Z");
     assert_eq!(fake.labels.borrow().len(), 1);
 }
 
@@ -508,6 +510,7 @@ fn a_failed_pending_charge_or_a_timeout_fails_the_payment() {
     let order = process_order(&fake, "order-002", &example_input()).unwrap();
     assert_eq!(order.status, OrderStatus::PaymentFailed);
     assert!(order.failure_reason.unwrap().starts_with("payment_timeout"));
+    assert_eq!(order.timeline.last().unwrap().at, "2026-12-02T01:00:00.000Z");
     assert_eq!(fake.closed.get(), 1);
 }
 
@@ -530,7 +533,10 @@ fn a_completion_racing_the_timeout_stands_and_a_cancel_ends_the_wait() {
     pending_charge(&fake);
     fake.waits
         .borrow_mut()
-        .push_back(Completion::Rejected("cancelled by the customer".into()));
+        .push_back(Completion::Resolved(event(
+            "CancelOrder",
+            EventKind::Cancelled,
+        )));
     let order = process_order(&fake, "order-002", &example_input()).unwrap();
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.timeline.last().unwrap().cause, "CancelOrder");
