@@ -115,6 +115,10 @@ struct ServeArgs {
     /// again), in days.
     #[arg(long, env = "CAIRN_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
     webhook_retention_days: u64,
+    /// Webhook events accepted and still being processed, at most (past it: 503 with
+    /// Retry-After, and the provider redelivers).
+    #[arg(long, env = "CAIRN_WEBHOOK_MAX_PENDING", default_value_t = 1024)]
+    webhook_max_pending: usize,
     /// Handlers the ingress refuses (only components and webhooks invoke them),
     /// `Service/Handler` or `Service/*` (default: the bundled orchestrator's internal ones;
     /// every webhook target is internal too).
@@ -271,6 +275,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             webhook_retention: std::time::Duration::from_secs(
                 args.webhook_retention_days.max(1) * 24 * 3600,
             ),
+            webhook_max_pending: args.webhook_max_pending.max(1),
             internal_handlers: args
                 .internal_handlers
                 .clone()

@@ -585,3 +585,86 @@ async fn a_source_allow_list_refuses_other_addresses() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_whose_target_is_not_deployed_answers_503_and_writes_nothing() {
+    let specs = cairn::webhooks::endpoint::read_specs(
+        r#"[{"name": "acme", "verifier": {"kind": "hmac-sha256", "header": "X-Acme-Signature",
+             "encoding": "hex"}, "secretEnv": "ACME_SECRET", "target": "AcmeEvents/Handle",
+             "eventId": ["/id"]}]"#,
+    )
+    .unwrap();
+    let env = |var: &str| (var == "ACME_SECRET").then(|| "acme_secret".to_string());
+    let mut options = cairn_e2e::Options::default();
+    options.ingress.webhooks = cairn::webhooks::endpoint::load_all(&specs, &env).unwrap();
+    let cairn = Cairn::start_opts(options).await;
+    let body = r#"{"id":"acme_1"}"#;
+    let signature = openssl_hmac("acme_secret", body);
+    let before = rows(&cairn).await;
+    let reply = post_webhook(
+        &cairn,
+        "/webhooks/acme",
+        &[("X-Acme-Signature", signature)],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.body["error"], "target_unavailable");
+    assert_eq!(rows(&cairn).await, before);
+    let reply = post_webhook(
+        &cairn,
+        "/webhooks/acme",
+        &[("X-Acme-Signature", "00".into())],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn events_still_pending_are_bounded_and_past_the_bound_get_503() {
+    let mut options = cairn_e2e::Options::default();
+    options.ingress.webhook_max_pending = 2;
+    let cairn = Cairn::start_opts(options).await;
+    // An order waiting for its payment holds its key: events for it stay pending.
+    let reply = cairn
+        .post(
+            "/OrderOrchestrator/wh-b/ProcessOrder/send",
+            &pending_order(),
+        )
+        .await;
+    assert_eq!(reply.status, 202);
+    order_when(&cairn, "wh-b", |o| o["status"] == "payment_pending").await;
+    let token = cairn::mock::webhooks::SHIPPO_WEBHOOK_TOKEN;
+    let path = format!("/webhooks/shippo?token={token}");
+    let track = |n: u32| {
+        format!(
+            r#"{{"event":"track_updated","data":{{"metadata":"order wh-b","tracking_status":{{"object_id":"ts_b{n}","status":"TRANSIT"}}}}}}"#
+        )
+    };
+    for n in 0..2 {
+        let reply = post_webhook(&cairn, &path, &[], &track(n)).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    // The two go as far as they can (each waits behind ProcessOrder in ApplyEvent).
+    let mut before = rows(&cairn).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = rows(&cairn).await;
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    let response = cairn
+        .http
+        .post(cairn.ingress(&path))
+        .header("content-type", "application/json")
+        .body(track(2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(rows(&cairn).await, before);
+}

@@ -47,6 +47,9 @@ pub struct IngressConfig {
     /// again. It outlasts the providers' redelivery windows (Stripe: 3 days of retries, 30 days
     /// for a manual resend).
     pub webhook_retention: Duration,
+    /// Webhook events accepted and still being processed, at most; past it a webhook gets 503
+    /// with `Retry-After` (the provider redelivers).
+    pub webhook_max_pending: usize,
     /// Handlers only other components (or a webhook endpoint) may invoke, as `Service/Handler`
     /// or `Service/*`: the ingress refuses them with 403. Every webhook target is one.
     pub internal_handlers: Vec<String>,
@@ -76,6 +79,7 @@ impl Default for IngressConfig {
             output_wait: Duration::from_secs(60),
             webhooks: Vec::new(),
             webhook_retention: Duration::from_secs(30 * 24 * 3600),
+            webhook_max_pending: 1024,
             internal_handlers: Vec::new(),
         }
     }
@@ -144,6 +148,7 @@ pub fn router(runtime: Arc<Runtime>, config: IngressConfig) -> Router {
         runtime.clone(),
         &config.webhooks,
         config.webhook_retention,
+        config.webhook_max_pending,
         max_body_bytes,
     );
     Router::new()

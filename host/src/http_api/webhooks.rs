@@ -4,18 +4,27 @@
 //! record (the idempotency key `webhook:{name}:{event id}`) before the 200 goes back. A
 //! redelivered event finds its record: 200, nothing new runs. A refused request (signature,
 //! token, timestamp, size, shape, or a target that is not deployed) writes nothing.
+//!
+//! Events still being processed are bounded ([`IngressConfig::webhook_max_pending`]): past the
+//! bound a request gets 503 with `Retry-After` and writes nothing, and the provider delivers it
+//! again later (they all retry a non-2xx), instead of the host queueing without end.
+//!
+//! [`IngressConfig::webhook_max_pending`]: super::ingress::IngressConfig::webhook_max_pending
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
@@ -32,12 +41,15 @@ struct Webhooks {
     endpoints: Arc<BTreeMap<String, Endpoint>>,
     /// How long an event id is remembered (a redelivery within it is not processed again).
     retention: Duration,
+    /// One permit per event accepted and not yet processed.
+    pending: Arc<Semaphore>,
 }
 
 pub fn router(
     runtime: Arc<Runtime>,
     endpoints: &[Endpoint],
     retention: Duration,
+    max_pending: usize,
     max_body_bytes: usize,
 ) -> Router {
     let endpoints = endpoints
@@ -51,6 +63,7 @@ pub fn router(
             runtime,
             endpoints: Arc::new(endpoints),
             retention,
+            pending: Arc::new(Semaphore::new(max_pending.max(1))),
         })
 }
 
@@ -61,7 +74,7 @@ async fn receive(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Some(endpoint) = hooks.endpoints.get(&name) else {
         return Err(ApiError::not_found(format!(
             "no webhook endpoint {name:?} (configured: {})",
@@ -90,6 +103,11 @@ async fn receive(
     let events = endpoint
         .events(&body)
         .map_err(|e| ApiError::bad_request(format!("webhook {name}: {e}")))?;
+    let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
+    let Ok(mut permits) = hooks.pending.clone().try_acquire_many_owned(count) else {
+        tracing::warn!(endpoint = %name, events = count, "webhook refused: too many events pending");
+        return Ok(busy(&name));
+    };
 
     // Every invocation is built (the target checked) before the first is written.
     let registry = hooks.runtime.registry();
@@ -125,8 +143,13 @@ async fn receive(
         match hooks.runtime.storage.create_invocation(&new).await? {
             Created::New(invocation) => {
                 accepted.push(json!({"eventId": event_id, "invocationId": invocation.id}));
-                // Runs to its end whatever the sender does next.
-                drop(spawn(&hooks.runtime, invocation));
+                // Runs to its end whatever the sender does next; its permit goes with it.
+                let permit = permits.split(1);
+                let task = spawn(&hooks.runtime, invocation);
+                tokio::spawn(async move {
+                    let _ = task.await;
+                    drop(permit);
+                });
             }
             Created::Existing(existing) => {
                 duplicates.push(json!({"eventId": event_id, "invocationId": existing.id}));
@@ -136,5 +159,20 @@ async fn receive(
     Ok(axum::Json(json!({
         "accepted": accepted,
         "duplicates": duplicates,
-    })))
+    }))
+    .into_response())
+}
+
+/// 503 with `Retry-After`: the provider sends the event again later.
+fn busy(name: &str) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        format!("webhook {name}: too many events are being processed; retry later"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
