@@ -510,7 +510,10 @@ fn a_failed_pending_charge_or_a_timeout_fails_the_payment() {
     let order = process_order(&fake, "order-002", &example_input()).unwrap();
     assert_eq!(order.status, OrderStatus::PaymentFailed);
     assert!(order.failure_reason.unwrap().starts_with("payment_timeout"));
-    assert_eq!(order.timeline.last().unwrap().at, "2026-12-02T01:00:00.000Z");
+    assert_eq!(
+        order.timeline.last().unwrap().at,
+        "2026-12-02T01:00:00.000Z"
+    );
     assert_eq!(fake.closed.get(), 1);
 }
 
