@@ -149,12 +149,12 @@ pub fn webhook_specs() -> Vec<EndpointSpec> {
 /// hour, when unset), how long an order waits for a pending charge's webhook.
 pub fn service_config(
     env: &dyn Fn(&str) -> Option<String>,
-) -> BTreeMap<String, Arc<BTreeMap<String, String>>> {
+) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut orchestrator = BTreeMap::new();
     if let Some(timeout) = env("PAYMENT_TIMEOUT").filter(|t| !t.trim().is_empty()) {
         orchestrator.insert("payment-timeout".to_string(), timeout.trim().to_string());
     }
-    BTreeMap::from([("OrderOrchestrator".to_string(), Arc::new(orchestrator))])
+    BTreeMap::from([("OrderOrchestrator".to_string(), orchestrator)])
 }
 
 /// The bundled orchestrator's handlers that only the webhook processor and the orchestrator

@@ -227,11 +227,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .and_then(|(target, value)| Some((target.trim().split_once('.')?, value.trim())))
             .filter(|((service, name), _)| !service.is_empty() && !name.is_empty())
             .with_context(|| format!("--service-config {item:?}: expected SERVICE.NAME=VALUE"))?;
-        let config = runtime
+        runtime
             .service_config
             .entry(service.to_string())
-            .or_default();
-        std::sync::Arc::make_mut(config).insert(name.to_string(), value.to_string());
+            .or_default()
+            .insert(name.to_string(), value.to_string());
     }
     runtime.in_doubt = crate::bundled::in_doubt_defaults();
     for item in args.in_doubt.iter().filter(|i| !i.trim().is_empty()) {

@@ -36,8 +36,8 @@ async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> 
     // Many test hosts share one process: keep each instance pool small.
     runtime.max_running = 64;
     for (service, name, value) in &options.service_config {
-        let config = runtime.service_config.entry(service.clone()).or_default();
-        std::sync::Arc::make_mut(config).insert(name.clone(), value.clone());
+        (runtime.service_config.entry(service.clone()).or_default())
+            .insert(name.clone(), value.clone());
     }
     for (service, spec) in &options.service_retry {
         let policy = runtime.retry.with(spec).expect("retry spec");

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use cairn::mock::webhooks::{STRIPE_WEBHOOK_SECRET, stripe_signature};
 use cairn::storage::Table;
+use cairn_e2e::process::json_of;
 use cairn_e2e::{Cairn, Reply, count, order_input};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
@@ -195,16 +196,13 @@ async fn bad_signatures_tokens_and_bodies_are_refused_and_write_nothing() {
         let reply = post_webhook(&cairn, path, &[], track).await;
         assert_eq!(reply.status, status, "{path}: {}", reply.body);
     }
-    let forged = cairn
-        .http
-        .post(format!("{}/_mock/webhooks/forge", cairn.mock.base_url()))
-        .json(&json!({"endpoint": "sendgrid", "body": [{"sg_event_id": "sg_x", "event": "delivered"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let forged = json_of(
+        cairn
+            .http
+            .post(format!("{}/_mock/webhooks/forge", cairn.mock.base_url()))
+            .json(&json!({"endpoint": "sendgrid", "body": [{"sg_event_id": "sg_x", "event": "delivered"}]})),
+    )
+    .await;
     assert_eq!(forged["hostStatus"], 401, "{forged}");
     let reply = post_webhook(&cairn, "/webhooks/sendgrid", &[], "[]").await;
     assert_eq!(reply.status, 400, "{}", reply.body);
@@ -319,16 +317,15 @@ async fn the_fake_s_webhooks_take_an_order_to_delivered_and_a_redelivery_runs_on
     assert_eq!(order["shipment"], "DELIVERED");
 
     // Stripe's charge.succeeded for this order, sent again by the fake: 200, run once.
-    let sent: Vec<Value> = cairn
-        .http
-        .get(format!("{}/_mock/webhooks", cairn.mock.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sent = json_of(
+        cairn
+            .http
+            .get(format!("{}/_mock/webhooks", cairn.mock.base_url())),
+    )
+    .await;
     let charge_event = sent
+        .as_array()
+        .unwrap()
         .iter()
         .find(|h| h["endpoint"] == "stripe")
         .expect("the fake sent charge.succeeded");
@@ -338,18 +335,11 @@ async fn the_fake_s_webhooks_take_an_order_to_delivered_and_a_redelivery_runs_on
         assert!(Instant::now() < deadline, "charge.succeeded never arrived");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let again: Value = cairn
-        .http
-        .post(format!(
-            "{}/_mock/webhooks/{event_id}/redeliver",
-            cairn.mock.base_url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again = json_of(cairn.http.post(format!(
+        "{}/_mock/webhooks/{event_id}/redeliver",
+        cairn.mock.base_url()
+    )))
+    .await;
     assert_eq!(again["hostStatus"], 200, "{again}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let runs = processed(&cairn, "stripe", event_id).await;

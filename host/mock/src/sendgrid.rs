@@ -118,6 +118,18 @@ async fn send(State(state): State<MockState>, headers: HeaderMap, body: Bytes) -
 /// `delivered` (`bounce` for an address with `+bounce`, `dropped` with `+drop`), its
 /// `custom_args` as top-level keys as SendGrid sends them.
 fn delivery_events(state: &MockState, mail: &Value, message_id: &str) {
+    crate::webhooks::emit(state, crate::webhooks::Endpoint::Sendgrid, 1, || {
+        let events = delivery_batch(mail, message_id);
+        let id = events[0]["sg_event_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (id, Value::Array(events))
+    });
+}
+
+/// The events of [`delivery_events`]; a validated message has at least one recipient.
+fn delivery_batch(mail: &Value, message_id: &str) -> Vec<Value> {
     let now = crate::state::unix_now();
     let mut events = Vec::new();
     let personalizations = mail["personalizations"].as_array().into_iter().flatten();
@@ -151,20 +163,7 @@ fn delivery_events(state: &MockState, mail: &Value, message_id: &str) {
             events.push(event);
         }
     }
-    if let Some(first) = events.first() {
-        let id = first["sg_event_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let delay = std::time::Duration::from_millis(state.webhooks().delay_ms);
-        crate::webhooks::emit(
-            state,
-            crate::webhooks::Endpoint::Sendgrid,
-            id,
-            Value::Array(events),
-            delay,
-        );
-    }
+    events
 }
 
 fn type_name(value: &Value) -> &'static str {

@@ -221,32 +221,27 @@ async fn create(State(state): State<MockState>, headers: HeaderMap, body: Bytes)
 /// `track_updated` for a label just bought: TRANSIT after the webhook delay, DELIVERED after
 /// twice it (carrying the transaction's metadata, as for a label bought through Shippo).
 fn tracking_events(state: &MockState, transaction: &Transaction) {
-    let delay = state.webhooks().delay_ms;
-    for (status, after) in [("TRANSIT", delay), ("DELIVERED", delay.saturating_mul(2))] {
-        let status_id = random_hex(32);
-        let event = json!({
-            "event": "track_updated",
-            "test": transaction.test,
-            "data": {
-                "carrier": "usps",
-                "tracking_number": transaction.tracking_number,
-                "transaction": transaction.object_id,
-                "metadata": transaction.metadata,
-                "tracking_status": {
-                    "object_id": status_id,
-                    "status": status,
-                    "status_details": format!("mock: {status}"),
-                    "status_date": rfc3339(unix_now()),
+    for (status, delays) in [("TRANSIT", 1), ("DELIVERED", 2)] {
+        crate::webhooks::emit(state, crate::webhooks::Endpoint::Shippo, delays, || {
+            let status_id = random_hex(32);
+            let event = json!({
+                "event": "track_updated",
+                "test": transaction.test,
+                "data": {
+                    "carrier": "usps",
+                    "tracking_number": transaction.tracking_number,
+                    "transaction": transaction.object_id,
+                    "metadata": transaction.metadata,
+                    "tracking_status": {
+                        "object_id": status_id,
+                        "status": status,
+                        "status_details": format!("mock: {status}"),
+                        "status_date": rfc3339(unix_now()),
+                    },
                 },
-            },
+            });
+            (status_id, event)
         });
-        crate::webhooks::emit(
-            state,
-            crate::webhooks::Endpoint::Shippo,
-            status_id,
-            event,
-            std::time::Duration::from_millis(after),
-        );
     }
 }
 
@@ -294,16 +289,11 @@ async fn create_refund(
             "This label has already been refunded.",
         ),
         Some(Ok(transaction)) => {
-            let status_id = format!("{id}:REFUNDED");
-            let event = json!({"event": "transaction_updated", "test": true, "data": transaction});
-            let delay = std::time::Duration::from_millis(state.webhooks().delay_ms);
-            crate::webhooks::emit(
-                &state,
-                crate::webhooks::Endpoint::Shippo,
-                status_id,
-                event,
-                delay,
-            );
+            crate::webhooks::emit(&state, crate::webhooks::Endpoint::Shippo, 1, || {
+                let event =
+                    json!({"event": "transaction_updated", "test": true, "data": transaction});
+                (format!("{id}:REFUNDED"), event)
+            });
             let now = rfc3339(unix_now());
             (
                 StatusCode::CREATED,

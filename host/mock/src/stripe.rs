@@ -379,11 +379,10 @@ fn charge(state: &MockState, key: &ApiKey, request: ChargeRequest, idem: Option<
         metadata: request.metadata,
     };
     let body = serde_json::to_value(&charge).unwrap_or(Value::Null);
-    let hooks = state.webhooks();
     if pending {
         let (state, id) = (state.clone(), id.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(hooks.pending_ms)).await;
+            tokio::time::sleep(Duration::from_millis(state.webhooks().pending_ms)).await;
             settle(&state, &id);
         });
     } else {
@@ -392,9 +391,9 @@ fn charge(state: &MockState, key: &ApiKey, request: ChargeRequest, idem: Option<
         } else {
             "charge.failed"
         };
-        let (event_id, event) = webhooks::stripe_event(kind, body.clone());
-        let delay = Duration::from_millis(hooks.delay_ms);
-        webhooks::emit(state, webhooks::Endpoint::Stripe, event_id, event, delay);
+        webhooks::emit(state, webhooks::Endpoint::Stripe, 1, || {
+            webhooks::stripe_event(kind, body.clone())
+        });
     }
     let order_id = charge.metadata.get("order_id").cloned();
     state.with(|w| {
@@ -435,22 +434,17 @@ fn settle(state: &MockState, id: &str) {
         serde_json::to_value(&*charge).ok()
     });
     if let Some(charge) = settled {
-        let (event_id, event) = webhooks::stripe_event("charge.succeeded", charge);
-        webhooks::emit(
-            state,
-            webhooks::Endpoint::Stripe,
-            event_id,
-            event,
-            Duration::ZERO,
-        );
+        webhooks::emit(state, webhooks::Endpoint::Stripe, 0, || {
+            webhooks::stripe_event("charge.succeeded", charge)
+        });
     }
 }
 
 /// `charge.refunded` for a refund just made on `charge`.
 pub(crate) fn refunded(state: &MockState, charge: Value) {
-    let delay = Duration::from_millis(state.webhooks().delay_ms);
-    let (event_id, event) = webhooks::stripe_event("charge.refunded", charge);
-    webhooks::emit(state, webhooks::Endpoint::Stripe, event_id, event, delay);
+    webhooks::emit(state, webhooks::Endpoint::Stripe, 1, || {
+        webhooks::stripe_event("charge.refunded", charge)
+    });
 }
 
 async fn get_charge(

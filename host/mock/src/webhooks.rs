@@ -140,17 +140,20 @@ impl Store {
     }
 }
 
-/// Sends `body` (event `event_id`) to the host after `delay`, in its own task.
+/// Sends the event `make` builds (its id and body) to the host `delays` times the configured
+/// delay after now, in its own task. While no target is set nothing is built or sent.
 pub(crate) fn emit(
     state: &MockState,
     endpoint: Endpoint,
-    event_id: String,
-    body: Value,
-    delay: Duration,
+    delays: u32,
+    make: impl FnOnce() -> (String, Value),
 ) {
-    if state.webhooks().target.is_none() {
+    let config = state.webhooks();
+    if config.target.is_none() {
         return;
     }
+    let delay = Duration::from_millis(config.delay_ms) * delays;
+    let (event_id, body) = make();
     let body = body.to_string();
     state.with(|w| {
         w.webhooks.keep(SentWebhook {

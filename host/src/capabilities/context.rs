@@ -13,7 +13,10 @@ impl Host for HostState {
 
     async fn config(&mut self, name: String) -> wasmtime::Result<Option<String>> {
         let svc = self.service("context.config")?;
-        let value = svc.config.get(&name).cloned();
+        let value = (svc.runtime.settings.service_config)
+            .get(&svc.info.service)
+            .and_then(|config| config.get(&name))
+            .cloned();
         svc.journal
             .record(EntryKind::Config, "config", &name, |_| async move {
                 Ok(Effect::value(value))

@@ -30,8 +30,8 @@ use serde_json::json;
 
 use super::ApiError;
 use super::error::wrong_method;
-use crate::runtime::Runtime;
-use crate::runtime::start::{Target, new_invocation, spawn};
+use crate::runtime::start::{Target, new_invocation};
+use crate::runtime::{Runtime, invoke};
 use crate::storage::{Created, now_ms};
 use crate::webhooks::endpoint::Endpoint;
 
@@ -144,10 +144,9 @@ async fn receive(
             Created::New(invocation) => {
                 accepted.push(json!({"eventId": event_id, "invocationId": invocation.id}));
                 // Runs to its end whatever the sender does next; its permit goes with it.
-                let permit = permits.split(1);
-                let task = spawn(&hooks.runtime, invocation);
+                let (runtime, permit) = (hooks.runtime.clone(), permits.split(1));
                 tokio::spawn(async move {
-                    let _ = task.await;
+                    invoke(&runtime, invocation).await;
                     drop(permit);
                 });
             }

@@ -410,12 +410,6 @@ async fn attempt_in(
         may_write_state: inv.key.is_some() && exclusive,
         providers: inv.providers.clone(),
         policy: runtime.settings.service_policy.clone(),
-        config: runtime
-            .settings
-            .service_config
-            .get(&inv.service)
-            .cloned()
-            .unwrap_or_default(),
         runtime: runtime.clone(),
     };
     let state = HostState::new(

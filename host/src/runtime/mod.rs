@@ -63,7 +63,7 @@ pub struct RuntimeSettings {
     /// What services (the orchestrator) may reach over HTTP.
     pub service_policy: Arc<Policy>,
     /// Operator configuration by service name (`context.config`; `--service-config`).
-    pub service_config: BTreeMap<String, Arc<BTreeMap<String, String>>>,
+    pub service_config: BTreeMap<String, BTreeMap<String, String>>,
     /// Default linear-memory cap per store (a deployment's `limits` may set its own).
     pub memory_limit: usize,
     /// Default guest execution time per call (a deployment's `limits` may set its own).

@@ -45,8 +45,6 @@ pub struct ServiceCtx {
     /// Interface (with version) → the deployment implementing it, pinned on the invocation.
     pub providers: BTreeMap<String, String>,
     pub policy: Arc<Policy>,
-    /// The service's operator configuration (`context.config`).
-    pub config: Arc<BTreeMap<String, String>>,
     pub runtime: Arc<Runtime>,
 }
 

@@ -6,11 +6,10 @@
 use std::fmt;
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use serde::Deserialize;
-use sha2::Sha256;
 
-use super::Refusal;
+use super::{HmacSha256, Refusal, secret_list};
 
 /// How the signature is written in the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -46,12 +45,7 @@ impl fmt::Debug for HmacHeaderVerifier {
 impl HmacHeaderVerifier {
     /// `secrets`: one, or several separated by commas. `None` when it holds none.
     pub fn new(header: &str, prefix: &str, encoding: Encoding, secrets: &str) -> Option<Self> {
-        let secrets: Vec<Vec<u8>> = secrets
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| s.as_bytes().to_vec())
-            .collect();
+        let secrets = secret_list(secrets);
         (!secrets.is_empty()).then(|| Self {
             header: header.to_string(),
             prefix: prefix.to_string(),
@@ -97,8 +91,6 @@ impl HmacHeaderVerifier {
         }
     }
 }
-
-type HmacSha256 = Hmac<Sha256>;
 
 #[cfg(test)]
 mod tests {

@@ -72,6 +72,18 @@ impl Refusal {
     }
 }
 
+/// HMAC-SHA256, as Stripe and the generic header verifier sign.
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The secrets of a comma-separated list (two while one is rotated), blanks dropped.
+fn secret_list(list: &str) -> Vec<Vec<u8>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.as_bytes().to_vec())
+        .collect()
+}
+
 /// A signed Unix timestamp (seconds), refused when it is more than `tolerance` away from
 /// `now` (Unix seconds) in either direction.
 fn check_time(signed: i64, now: i64, tolerance: Duration) -> Result<(), Refusal> {

@@ -7,12 +7,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 
-use super::{Refusal, check_time, parse_timestamp};
-
-type HmacSha256 = Hmac<Sha256>;
+use super::{HmacSha256, Refusal, check_time, parse_timestamp, secret_list};
 
 /// The header Stripe signs with.
 pub const HEADER: &str = "Stripe-Signature";
@@ -40,12 +37,7 @@ impl StripeVerifier {
     /// From `STRIPE_WEBHOOK_SECRET`: one secret, or several separated by commas while one is
     /// rotated. `None` when the list holds no secret.
     pub fn from_list(list: &str, tolerance: Duration) -> Option<Self> {
-        let secrets: Vec<Vec<u8>> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| s.as_bytes().to_vec())
-            .collect();
+        let secrets = secret_list(list);
         (!secrets.is_empty()).then_some(Self { secrets, tolerance })
     }
 
