@@ -20,6 +20,29 @@ pub struct AdminArgs {
     /// Print the admin API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The host's data dir, whose `admin-token` file holds the token when `CAIRN_ADMIN_TOKEN`
+    /// is not set.
+    #[arg(long, env = "CAIRN_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+impl AdminArgs {
+    /// An HTTP client that sends the admin token (`CAIRN_ADMIN_TOKEN`, else the token file).
+    fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) =
+            crate::config::read_admin_token(&self.data_dir, std::env::var("CAIRN_ADMIN_TOKEN").ok())
+        {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .context("CAIRN_ADMIN_TOKEN: not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        Ok(reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -40,10 +63,18 @@ pub struct DeployArgs {
     /// `api-base`).
     #[arg(long = "allow", value_name = "ORIGIN")]
     pub allow: Vec<String>,
+    /// An origin the provider may reach although it is (or resolves to) a loopback, private or
+    /// link-local address, e.g. a fake on `http://127.0.0.1:8090` (repeatable).
+    #[arg(long = "allow-private", value_name = "ORIGIN")]
+    pub allow_private: Vec<String>,
     /// A host environment variable granted to the provider as `{{secret:NAME}}` (repeatable);
     /// the host reads its value, it is never sent.
     #[arg(long = "secret", value_name = "NAME")]
     pub secrets: Vec<String>,
+    /// Run a provider deployed without settings with its role's secret (`STRIPE_API_KEY`...),
+    /// as the host's bundled components do.
+    #[arg(long)]
+    pub inherit_secrets: bool,
     #[command(flatten)]
     pub admin: AdminArgs,
 }
@@ -51,7 +82,12 @@ pub struct DeployArgs {
 impl DeployArgs {
     /// The `X-Cairn-Provider-Settings` header value, when provider settings are given.
     fn provider_settings(&self) -> anyhow::Result<Option<String>> {
-        if self.config.is_empty() && self.allow.is_empty() && self.secrets.is_empty() {
+        if self.config.is_empty()
+            && self.allow.is_empty()
+            && self.allow_private.is_empty()
+            && self.secrets.is_empty()
+            && !self.inherit_secrets
+        {
             return Ok(None);
         }
         let mut config = serde_json::Map::new();
@@ -61,11 +97,16 @@ impl DeployArgs {
                 .with_context(|| format!("--config {pair:?}: expected NAME=VALUE"))?;
             config.insert(name.to_string(), Value::String(value.to_string()));
         }
-        let settings = serde_json::json!({
-            "config": config,
-            "allow": self.allow,
-            "secrets": self.secrets,
-        });
+        let settings = if self.inherit_secrets {
+            serde_json::json!({"inheritSecrets": true})
+        } else {
+            serde_json::json!({
+                "config": config,
+                "allow": self.allow,
+                "allowPrivate": self.allow_private,
+                "secrets": self.secrets,
+            })
+        };
         Ok(Some(settings.to_string()))
     }
 }
@@ -102,6 +143,12 @@ async fn call(request: reqwest::RequestBuilder, admin: &AdminArgs) -> anyhow::Re
         .with_context(|| format!("cannot reach the admin API at {}", admin.admin))?;
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        anyhow::bail!(
+            "{status}: the admin API wants its token: set CAIRN_ADMIN_TOKEN, or --data-dir / \
+             CAIRN_DATA_DIR to the host's data dir (its admin-token file)"
+        );
+    }
     if !status.is_success() {
         anyhow::bail!(
             "{} ({}): {}",
@@ -127,7 +174,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     if let Some(ms) = args.cpu_ms {
         query.push(("cpuMs", ms));
     }
-    let mut request = reqwest::Client::new()
+    let mut request = args
+        .admin
+        .client()?
         .post(url(&args.admin, "/deployments"))
         .query(&query)
         .header("content-type", "application/wasm")
@@ -151,11 +200,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
 }
 
 pub async fn deployments(admin: AdminArgs) -> anyhow::Result<()> {
-    let body = call(
-        reqwest::Client::new().get(url(&admin, "/deployments")),
-        &admin,
-    )
-    .await?;
+    let body = call(admin.client()?.get(url(&admin, "/deployments")), &admin).await?;
     if admin.json {
         println!("{body:#}");
         return Ok(());
@@ -168,7 +213,7 @@ pub async fn deployments(admin: AdminArgs) -> anyhow::Result<()> {
 pub async fn undeploy(args: IdArgs) -> anyhow::Result<()> {
     let path = format!("/deployments/{}", args.id);
     let body = call(
-        reqwest::Client::new().delete(url(&args.admin, &path)),
+        args.admin.client()?.delete(url(&args.admin, &path)),
         &args.admin,
     )
     .await?;
@@ -196,7 +241,9 @@ pub async fn invocations(args: InvocationsArgs) -> anyhow::Result<()> {
             query.push((name, value.clone()));
         }
     }
-    let request = reqwest::Client::new()
+    let request = args
+        .admin
+        .client()?
         .get(url(&args.admin, "/invocations"))
         .query(&query);
     let body = call(request, &args.admin).await?;
@@ -236,7 +283,7 @@ pub async fn invocations(args: InvocationsArgs) -> anyhow::Result<()> {
 pub async fn invocation(args: IdArgs) -> anyhow::Result<()> {
     let path = format!("/invocations/{}", args.id);
     let inv = call(
-        reqwest::Client::new().get(url(&args.admin, &path)),
+        args.admin.client()?.get(url(&args.admin, &path)),
         &args.admin,
     )
     .await?;

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::http_api::admin::AdminConfig;
 use crate::http_api::ingress::IngressConfig;
-use crate::outbound::Policy;
+use crate::outbound::{Policy, Secret};
 use crate::runtime::{ProviderSettings, RetryPolicy, RuntimeSettings};
 use crate::storage::StorageOptions;
 
@@ -24,7 +25,27 @@ pub struct ServerConfig {
     /// Components deployed at start (no-op when already deployed with the same bytes).
     pub components: Vec<PathBuf>,
     pub ingress: IngressConfig,
+    pub admin: AdminConfig,
     pub runtime: RuntimeSettings,
+    pub retention: Retention,
+}
+
+/// How long finished invocations are kept, and how often the host purges older ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// A finished invocation (with its journal) is purged this long after it ended, once no
+    /// idempotency key (or webhook event id) names it any more.
+    pub finished: Duration,
+    pub every: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            finished: Duration::from_secs(7 * 24 * 3600),
+            every: Duration::from_secs(60),
+        }
+    }
 }
 
 /// This host's id: kept in `data_dir/host-id`, made on the first start. A host restarted over the
@@ -43,6 +64,71 @@ fn write_host_id(path: &Path) -> std::io::Result<String> {
     let id = format!("host_{}", uuid::Uuid::new_v4().simple());
     std::fs::write(path, &id)?;
     Ok(id)
+}
+
+/// Where the admin token came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `CAIRN_ADMIN_TOKEN`.
+    Env,
+    /// The token file in the data dir; `created` at this start.
+    File { path: PathBuf, created: bool },
+}
+
+/// The name of the admin token file in the data dir.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// The admin token: `from_env` (`CAIRN_ADMIN_TOKEN`) when set, else the one in
+/// `data_dir/admin-token`, made (readable by its owner only) at the first start.
+pub fn admin_token(
+    data_dir: &Path,
+    from_env: Option<String>,
+) -> std::io::Result<(Secret, TokenSource)> {
+    if let Some(token) = from_env.filter(|t| !t.trim().is_empty()) {
+        return Ok((Secret::new(token.trim()), TokenSource::Env));
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => {
+            let source = TokenSource::File {
+                path,
+                created: false,
+            };
+            return Ok((Secret::new(token.trim()), source));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let token = crate::http_api::access::generate_token();
+    write_private(&path, token.expose())?;
+    Ok((
+        token,
+        TokenSource::File {
+            path,
+            created: true,
+        },
+    ))
+}
+
+/// Writes `text` to a new file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// The admin token as the command line finds it: `CAIRN_ADMIN_TOKEN`, else the token file in
+/// `data_dir` (never made here).
+pub fn read_admin_token(data_dir: &Path, from_env: Option<String>) -> Option<Secret> {
+    from_env
+        .filter(|t| !t.trim().is_empty())
+        .or_else(|| std::fs::read_to_string(data_dir.join(ADMIN_TOKEN_FILE)).ok())
+        .map(|t| Secret::new(t.trim()))
+        .filter(|t| !t.expose().is_empty())
 }
 
 /// A configuration problem, named so an operator can fix it.
@@ -68,6 +154,8 @@ pub fn runtime_settings(
         service_config: BTreeMap::new(),
         memory_limit: crate::runtime::limits::DEFAULT_MEMORY_LIMIT,
         cpu_limit: crate::runtime::limits::DEFAULT_CPU_LIMIT,
+        wall_limit: crate::runtime::limits::DEFAULT_WALL_LIMIT,
+        memory_budget: 4 << 30,
         max_component_bytes: 20 << 20,
         compile_timeout: Duration::from_secs(60),
         max_running: 512,
@@ -76,7 +164,7 @@ pub fn runtime_settings(
         cache_dir,
         in_doubt: BTreeMap::new(),
         fail_point: None,
-        secret_env: crate::runtime::SecretEnv::process(),
+        secret_env: crate::runtime::SecretEnv::process(Vec::new()),
     }
 }
 
@@ -90,4 +178,45 @@ pub fn parse_ms(var: &'static str, value: &str) -> Result<Duration, ConfigError>
             var,
             message: format!("{value:?} is not a number of milliseconds: {e}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_token_comes_from_the_environment_or_a_private_file_made_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (env, source) = admin_token(dir.path(), Some(" from-env ".into())).unwrap();
+        assert_eq!((env.expose(), source), ("from-env", TokenSource::Env));
+        let (first, source) = admin_token(dir.path(), None).unwrap();
+        let path = dir.path().join(ADMIN_TOKEN_FILE);
+        assert_eq!(
+            source,
+            TokenSource::File {
+                path: path.clone(),
+                created: true
+            }
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (again, source) = admin_token(dir.path(), None).unwrap();
+        assert_eq!(again.expose(), first.expose());
+        assert_eq!(
+            source,
+            TokenSource::File {
+                path,
+                created: false
+            }
+        );
+        assert_eq!(
+            read_admin_token(dir.path(), None).unwrap().expose(),
+            first.expose()
+        );
+        assert!(read_admin_token(&dir.path().join("none"), None).is_none());
+    }
 }

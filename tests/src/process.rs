@@ -80,12 +80,23 @@ pub fn spawn_host_with(
         .env("SENDGRID_API_KEY", "SG.crash")
         .env("SHIPPO_API_KEY", "shippo_test_crash")
         .env("SHIPPO_CARRIER_ACCOUNT", "crash_carrier")
+        .env("CAIRN_ADMIN_TOKEN", crate::ADMIN_TOKEN)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
         .expect("starting cairn serve")
+}
+
+/// An HTTP client for hosts started here: it sends their admin token (the ingress ignores it),
+/// and gives up on a request after `timeout`.
+pub fn client(timeout: Option<Duration>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().default_headers(crate::admin_headers());
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    builder.build().expect("an HTTP client")
 }
 
 pub async fn wait_healthy(http: &reqwest::Client, admin: &str) {
@@ -218,7 +229,7 @@ pub struct Checked {
 }
 
 /// Reads every order (`accepted`: answered 202; `unknown`: unanswered) through `ingress` and
-/// checks it against the fake's counts: no accepted order lost, at most one charge, label and
+/// checks it against the fake's counts (read from its control URL, `mock`): no accepted order lost, at most one charge, label and
 /// email per order, in agreement with the stored order, one charge per idempotency key.
 pub async fn check_orders(
     http: &reqwest::Client,
@@ -366,7 +377,7 @@ impl Rig {
                 .await
                 .unwrap(),
             data_dir: tempfile::tempdir().unwrap(),
-            http: reqwest::Client::new(),
+            http: client(None),
             ports: (free_port(), free_port()),
             exe,
             env: Vec::new(),

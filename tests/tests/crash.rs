@@ -64,10 +64,7 @@ async fn orders_survive_kill_minus_nine(database_url: Option<&str>) {
     .unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let (ingress_port, admin_port) = (free_port(), free_port());
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let http = cairn_e2e::process::client(Some(Duration::from_secs(20)));
     let host = Arc::new(Mutex::new(Host {
         child: process::spawn_host(
             CAIRN,
@@ -130,7 +127,7 @@ async fn orders_survive_kill_minus_nine(database_url: Option<&str>) {
         checked,
         statuses,
         stats,
-    } = check_orders(&http, &ingress, &mock.base_url(), &accepted, &unknown).await;
+    } = check_orders(&http, &ingress, &mock.control_url(), &accepted, &unknown).await;
     assert!(
         accepted.len() >= 20,
         "the test drove too few orders: {}",
@@ -307,7 +304,7 @@ async fn a_call_killed_while_the_callee_runs_finishes_with_one_effect_each() {
         callee.as_str(),
         "one callee"
     );
-    let stats = json_of(http.get(format!("{}/_mock/stats", rig.mock.base_url()))).await;
+    let stats = json_of(http.get(format!("{}/_mock/stats", rig.mock.control_url()))).await;
     for counter in [
         "/charges/by_order/order-kill-call",
         "/labels/by_order/order-kill-call",
@@ -373,7 +370,7 @@ async fn a_promise_wait_and_a_delayed_send_survive_kill_minus_nine() {
     );
     let later = json_of(http.get(format!("{}/invocations/{delayed}/output", host.ingress))).await;
     assert_eq!(later["status"], "confirmed", "{later}");
-    let stats = json_of(http.get(format!("{}/_mock/stats", rig.mock.base_url()))).await;
+    let stats = json_of(http.get(format!("{}/_mock/stats", rig.mock.control_url()))).await;
     assert_eq!(
         count(&stats, "/charges/by_order/order-kill-later"),
         1,

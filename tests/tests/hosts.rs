@@ -27,10 +27,7 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
     )
     .await
     .unwrap();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let http = cairn_e2e::process::client(Some(Duration::from_secs(20)));
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let ports = [(free_port(), free_port()), (free_port(), free_port())];
     let mut children: Vec<_> = (0..2)
@@ -90,7 +87,7 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
         checked,
         statuses,
         stats,
-    } = check_orders(&http, &ingress[1], &mock.base_url(), &accepted, &unknown).await;
+    } = check_orders(&http, &ingress[1], &mock.control_url(), &accepted, &unknown).await;
     assert!(
         accepted.len() >= 20,
         "the test drove too few orders: {}",

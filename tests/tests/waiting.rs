@@ -49,7 +49,7 @@ async fn ten_thousand_invocations_awaiting_promises_hold_no_instances() {
         format!("http://127.0.0.1:{ingress_port}"),
         format!("http://127.0.0.1:{admin_port}"),
     );
-    let http = reqwest::Client::new();
+    let http = cairn_e2e::process::client(None);
     wait_healthy(&http, &admin).await;
     let deployed = http
         .post(format!("{admin}/deployments"))

@@ -124,6 +124,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let data = tempfile_dir()?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
+        .default_headers(process::admin_headers())
         .build()?;
     let database = match &args.postgres {
         Some(server) => Some(crate::storage::ScratchDatabase::create_on(server).await?),
@@ -259,7 +260,7 @@ async fn one_key(http: &reqwest::Client, host: &Host, fake: &Fake) -> anyhow::Re
         bodies.push(resp?.text().await?);
     }
     let elapsed = started.elapsed();
-    let stats = get_json(http, format!("{}/_mock/stats", fake.base)).await?;
+    let stats = get_json(http, format!("{}/_mock/stats", fake.control)).await?;
     Ok(json!({
         "calls": 200,
         "ms": elapsed.as_millis(),

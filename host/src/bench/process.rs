@@ -76,8 +76,10 @@ impl Drop for Proc {
 /// The fake provider API.
 pub(super) struct Fake {
     pub(super) proc: Proc,
-    /// `http://127.0.0.1:PORT`, the base URL of all three APIs and of `/_mock/*`.
+    /// `http://127.0.0.1:PORT`, the base URL of all three APIs.
     pub(super) base: String,
+    /// `http://127.0.0.1:PORT` of its `/_mock/*` control endpoints.
+    pub(super) control: String,
 }
 
 impl Fake {
@@ -89,9 +91,11 @@ impl Fake {
         http: &reqwest::Client,
     ) -> anyhow::Result<Fake> {
         let listen = format!("127.0.0.1:{}", free_port()?);
+        let control = format!("127.0.0.1:{}", free_port()?);
         let proc = Proc::spawn(
             Command::new(exe)
                 .args(["mock-providers", "--listen", &listen])
+                .args(["--control-listen", &control])
                 .env("MOCK_DECLINE_RATE", "0")
                 .env("MOCK_DELAY_MS", delay_ms.to_string())
                 // One worker thread (tokio reads this variable): the fake needs a fraction of
@@ -102,11 +106,26 @@ impl Fake {
         let fake = Fake {
             proc,
             base: format!("http://{listen}"),
+            control: format!("http://{control}"),
         };
-        let stats = format!("{}/_mock/stats", fake.base);
+        let stats = format!("{}/_mock/stats", fake.control);
         wait_for(http, &stats, "the fake provider API").await?;
         Ok(fake)
     }
+}
+
+/// The admin token of the hosts the benchmark starts (on loopback, over a scratch data dir).
+const ADMIN_TOKEN: &str = "cairn-bench-admin-token";
+
+/// Headers that carry [`ADMIN_TOKEN`] (the benchmark's client sends them everywhere; the ingress
+/// and the fake ignore them).
+pub(super) fn admin_headers() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {ADMIN_TOKEN}");
+    if let Ok(value) = reqwest::header::HeaderValue::from_str(&value) {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    headers
 }
 
 /// The host under test.
@@ -138,6 +157,7 @@ impl Host {
                 .args(["--ingress-addr", &format!("127.0.0.1:{ingress}")])
                 .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
                 .env_remove("MOCK_MODE")
+                .env("CAIRN_ADMIN_TOKEN", ADMIN_TOKEN)
                 .env("STRIPE_API_BASE", &fake.base)
                 .env("STRIPE_API_KEY", "sk_test_bench")
                 .env("SENDGRID_API_BASE", &fake.base)

@@ -1,6 +1,8 @@
 //! Admin API (default 127.0.0.1:9070): invocations with their journals, deployments (see
 //! [`deployments`]), services. Every error is an [`ApiError`].
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Json;
@@ -10,14 +12,27 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use super::access::{AdminAccess, Guard};
 use super::error::{no_route, wrong_method};
 use super::{ApiError, bytes_to_json, deployments};
 use crate::journal::{Entry, EntryKind};
 use crate::runtime::Runtime;
 use crate::storage::{Invocation, InvocationFilter, InvocationStatus};
 
-pub fn router(runtime: Arc<Runtime>) -> Router {
+/// Admin API settings.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub access: AdminAccess,
+    /// The only directory `{"path": …}` / `file://` deployments may read from (`None`: the
+    /// bytes must be sent).
+    pub deploy_dir: Option<PathBuf>,
+}
+
+/// The admin routes, behind the token and host checks ([`super::access`]); `bound` is the
+/// listener's address.
+pub fn router(runtime: Arc<Runtime>, config: AdminConfig, bound: SocketAddr) -> Router {
     let max_component_bytes = runtime.settings.max_component_bytes;
+    let guard = Arc::new(Guard::admin(&config.access, bound));
     Router::new()
         .route("/health", get(health).fallback(wrong_method))
         .route("/invocations", get(list_invocations).fallback(wrong_method))
@@ -40,6 +55,11 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/services", get(list_services).fallback(wrong_method))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(max_component_bytes))
+        .layer(axum::Extension(Arc::new(config)))
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            super::access::guard,
+        ))
         .with_state(runtime)
 }
 

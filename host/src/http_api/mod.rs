@@ -1,6 +1,8 @@
 //! The HTTP surface: ingress (invoke handlers, receive webhooks) and admin (inspect and deploy).
 
+pub mod access;
 pub mod admin;
+mod admission;
 pub mod deployments;
 mod error;
 pub mod ingress;
