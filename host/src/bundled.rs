@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::ConfigError;
-use crate::outbound::{Origin, Policy, Secret};
+use crate::outbound::{Grant, Grants, Origin, Policy, Secret};
 use crate::runtime::ProviderSettings;
 use crate::runtime::callee::InDoubtPolicy;
 use crate::webhooks::endpoint::{EndpointSpec, VerifierSpec};
@@ -221,8 +221,15 @@ pub fn provider_defaults(
             } else {
                 Vec::new()
             },
+            // The key goes to its provider's API only, in `Authorization`.
+            secrets: Grants::from([(
+                spec.key_var.to_string(),
+                Grant {
+                    header: Some("authorization".to_string()),
+                    ..Grant::to(Secret::new(key), vec![origin.clone()])
+                },
+            )]),
             allow: vec![origin],
-            secrets: BTreeMap::from([(spec.key_var.to_string(), Secret::new(key))]),
             ..Policy::deny_all()
         };
         out.insert(

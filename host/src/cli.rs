@@ -8,6 +8,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, ServerConfig};
+use crate::http_api::access::{AccessToken, AdminAccess};
+use crate::http_api::admin::AdminConfig;
 use crate::http_api::ingress::IngressConfig;
 use crate::mock::{MockConfig, MockServer};
 use crate::runtime::callee::InDoubtPolicy;
@@ -44,6 +46,10 @@ enum Command {
     MockProviders {
         #[arg(long, env = "MOCK_LISTEN", default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
+        /// Where the `/_mock/*` control endpoints listen (not on the APIs' port, which the
+        /// providers may reach).
+        #[arg(long, env = "MOCK_CONTROL_LISTEN", default_value = "127.0.0.1:8091")]
+        control_listen: SocketAddr,
     },
 }
 
@@ -85,6 +91,14 @@ struct ServeArgs {
     /// Guest execution time per call, in milliseconds (a deployment's limits may set its own).
     #[arg(long, env = "CAIRN_CPU_LIMIT_MS", default_value_t = 10_000)]
     cpu_limit_ms: u64,
+    /// Linear memory all running component instances may hold together, in MiB (a guest
+    /// growing past it traps, retryably).
+    #[arg(long, env = "CAIRN_MEMORY_BUDGET_MB", default_value_t = 4096)]
+    memory_budget_mb: usize,
+    /// Wall-clock time per call (a provider call, an attempt of an invocation), waits included,
+    /// in milliseconds (a deployment's limits may set their own).
+    #[arg(long, env = "CAIRN_WALL_LIMIT_MS", default_value_t = 30_000)]
+    wall_limit_ms: u64,
     /// Invocations running at once (the others wait, holding no instance).
     #[arg(long, env = "CAIRN_MAX_RUNNING", default_value_t = 512)]
     max_running: usize,
@@ -107,6 +121,16 @@ struct ServeArgs {
     /// for the bundled `cairn:commerce/email.send-email`).
     #[arg(long = "in-doubt", env = "CAIRN_IN_DOUBT", value_delimiter = ',')]
     in_doubt: Vec<String>,
+    /// A host variable deployments may be granted as a secret (`"secrets"` of
+    /// `POST /deployments`), bound to where it may go: `NAME=ORIGIN`, `NAME[HEADER]=ORIGIN`, or
+    /// `NAME` for the deployment's own allow-list (repeat the flag, or a name for more origins;
+    /// the variable separates with `,`). No other variable can be granted.
+    #[arg(
+        long = "grantable-secret",
+        env = "CAIRN_GRANTABLE_SECRETS",
+        value_delimiter = ','
+    )]
+    grantable_secrets: Vec<String>,
     /// A JSON file with more webhook endpoints (`POST /webhooks/{name}`; see the README), beside
     /// the bundled `stripe`, `shippo` and `sendgrid`.
     #[arg(long, env = "CAIRN_WEBHOOKS_FILE")]
@@ -137,6 +161,30 @@ struct ServeArgs {
         value_delimiter = ';'
     )]
     service_config: Vec<String>,
+    /// A name (without port) admin requests may address this host by, beside loopback names and
+    /// the admin listener's address (repeat the flag; the variable separates with `,`). Requests
+    /// naming any other `Host`, or sent by a page of another origin, are refused.
+    #[arg(long = "admin-host", env = "CAIRN_ADMIN_HOSTS", value_delimiter = ',')]
+    admin_hosts: Vec<String>,
+    /// The directory `POST /deployments` with `{"path": …}` or `{"uri": "file://…"}` may read
+    /// components from (default: none; the bytes must be sent).
+    #[arg(long, env = "CAIRN_DEPLOY_DIR")]
+    deploy_dir: Option<PathBuf>,
+    /// Invocations queued (or running, or suspended) on one object key, at most: past it the
+    /// ingress answers 429 with Retry-After and writes nothing.
+    #[arg(long, env = "CAIRN_MAX_QUEUED_PER_KEY", default_value_t = 1000)]
+    max_queued_per_key: usize,
+    /// `/send` invocations accepted and not finished, at most (429 past it).
+    #[arg(long, env = "CAIRN_MAX_PENDING_SENDS", default_value_t = 10_000)]
+    max_pending_sends: usize,
+    /// How long a finished invocation (with its journal) is kept, in hours; then it is purged,
+    /// with expired idempotency keys (an invocation is kept while a key names it).
+    #[arg(long, env = "CAIRN_RETENTION_HOURS", default_value_t = 7 * 24)]
+    retention_hours: u64,
+    /// Serve the ingress on a non-loopback address without `CAIRN_INGRESS_TOKEN`: anyone who
+    /// reaches it may invoke every handler that is not internal.
+    #[arg(long, env = "CAIRN_ALLOW_OPEN_INGRESS")]
+    allow_open_ingress: bool,
 }
 
 /// Runs the command line (the `cairn` binary's `main`).
@@ -164,14 +212,18 @@ async fn run() -> anyhow::Result<()> {
         Command::Undeploy(args) => crate::cli_admin::undeploy(args).await,
         Command::Invocations(args) => crate::cli_admin::invocations(args).await,
         Command::Invocation(args) => crate::cli_admin::invocation(args).await,
-        Command::MockProviders { listen } => {
-            let mock =
-                MockServer::start(listen, MockConfig::from_env().map_err(anyhow::Error::msg)?)
-                    .await
-                    .with_context(|| format!("binding {listen}"))?;
+        Command::MockProviders {
+            listen,
+            control_listen,
+        } => {
+            let config = MockConfig::from_env().map_err(anyhow::Error::msg)?;
+            let mock = MockServer::start_with_control(listen, control_listen, config)
+                .await
+                .with_context(|| format!("binding {listen} and {control_listen}"))?;
             mock.state()
                 .set_webhooks(crate::mock::WebhookConfig::from_env().map_err(anyhow::Error::msg)?);
-            tracing::info!(base_url = %mock.base_url(), "fake provider API is listening");
+            tracing::info!(base_url = %mock.base_url(), control_url = %mock.control_url(),
+                "fake provider API is listening");
             tokio::signal::ctrl_c().await?;
             mock.shutdown().await;
             Ok(())
@@ -187,10 +239,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| "127.0.0.1:0".into())
             .parse()
             .context("MOCK_LISTEN: expected IP:PORT")?;
-        let mock = MockServer::start(listen, MockConfig::from_env().map_err(anyhow::Error::msg)?)
+        let control: SocketAddr = std::env::var("MOCK_CONTROL_LISTEN")
+            .unwrap_or_else(|_| "127.0.0.1:0".into())
+            .parse()
+            .context("MOCK_CONTROL_LISTEN: expected IP:PORT")?;
+        let config = MockConfig::from_env().map_err(anyhow::Error::msg)?;
+        let mock = MockServer::start_with_control(listen, control, config)
             .await
             .with_context(|| format!("binding the fake provider API on {listen}"))?;
-        tracing::info!(base_url = %mock.base_url(), "mock mode: fake provider API started");
+        tracing::info!(base_url = %mock.base_url(), control_url = %mock.control_url(),
+            "mock mode: fake provider API started");
         Some(mock)
     } else {
         None
@@ -201,8 +259,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let webhooks = webhook_endpoints(&args, mock.is_some())?;
     let mut runtime = config::runtime_settings(providers, Some(args.data_dir.join("cache")));
     runtime.memory_limit = args.memory_limit_mb << 20;
+    runtime.memory_budget = args.memory_budget_mb.max(1) << 20;
     runtime.max_running = args.max_running.max(1);
     runtime.cpu_limit = std::time::Duration::from_millis(args.cpu_limit_ms.max(1));
+    runtime.wall_limit = std::time::Duration::from_millis(args.wall_limit_ms.max(10));
     runtime.retry.max_attempts = args.max_attempts.max(1);
     runtime.retry = runtime
         .retry
@@ -233,6 +293,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .or_default()
             .insert(name.to_string(), value.to_string());
     }
+    let grantable =
+        crate::runtime::Grantable::parse_all(args.grantable_secrets.iter().map(String::as_str))
+            .map_err(|e| anyhow::anyhow!("CAIRN_GRANTABLE_SECRETS / --grantable-secret {e}"))?;
+    runtime.secret_env = crate::runtime::SecretEnv::process(grantable);
     runtime.in_doubt = crate::bundled::in_doubt_defaults();
     for item in args.in_doubt.iter().filter(|i| !i.trim().is_empty()) {
         let policy = item
@@ -252,6 +316,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let dir = components_dir(args.components_dir.as_deref())?;
         crate::bundled::bundled_components(&dir)
     };
+    let (admin, ingress_token) = access(&args)?;
     let database_url = args
         .database_url
         .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("cairn.db").display()));
@@ -280,9 +345,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .internal_handlers
                 .clone()
                 .unwrap_or_else(crate::bundled::internal_handlers),
+            token: ingress_token,
+            max_queued_per_key: args.max_queued_per_key.max(1),
+            max_pending_sends: args.max_pending_sends.max(1),
             ..IngressConfig::default()
         },
+        admin,
         runtime,
+        retention: config::Retention {
+            finished: std::time::Duration::from_secs(args.retention_hours.max(1) * 3600),
+            ..config::Retention::default()
+        },
     })
     .await?;
     if let Some(mock) = &mock {
@@ -302,6 +375,67 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         mock.shutdown().await;
     }
     Ok(())
+}
+
+/// Who may use the two ports: the admin token (`CAIRN_ADMIN_TOKEN`, else the data dir's token
+/// file, made and printed at the first start) and the optional ingress token
+/// (`CAIRN_INGRESS_TOKEN`). An ingress on a non-loopback address without a token is refused
+/// unless `--allow-open-ingress` says so.
+fn access(args: &ServeArgs) -> anyhow::Result<(AdminConfig, Option<AccessToken>)> {
+    let (token, source) =
+        config::admin_token(&args.data_dir, std::env::var("CAIRN_ADMIN_TOKEN").ok())
+            .with_context(|| format!("the admin token in {}", args.data_dir.display()))?;
+    let admin_token =
+        AccessToken::new(&token).map_err(|e| anyhow::anyhow!("CAIRN_ADMIN_TOKEN: {e}"))?;
+    match &source {
+        config::TokenSource::File {
+            path,
+            created: true,
+        } => eprintln!(
+            "cairn: the admin API's token (kept in {}, shown only now): {}",
+            path.display(),
+            token.expose()
+        ),
+        config::TokenSource::File { path, .. } => {
+            tracing::info!(file = %path.display(), "admin token from the data dir")
+        }
+        config::TokenSource::Env => tracing::info!("admin token from CAIRN_ADMIN_TOKEN"),
+    }
+    let ingress_token = std::env::var("CAIRN_INGRESS_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| AccessToken::new(&crate::outbound::Secret::new(t)))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("CAIRN_INGRESS_TOKEN: {e}"))?;
+    if ingress_token.is_none() && !args.ingress_addr.ip().is_loopback() && !args.allow_open_ingress
+    {
+        anyhow::bail!(
+            "the ingress would listen on {} without a token: set CAIRN_INGRESS_TOKEN, bind it to \
+             loopback, or pass --allow-open-ingress (CAIRN_ALLOW_OPEN_INGRESS=true) to serve it \
+             open on purpose",
+            args.ingress_addr
+        );
+    }
+    let deploy_dir = args
+        .deploy_dir
+        .as_ref()
+        .map(|dir| {
+            std::fs::canonicalize(dir).with_context(|| format!("--deploy-dir {}", dir.display()))
+        })
+        .transpose()?;
+    let admin = AdminConfig {
+        access: AdminAccess {
+            token: admin_token,
+            hosts: args
+                .admin_hosts
+                .iter()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        },
+        deploy_dir,
+    };
+    Ok((admin, ingress_token))
 }
 
 /// The bundled webhook endpoints and the operator's file (replacing a bundled one of the same

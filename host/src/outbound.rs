@@ -16,8 +16,11 @@
 //! secret is granted to it. What is recorded (journal, logs) is the request as the guest wrote it.
 
 pub mod guard;
+mod secrets;
 
-use std::collections::{BTreeMap, HashSet};
+pub use secrets::{Grant, Grants, Secret};
+
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -25,26 +28,6 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::bindings::http::{HttpError, Request, Response};
-
-/// A secret value; never printed.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 /// `scheme://host:port` a component may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +86,8 @@ pub struct Policy {
     /// loopback, private or link-local address. (Judged by host name: a name listed here may
     /// resolve anywhere for every component that has it on its allow-list.)
     pub allow_private: Vec<Origin>,
-    pub secrets: BTreeMap<String, Secret>,
+    /// Secrets it may use as `{{secret:NAME}}`, each bound to its origins.
+    pub secrets: Grants,
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
     pub default_timeout: Duration,
@@ -114,7 +98,7 @@ impl Policy {
         Policy {
             allow: Vec::new(),
             allow_private: Vec::new(),
-            secrets: BTreeMap::new(),
+            secrets: Grants::new(),
             max_request_bytes: 1 << 20,
             max_response_bytes: 4 << 20,
             default_timeout: Duration::from_secs(30),
@@ -169,31 +153,23 @@ impl Outbound {
         req: &Request,
     ) -> (Result<Response, HttpError>, String) {
         let result = self.send(policy, req).await;
-        let exchange = Exchange {
-            request: SentRequest {
-                method: &req.method,
-                url: &req.url,
-                headers: &req.headers,
-                body: BodyPreview(&req.body),
-            },
-            response: match &result {
-                Ok(resp) => Received::Response {
-                    status: resp.status,
-                    body: BodyPreview(&resp.body),
-                },
-                Err(e) => Received::Error {
-                    error: format!("{e:?}"),
-                },
-            },
-        };
-        let text = serde_json::to_string(&exchange).unwrap_or_else(|e| {
-            serde_json::Value::from(format!("exchange not recorded: {e}")).to_string()
-        });
+        let text = record(req, &result);
         (result, text)
+    }
+
+    /// The record of `req` sent but never answered: its call was stopped first (a limit).
+    pub fn unanswered(req: &Request) -> String {
+        record(
+            req,
+            &Err(HttpError::Transport(
+                "no response: the call was stopped while this request was in flight".into(),
+            )),
+        )
     }
 
     /// Sends `req` under `policy`. Returns the guest-visible result.
     pub async fn send(&self, policy: &Policy, req: &Request) -> Result<Response, HttpError> {
+        check_shape(req)?;
         let url = reqwest::Url::parse(&req.url)
             .map_err(|e| HttpError::InvalidRequest(format!("invalid URL {:?}: {e}", req.url)))?;
         let origin = Origin::of(&url).map_err(HttpError::InvalidRequest)?;
@@ -206,6 +182,15 @@ impl Outbound {
                 ),
                 None => format!("{origin} is not on this component's allow-list"),
             }));
+        }
+        // An IP literal of a non-public address needs the same explicit grant as a name that
+        // resolves to one (the resolver checks names).
+        if let Some(class) = origin.ip().and_then(guard::non_public)
+            && !policy.allow_private.contains(&origin)
+        {
+            return Err(HttpError::Denied(format!(
+                "{origin} is a {class} address: refused unless the operator allows it as private"
+            )));
         }
         if req.body.len() > policy.max_request_bytes {
             return Err(HttpError::TooLarge(format!(
@@ -222,7 +207,12 @@ impl Outbound {
                 .unwrap_or(policy.default_timeout),
         );
         for (name, value) in &req.headers {
-            let value = substitute_secrets(value, &policy.secrets)?;
+            if let Some(reason) = forbidden_header(name) {
+                return Err(HttpError::InvalidRequest(format!(
+                    "header {name:?} is not the component's to set: {reason}"
+                )));
+            }
+            let value = secrets::substitute(value, name, &origin, &policy.secrets)?;
             builder = builder.header(name.as_str(), value);
         }
         let mut resp = builder
@@ -231,14 +221,13 @@ impl Outbound {
             .await
             .map_err(classify)?;
         let status = resp.status().as_u16();
+        let grants = &policy.secrets;
         let headers = resp
             .headers()
             .iter()
             .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
+                let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (k.to_string(), secrets::redact_text(value, grants))
             })
             .collect();
         let mut body = Vec::new();
@@ -251,12 +240,71 @@ impl Outbound {
             }
             body.extend_from_slice(&chunk);
         }
+        // A server that echoes the key back (a debug endpoint, an error page) must not hand it
+        // to the guest, nor through it to the journal.
+        if let Some(redacted) = secrets::redact(&body, grants) {
+            body = redacted;
+        }
         Ok(Response {
             status,
             headers,
             body,
         })
     }
+}
+
+/// Longest URL, most headers and most header bytes (names and values) a guest's request may
+/// have: the host copies, records and sends them.
+const MAX_URL_BYTES: usize = 8 << 10;
+const MAX_HEADERS: usize = 64;
+const MAX_HEADER_BYTES: usize = 32 << 10;
+
+/// Refuses a request whose URL or headers are past the bounds (a refusal that depends on the
+/// request alone, so it needs no journal entry to replay).
+pub(crate) fn check_shape(req: &Request) -> Result<(), HttpError> {
+    if req.url.len() > MAX_URL_BYTES {
+        return Err(HttpError::TooLarge(format!(
+            "a URL of {} bytes is longer than {MAX_URL_BYTES}",
+            req.url.len()
+        )));
+    }
+    if req.headers.len() > MAX_HEADERS {
+        return Err(HttpError::TooLarge(format!(
+            "{} headers are more than {MAX_HEADERS}",
+            req.headers.len()
+        )));
+    }
+    let bytes: usize = req.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if bytes > MAX_HEADER_BYTES {
+        return Err(HttpError::TooLarge(format!(
+            "headers of {bytes} bytes are more than {MAX_HEADER_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// One exchange as JSON text, as the guest wrote the request (secrets only as placeholders).
+fn record(req: &Request, result: &Result<Response, HttpError>) -> String {
+    let exchange = Exchange {
+        request: SentRequest {
+            method: TextPreview(&req.method),
+            url: TextPreview(&req.url),
+            headers: HeadersPreview(&req.headers),
+            body: BodyPreview(&req.body, BODY_PREVIEW),
+        },
+        response: match result {
+            Ok(resp) => Received::Response {
+                status: resp.status,
+                body: BodyPreview(&resp.body, BODY_PREVIEW),
+            },
+            Err(e) => Received::Error {
+                error: format!("{e:?}"),
+            },
+        },
+    };
+    serde_json::to_string(&exchange).unwrap_or_else(|e| {
+        serde_json::Value::from(format!("exchange not recorded: {e}")).to_string()
+    })
 }
 
 fn classify(e: reqwest::Error) -> HttpError {
@@ -271,30 +319,24 @@ fn classify(e: reqwest::Error) -> HttpError {
     }
 }
 
-/// Replaces every `{{secret:NAME}}` in `value` with the granted secret.
-fn substitute_secrets(
-    value: &str,
-    secrets: &BTreeMap<String, Secret>,
-) -> Result<String, HttpError> {
-    const OPEN: &str = "{{secret:";
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find(OPEN) {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + OPEN.len()..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| HttpError::InvalidRequest("unterminated {{secret:...}}".into()))?;
-        let name = &after[..end];
-        let secret = secrets.get(name).ok_or_else(|| {
-            HttpError::Denied(format!("secret {name:?} is not granted to this component"))
-        })?;
-        out.push_str(secret.expose());
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
+/// Why a guest may not set header `name`, or `None` when it may: the connection's own headers
+/// (framing, the destination, hop-by-hop, proxies) are the host's, as wasmtime-wasi-http forbids
+/// them by default; a guest setting `Host` could reach a virtual host its allow-list does not
+/// name, and framing headers could smuggle a second request.
+fn forbidden_header(name: &str) -> Option<&'static str> {
+    let name = name.trim().to_ascii_lowercase();
+    Some(match name.as_str() {
+        "host" => "the host sets it from the URL",
+        "connection" | "keep-alive" | "upgrade" | "te" | "trailer" | "transfer-encoding"
+        | "http2-settings" => "a hop-by-hop header of the connection",
+        "content-length" => "the host sets it from the body",
+        n if n.starts_with("proxy-") => "a proxy header",
+        _ => return None,
+    })
 }
+
+/// How much of a body an exchange's record keeps.
+const BODY_PREVIEW: usize = 4096;
 
 /// One HTTP exchange as recorded under a provider call's journal entry.
 #[derive(Serialize)]
@@ -305,10 +347,33 @@ struct Exchange<'a> {
 
 #[derive(Serialize)]
 struct SentRequest<'a> {
-    method: &'a str,
-    url: &'a str,
-    headers: &'a [(String, String)],
+    method: TextPreview<'a>,
+    url: TextPreview<'a>,
+    headers: HeadersPreview<'a>,
     body: BodyPreview<'a>,
+}
+
+/// A text cut after 2 KiB, with its full length.
+struct TextPreview<'a>(&'a str);
+
+impl Serialize for TextPreview<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        BodyPreview(self.0.as_bytes(), 2048).serialize(serializer)
+    }
+}
+
+/// At most [`MAX_HEADERS`] headers, each name and value cut like a [`TextPreview`].
+struct HeadersPreview<'a>(&'a [(String, String)]);
+
+impl Serialize for HeadersPreview<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.len().min(MAX_HEADERS)))?;
+        for (name, value) in self.0.iter().take(MAX_HEADERS) {
+            seq.serialize_element(&(TextPreview(name), TextPreview(value)))?;
+        }
+        seq.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -318,15 +383,14 @@ enum Received<'a> {
     Error { error: String },
 }
 
-/// A body as text (lossy UTF-8), cut after 4 KiB with its full length.
-struct BodyPreview<'a>(&'a [u8]);
+/// A body as text (lossy UTF-8), cut after `.1` bytes with its full length.
+struct BodyPreview<'a>(&'a [u8], usize);
 
 impl Serialize for BodyPreview<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        const MAX: usize = 4096;
-        let body = self.0;
-        let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
-        if body.len() > MAX {
+        let (body, max) = (self.0, self.1);
+        let text = String::from_utf8_lossy(&body[..body.len().min(max)]);
+        if body.len() > max {
             serializer.serialize_str(&format!("{text}… ({} bytes)", body.len()))
         } else {
             serializer.serialize_str(&text)
@@ -338,21 +402,24 @@ impl Serialize for BodyPreview<'_> {
 mod tests {
     use super::*;
 
-    fn secrets() -> BTreeMap<String, Secret> {
-        BTreeMap::from([("KEY".to_string(), Secret::new("sk_test_123"))])
-    }
-
     #[test]
-    fn substitutes_granted_secrets_only() {
-        assert_eq!(
-            substitute_secrets("Bearer {{secret:KEY}}", &secrets()).unwrap(),
-            "Bearer sk_test_123"
-        );
-        assert!(matches!(
-            substitute_secrets("Bearer {{secret:OTHER}}", &secrets()),
-            Err(HttpError::Denied(_))
-        ));
-        assert_eq!(substitute_secrets("plain", &secrets()).unwrap(), "plain");
+    fn connection_headers_are_the_hosts() {
+        for name in [
+            "Host",
+            "connection",
+            "Transfer-Encoding",
+            "Upgrade",
+            "Proxy-Authorization",
+            "keep-alive",
+            "TE",
+            "Trailer",
+            "content-length",
+        ] {
+            assert!(forbidden_header(name).is_some(), "{name}");
+        }
+        for name in ["authorization", "content-type", "idempotency-key", "x-host"] {
+            assert_eq!(forbidden_header(name), None, "{name}");
+        }
     }
 
     #[test]
@@ -401,7 +468,7 @@ mod tests {
             ..Policy::deny_all()
         };
         let explicit = Policy {
-            allow_private: vec![by_name.clone()],
+            allow_private: vec![by_name.clone(), by_ip.clone()],
             ..listed.clone()
         };
 
@@ -418,9 +485,11 @@ mod tests {
         }
         let exchange: serde_json::Value = serde_json::from_str(&exchange).unwrap();
         assert!(exchange["response"]["error"].is_string());
-        // An IP literal on the list was listed explicitly.
-        let result = strict.send(&listed, &get(&format!("{by_ip}/x"))).await;
-        assert_eq!(result.unwrap().status, 200);
+        // An IP literal on the allow-list is not private-allowed by being listed either.
+        match strict.send(&listed, &get(&format!("{by_ip}/x"))).await {
+            Err(HttpError::Denied(reason)) => assert!(reason.contains("loopback"), "{reason}"),
+            other => panic!("expected denied, got {other:?}"),
+        }
         // Not listed: the metadata service, another loopback port.
         for url in [
             "http://169.254.169.254/latest/meta-data/",
@@ -442,13 +511,7 @@ mod tests {
         let lenient = Outbound::new([&explicit]).unwrap();
         let result = lenient.send(&explicit, &get(&format!("{by_name}/x"))).await;
         assert_eq!(result.unwrap().body, b"ok");
-    }
-
-    #[test]
-    fn secret_debug_is_redacted() {
-        assert_eq!(
-            format!("{:?}", Secret::new("sk_live_x")),
-            "Secret(<redacted>)"
-        );
+        let result = lenient.send(&explicit, &get(&format!("{by_ip}/x"))).await;
+        assert_eq!(result.unwrap().status, 200);
     }
 }

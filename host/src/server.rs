@@ -39,7 +39,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let storage = crate::storage::open(&config.database_url, &config.storage)
         .await
         .with_context(|| format!("opening {}", config.database_url))?;
-    let runtime = Runtime::new(storage, config.runtime.clone())?;
+    let runtime = Runtime::new(storage, config.runtime.clone()).await?;
 
     let restored = restore(&runtime).await?;
     for path in &config.components {
@@ -86,13 +86,22 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         tokio::spawn(resume_unfinished(runtime.clone(), scan, first));
     }
 
+    tasks.push(tokio::spawn(purge_finished(
+        runtime.clone(),
+        config.retention,
+        stopped.clone(),
+    )));
     tasks.extend([
         serve(
             ingress_listener,
             ingress::router(runtime.clone(), config.ingress.clone()),
             stopped.clone(),
         ),
-        serve(admin_listener, admin::router(runtime.clone()), stopped),
+        serve(
+            admin_listener,
+            admin::router(runtime.clone(), config.admin.clone(), admin_addr),
+            stopped,
+        ),
     ]);
     tracing::info!(%ingress_addr, %admin_addr, "cairn is listening");
     Ok(Server {
@@ -178,6 +187,55 @@ async fn take_over_unfinished(
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "looking for unfinished invocations"),
+        }
+    }
+}
+
+/// Rows purged per transaction: a purge never holds the writer long.
+const PURGE_BATCH: u32 = 1000;
+
+/// Every `retention.every`, purges expired idempotency keys and the invocations that finished
+/// more than `retention.finished` ago (see [`crate::storage::Storage::purge`]), so the database
+/// does not grow without end.
+async fn purge_finished(
+    runtime: Arc<Runtime>,
+    retention: crate::config::Retention,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(retention.every) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let mut total = crate::storage::Purged::default();
+        loop {
+            let now = crate::storage::now_ms();
+            let before = now.saturating_sub(retention.finished.as_millis() as i64);
+            match runtime.storage.purge(now, before, PURGE_BATCH).await {
+                Ok(purged) => {
+                    total.keys += purged.keys;
+                    total.invocations += purged.invocations;
+                    if purged.keys < u64::from(PURGE_BATCH)
+                        && purged.invocations < u64::from(PURGE_BATCH)
+                    {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "purging finished invocations; retrying later");
+                    break;
+                }
+            }
+            if *stopped.borrow() {
+                return;
+            }
+        }
+        if total != crate::storage::Purged::default() {
+            tracing::info!(
+                invocations = total.invocations,
+                idempotency_keys = total.keys,
+                "purged what outlived its retention"
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (constant name, crate artifact file name).
-const COMPONENTS: [(&str, &str); 17] = [
+const COMPONENTS: [(&str, &str); 18] = [
     ("ORDER_ORCHESTRATOR", "order_orchestrator.wasm"),
     ("WEBHOOK_PROCESSOR", "webhook_processor.wasm"),
     ("STRIPE_PAYMENTS", "stripe_payments.wasm"),
@@ -23,6 +23,7 @@ const COMPONENTS: [(&str, &str); 17] = [
     ("HOSTILE_RECURSION", "hostile_recursion.wasm"),
     ("HOSTILE_NETWORK", "hostile_network.wasm"),
     ("HOSTILE_SNOOP", "hostile_snoop.wasm"),
+    ("HOSTILE_ABUSE", "hostile_abuse.wasm"),
     ("TAX_PROVIDER", "tax_provider.wasm"),
     ("CHECKOUT_SERVICE", "checkout_service.wasm"),
     ("TAX_STATEFUL", "tax_stateful.wasm"),

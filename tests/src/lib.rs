@@ -2,6 +2,7 @@
 //! the fake provider API on loopback. Effects are counted at the fake.
 
 pub mod components;
+pub mod echo;
 pub mod logs;
 pub mod process;
 
@@ -15,13 +16,29 @@ use cairn::server::Server;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+/// The admin token of every test host (in-process or `cairn serve`).
+pub const ADMIN_TOKEN: &str = "cairn-test-admin-token";
+
+/// `Authorization: Bearer` [`ADMIN_TOKEN`], as default headers of an admin client.
+pub fn admin_headers() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    headers
+}
+
 /// The bundled payments interface, as services import it and invocations pin it.
 pub const PAYMENTS: &str = "cairn:commerce/payments@0.1.0";
 
 pub struct Cairn {
     pub server: Server,
     pub mock: MockServer,
+    /// For the ingress (and the fake): no token.
     pub http: reqwest::Client,
+    /// For the admin API: sends [`ADMIN_TOKEN`].
+    pub admin_http: reqwest::Client,
     pub data_dir: tempfile::TempDir,
     options: Options,
 }
@@ -45,12 +62,25 @@ async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> 
     }
     // Secrets a deployment may name: the test's, standing in for the host's environment.
     let secrets = options.secret_env.clone();
-    runtime.secret_env = cairn::runtime::SecretEnv::from_fn(move |name| {
-        secrets
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    });
+    // Grantable: the test's own, or those it names (with their bindings), never the rest of the
+    // process environment, which the lookup falls back to as a host's would.
+    let grantable = if options.grantable.is_empty() {
+        let names: Vec<&str> = secrets.iter().map(|(k, _)| k.as_str()).collect();
+        cairn::runtime::Grantable::parse_all(names)
+    } else {
+        cairn::runtime::Grantable::parse_all(options.grantable.iter().map(String::as_str))
+    }
+    .expect("grantable secrets");
+    runtime.secret_env = cairn::runtime::SecretEnv::new(
+        move |name| {
+            secrets
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(name).ok())
+        },
+        grantable,
+    );
     runtime.fail_point = match (options.fail_after_entry, options.fail_before_recording) {
         (Some(entry), _) => Some(cairn::journal::FailPoint::at(entry, false)),
         (None, Some(entry)) => Some(cairn::journal::FailPoint::at(entry, true)),
@@ -69,7 +99,26 @@ async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> 
         },
         components: bundled_components(Path::new(test_artifacts::COMPONENTS_DIR)),
         ingress: with_webhooks(options.ingress.clone()),
+        admin: cairn::http_api::admin::AdminConfig {
+            access: cairn::http_api::access::AdminAccess {
+                token: cairn::http_api::access::AccessToken::new(&cairn::outbound::Secret::new(
+                    ADMIN_TOKEN,
+                ))
+                .expect("the test token"),
+                hosts: Vec::new(),
+            },
+            // Where test-artifacts builds every component (the guests and the JS one).
+            deploy_dir: Some(
+                std::fs::canonicalize(
+                    options.deploy_dir.clone().unwrap_or_else(|| {
+                        Path::new(test_artifacts::COMPONENTS_DIR).join("../../..")
+                    }),
+                )
+                .expect("the deploy dir"),
+            ),
+        },
         runtime,
+        retention: options.retention,
     })
     .await
     .expect("starting cairn")
@@ -117,6 +166,12 @@ pub struct Options {
     pub ingress: IngressConfig,
     /// The host's environment as deployments' `secrets` see it (`NAME`, value).
     pub secret_env: Vec<(String, String)>,
+    /// The directory path deployments may read (default: where test-artifacts builds).
+    pub deploy_dir: Option<PathBuf>,
+    /// How long finished invocations are kept, and how often the host purges.
+    pub retention: cairn::config::Retention,
+    /// `CAIRN_GRANTABLE_SECRETS` entries (default: every name of `secret_env`, unbound).
+    pub grantable: Vec<String>,
     /// The database (default: SQLite in the data dir).
     pub database_url: Option<String>,
     /// Services' operator configuration, (service, name, value): `--service-config`.
@@ -136,6 +191,9 @@ impl Default for Options {
             service_retry: Vec::new(),
             ingress: IngressConfig::default(),
             secret_env: Vec::new(),
+            grantable: Vec::new(),
+            retention: cairn::config::Retention::default(),
+            deploy_dir: None,
             database_url: None,
             service_config: Vec::new(),
         }
@@ -166,6 +224,10 @@ impl Cairn {
             server,
             mock,
             http: reqwest::Client::new(),
+            admin_http: reqwest::Client::builder()
+                .default_headers(admin_headers())
+                .build()
+                .expect("an HTTP client"),
             data_dir,
             options,
         }
@@ -182,6 +244,7 @@ impl Cairn {
             server,
             mock,
             http,
+            admin_http,
             data_dir,
             options,
         } = self;
@@ -192,6 +255,7 @@ impl Cairn {
             server,
             mock,
             http,
+            admin_http,
             data_dir,
             options,
         }
@@ -252,7 +316,7 @@ impl Cairn {
 
     pub async fn admin_get(&self, path: &str) -> Reply {
         reply(
-            self.http
+            self.admin_http
                 .get(self.admin(path))
                 .send()
                 .await
@@ -270,7 +334,7 @@ impl Cairn {
     /// `POST` of a JSON body to the admin API.
     pub async fn admin_post(&self, path: &str, body: &Value) -> Reply {
         reply(
-            self.http
+            self.admin_http
                 .post(self.admin(path))
                 .json(body)
                 .send()
@@ -282,7 +346,7 @@ impl Cairn {
 
     pub async fn admin_delete(&self, path: &str) -> Reply {
         reply(
-            self.http
+            self.admin_http
                 .delete(self.admin(path))
                 .send()
                 .await
@@ -303,7 +367,7 @@ impl Cairn {
     /// Deploys component bytes (`Content-Type: application/wasm`); `query` carries limits.
     pub async fn deploy_bytes(&self, bytes: Vec<u8>, query: &str) -> Reply {
         reply(
-            self.http
+            self.admin_http
                 .post(self.admin(&format!("/deployments{query}")))
                 .header("content-type", "application/wasm")
                 .body(bytes)
@@ -372,7 +436,7 @@ impl Cairn {
     /// `GET /_mock/stats` of the fake API.
     pub async fn stats(&self) -> Value {
         self.http
-            .get(format!("{}/_mock/stats", self.mock.base_url()))
+            .get(format!("{}/_mock/stats", self.mock.control_url()))
             .send()
             .await
             .expect("stats")
@@ -386,7 +450,7 @@ impl Cairn {
         self.http
             .get(format!(
                 "{}/_mock/requests?provider={provider}",
-                self.mock.base_url()
+                self.mock.control_url()
             ))
             .send()
             .await
@@ -400,7 +464,7 @@ impl Cairn {
     pub async fn fault(&self, faults: Value) {
         let status = self
             .http
-            .post(format!("{}/_mock/faults", self.mock.base_url()))
+            .post(format!("{}/_mock/faults", self.mock.control_url()))
             .json(&faults)
             .send()
             .await
@@ -413,7 +477,7 @@ impl Cairn {
     pub async fn mock_config(&self, config: Value) {
         let status = self
             .http
-            .post(format!("{}/_mock/config", self.mock.base_url()))
+            .post(format!("{}/_mock/config", self.mock.control_url()))
             .json(&config)
             .send()
             .await

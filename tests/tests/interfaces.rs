@@ -131,9 +131,7 @@ async fn a_component_built_against_durable_0_1_0_still_runs() {
     );
     assert!(!text.contains("cairn:durable/run@0.1.1"));
     let cairn = Cairn::start().await;
-    let deployed = cairn
-        .admin_post("/deployments", &json!({"path": path}))
-        .await;
+    let deployed = cairn.deploy_bytes(bytes, "").await;
     assert_eq!(deployed.status, 201, "{:?}", deployed.body);
     assert_eq!(deployed.body["kind"], "service");
     let reply = cairn.post("/Steps/Run", &json!({"steps": 3})).await;

@@ -33,7 +33,7 @@ async fn with_js_email_at(api_base: Option<&str>) -> (Cairn, String) {
             &json!({
                 "path": test_artifacts::SENDGRID_JS_EMAIL,
                 "config": {"api-base": api_base.unwrap_or(&base), "from-name": "Cairn JS"},
-                "allow": [base],
+                "allowPrivate": [base],
                 "secrets": ["SENDGRID_API_KEY"],
             }),
         )

@@ -387,7 +387,7 @@ async fn deployments_that_are_not_valid_components_are_400s_naming_the_problem()
         (
             "missing file",
             json!({"path": "/nonexistent/x.wasm"}),
-            "cannot read /nonexistent/x.wasm",
+            "no readable component file /nonexistent/x.wasm under the deploy dir",
         ),
         (
             "not a file URI",
@@ -416,7 +416,7 @@ async fn deployments_that_are_not_valid_components_are_400s_naming_the_problem()
     assert_eq!(file_uri.status, 201, "{:?}", file_uri.body);
 
     let text = cairn
-        .http
+        .admin_http
         .post(cairn.admin("/deployments"))
         .header("content-type", "text/plain")
         .body("x")
@@ -514,6 +514,7 @@ async fn cli(admin: &str, args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(args)
         .env("CAIRN_ADMIN_URL", admin)
+        .env("CAIRN_ADMIN_TOKEN", cairn_e2e::ADMIN_TOKEN)
         .env("RUST_LOG", "warn")
         .output()
         .await

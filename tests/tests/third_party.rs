@@ -35,7 +35,7 @@ fn adyen_deployment(cairn: &Cairn, secrets: &[&str]) -> Value {
             "merchant-account": MERCHANT,
             "default-payment-method": "8415718415172204",
         },
-        "allow": [base],
+        "allowPrivate": [base],
         "secrets": secrets,
     })
 }
@@ -228,7 +228,7 @@ async fn provider_settings_travel_in_a_header_with_raw_bytes() {
     let bytes = std::fs::read(test_artifacts::ADYEN_PAYMENTS).unwrap();
     let send = |settings: Value| {
         cairn
-            .http
+            .admin_http
             .post(cairn.admin("/deployments?cpuMs=2000"))
             .header("content-type", "application/wasm")
             .header("x-cairn-provider-settings", settings.to_string())
@@ -242,18 +242,33 @@ async fn provider_settings_travel_in_a_header_with_raw_bytes() {
         body["message"].as_str().unwrap().contains("adyen key"),
         "{body}"
     );
-    let base = cairn.mock.base_url();
-    let ok = send(json!({
-        "config": {"api-base": base, "merchant-account": MERCHANT, "default-payment-method": "pm_1"},
-        "secrets": ["ADYEN_API_KEY"],
-    }))
-    .await
-    .unwrap();
-    assert_eq!(ok.status(), 201);
-    let body: Value = ok.json().await.unwrap();
+    // The fake by a name that resolves to loopback: on the allow-list (the api-base origin,
+    // without `allow`), but not private-allowed, so refused at connect time.
+    let base = cairn.mock.base_url().replace("127.0.0.1", "localhost");
+    let settings = |private: Value| {
+        json!({
+            "config": {"api-base": base, "merchant-account": MERCHANT, "default-payment-method": "pm_1"},
+            "allowPrivate": private,
+            "secrets": ["ADYEN_API_KEY"],
+        })
+    };
+    let listed = send(settings(json!([]))).await.unwrap();
+    assert_eq!(listed.status(), 201);
+    let body: Value = listed.json().await.unwrap();
     assert_eq!(body["limits"], json!({"cpuMs": 2000}));
     assert_eq!(body["providerSettings"]["allow"], json!([]), "{body}");
-    // Without `allow`, the api-base origin is the one destination, explicit (loopback is fine).
+    let refused = cairn
+        .process_order("order-raw-0", &order_input("fay@example.com"))
+        .await;
+    let text = format!("{:?}", cairn.invocation(&refused).await);
+    assert!(
+        text.contains("localhost resolves to") && text.contains("a loopback address"),
+        "{text}"
+    );
+    assert_eq!(count(&cairn.stats().await, "/requests/adyen"), 0);
+    // Flagged private by the operator: reached.
+    let ok = send(settings(json!([base]))).await.unwrap();
+    assert_eq!(ok.status(), 200, "the same bytes, new settings");
     let reply = cairn
         .process_order("order-raw", &order_input("fay@example.com"))
         .await;

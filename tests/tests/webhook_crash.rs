@@ -27,11 +27,16 @@ async fn order(http: &reqwest::Client, host: &Host, id: &str) -> Value {
     json_of(http.post(format!("{}/OrderOrchestrator/{id}/GetOrder", host.ingress))).await
 }
 
+/// The order once it has been `status` (it may have moved on: the fake's tracking webhooks
+/// follow a label within milliseconds).
 async fn order_when(http: &reqwest::Client, host: &Host, id: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let order = order(http, host, id).await;
-        if order["status"] == status {
+        let reached = order["timeline"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|e| e["status"] == status));
+        if order["status"] == status || reached {
             return order;
         }
         assert!(

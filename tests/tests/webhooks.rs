@@ -199,7 +199,7 @@ async fn bad_signatures_tokens_and_bodies_are_refused_and_write_nothing() {
     let forged = json_of(
         cairn
             .http
-            .post(format!("{}/_mock/webhooks/forge", cairn.mock.base_url()))
+            .post(format!("{}/_mock/webhooks/forge", cairn.mock.control_url()))
             .json(&json!({"endpoint": "sendgrid", "body": [{"sg_event_id": "sg_x", "event": "delivered"}]})),
     )
     .await;
@@ -320,7 +320,7 @@ async fn the_fake_s_webhooks_take_an_order_to_delivered_and_a_redelivery_runs_on
     let sent = json_of(
         cairn
             .http
-            .get(format!("{}/_mock/webhooks", cairn.mock.base_url())),
+            .get(format!("{}/_mock/webhooks", cairn.mock.control_url())),
     )
     .await;
     let charge_event = sent
@@ -337,7 +337,7 @@ async fn the_fake_s_webhooks_take_an_order_to_delivered_and_a_redelivery_runs_on
     }
     let again = json_of(cairn.http.post(format!(
         "{}/_mock/webhooks/{event_id}/redeliver",
-        cairn.mock.base_url()
+        cairn.mock.control_url()
     )))
     .await;
     assert_eq!(again["hostStatus"], 200, "{again}");

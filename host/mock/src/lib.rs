@@ -31,7 +31,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use faults::{FaultSpec, Faults};
@@ -119,14 +118,15 @@ fn parse_delay(raw: &str) -> Result<(u64, u64), String> {
     }
 }
 
-/// The router of the fake: the providers plus the `/_mock` control endpoints.
+/// The router of the fake's provider APIs. The `/_mock` control endpoints are on a listener of
+/// their own ([`control_router`]): a component allowed to reach the APIs (mock mode allows their
+/// origin) cannot read or reset the fake's counters, its faults or its webhooks.
 pub fn router(state: MockState) -> Router {
     Router::new()
         .merge(stripe::routes())
         .merge(sendgrid::routes())
         .merge(shippo::routes())
         .merge(adyen::routes())
-        .merge(control::routes())
         .fallback(faults::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -136,38 +136,68 @@ pub fn router(state: MockState) -> Router {
         .with_state(state)
 }
 
-/// A running fake provider server, serving from a spawned tokio task until shut down or dropped.
+/// The router of the fake's `/_mock` control endpoints (stats, faults, recorded requests,
+/// configuration, webhooks).
+pub fn control_router(state: MockState) -> Router {
+    Router::new()
+        .merge(control::routes())
+        .fallback(faults::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A running fake provider server, serving from spawned tokio tasks until shut down or dropped:
+/// the APIs on one address, the control endpoints on another.
 pub struct MockServer {
     addr: SocketAddr,
+    control_addr: SocketAddr,
     state: MockState,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl MockServer {
-    /// Binds `addr` (use `127.0.0.1:0` for an ephemeral port) and serves in a spawned tokio task.
+    /// Binds `addr` (use `127.0.0.1:0` for an ephemeral port) for the APIs and an ephemeral
+    /// port of the same IP for the control endpoints.
     pub async fn start(addr: SocketAddr, config: MockConfig) -> std::io::Result<MockServer> {
+        Self::start_with_control(addr, SocketAddr::new(addr.ip(), 0), config).await
+    }
+
+    /// [`MockServer::start`] with the control endpoints on `control_addr`.
+    pub async fn start_with_control(
+        addr: SocketAddr,
+        control_addr: SocketAddr,
+        config: MockConfig,
+    ) -> std::io::Result<MockServer> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
+        let control = tokio::net::TcpListener::bind(control_addr).await?;
+        let (addr, control_addr) = (listener.local_addr()?, control.local_addr()?);
         let state = MockState::new(config);
-        let app = router(state.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(err) = served {
-                tracing::error!(%err, "mock provider server stopped with an error");
-            }
-        });
-        tracing::info!(%addr, "mock provider APIs (Stripe, SendGrid, Shippo, Adyen) listening");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let serve = |listener: tokio::net::TcpListener, app: Router| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(err) = served {
+                    tracing::error!(%err, "mock provider server stopped with an error");
+                }
+            })
+        };
+        let tasks = vec![
+            serve(listener, router(state.clone())),
+            serve(control, control_router(state.clone())),
+        ];
+        tracing::info!(%addr, %control_addr, "mock provider APIs (Stripe, SendGrid, Shippo, Adyen) listening");
         Ok(MockServer {
             addr,
+            control_addr,
             state,
             stop: Some(stop),
-            task: Some(task),
+            tasks,
         })
     }
 
@@ -179,12 +209,12 @@ impl MockServer {
     /// `http://IP:PORT`, usable as `STRIPE_API_BASE`, `SENDGRID_API_BASE` and `SHIPPO_API_BASE`.
     /// An unspecified bind address (`0.0.0.0`, `::`) is reported as loopback.
     pub fn base_url(&self) -> String {
-        let ip = match self.addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+        url_of(self.addr)
+    }
+
+    /// `http://IP:PORT` of the `/_mock` control endpoints.
+    pub fn control_url(&self) -> String {
+        url_of(self.control_addr)
     }
 
     /// The same data as `GET /_mock/stats`.
@@ -200,24 +230,35 @@ impl MockServer {
     /// Stops accepting connections, lets open requests finish (at most 5 s), then returns.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(5), &mut task)
+        for mut task in std::mem::take(&mut self.tasks) {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
                 .await
                 .is_err()
-        {
-            task.abort();
+            {
+                task.abort();
+            }
         }
     }
 }
 
 impl Drop for MockServer {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
+        for task in self.tasks.drain(..) {
             task.abort();
         }
     }
+}
+
+/// `http://IP:PORT` of a bound address, loopback for an unspecified one.
+fn url_of(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ fn order_charge(order: &str) -> Vec<(&str, &str)> {
 
 async fn stats(http: &Client, server: &MockServer) -> Stats {
     let over_http: Stats = http
-        .get(format!("{}/_mock/stats", server.base_url()))
+        .get(format!("{}/_mock/stats", server.control_url()))
         .send()
         .await
         .unwrap()
@@ -586,7 +586,7 @@ async fn shippo_sells_labels_and_finds_them_again() {
 
 async fn set_faults(http: &Client, server: &MockServer, faults: Value) -> Value {
     let response = http
-        .post(format!("{}/_mock/faults", server.base_url()))
+        .post(format!("{}/_mock/faults", server.control_url()))
         .json(&faults)
         .send()
         .await
@@ -680,7 +680,7 @@ async fn faults_fail_the_next_requests_before_or_after_the_effect() {
     );
 
     let bad = http
-        .post(format!("{}/_mock/faults", server.base_url()))
+        .post(format!("{}/_mock/faults", server.control_url()))
         .json(&json!({"paypal": {"fail_next": 1}}))
         .send()
         .await
@@ -710,13 +710,13 @@ async fn requests_are_recorded_with_the_auth_scheme_only() {
     .await;
     send_mail(&http, &server, SENDGRID_KEY, &receipt("A-1")).await;
     buy_label(&http, &server, "/transactions", &instalabel("A-1")).await;
-    http.get(format!("{}/_mock/stats", server.base_url()))
+    http.get(format!("{}/_mock/stats", server.control_url()))
         .send()
         .await
         .unwrap();
 
     let all: Vec<Value> = http
-        .get(format!("{}/_mock/requests", server.base_url()))
+        .get(format!("{}/_mock/requests", server.control_url()))
         .send()
         .await
         .unwrap()
@@ -737,7 +737,7 @@ async fn requests_are_recorded_with_the_auth_scheme_only() {
         let only: Vec<Value> = http
             .get(format!(
                 "{}/_mock/requests?provider={provider}",
-                server.base_url()
+                server.control_url()
             ))
             .send()
             .await
@@ -777,7 +777,7 @@ async fn reset_forgets_everything_and_config_can_change() {
     .await;
     set_faults(&http, &server, json!({"shippo": {"fail_next": 5}})).await;
     let reset = http
-        .post(format!("{}/_mock/reset", server.base_url()))
+        .post(format!("{}/_mock/reset", server.control_url()))
         .send()
         .await
         .unwrap();
@@ -797,7 +797,7 @@ async fn reset_forgets_everything_and_config_can_change() {
     assert!(again.headers().get("idempotent-replayed").is_none());
 
     let config: Value = http
-        .post(format!("{}/_mock/config", server.base_url()))
+        .post(format!("{}/_mock/config", server.control_url()))
         .json(&json!({"delay_ms": [150, 150]}))
         .send()
         .await
@@ -885,9 +885,35 @@ async fn shutdown_stops_serving() {
     server.shutdown().await;
     assert!(started.elapsed() < Duration::from_secs(2));
     let gone = http
-        .get(format!("{base}/_mock/stats"))
+        .get(format!("{base}/v1/charges"))
         .timeout(Duration::from_secs(2))
         .send()
         .await;
     assert!(gone.is_err());
+}
+
+#[tokio::test]
+async fn control_endpoints_are_not_on_the_api_port() {
+    let (server, http) = start(exact()).await;
+    assert_ne!(server.control_url(), server.base_url());
+    for path in ["/_mock/stats", "/_mock/requests", "/_mock/webhooks"] {
+        let on_api = http
+            .get(format!("{}{path}", server.base_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(on_api.status(), StatusCode::NOT_FOUND, "{path}");
+        let on_control = http
+            .get(format!("{}{path}", server.control_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(on_control.status(), StatusCode::OK, "{path}");
+    }
+    let reset = http
+        .post(format!("{}/_mock/reset", server.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), StatusCode::NOT_FOUND);
 }

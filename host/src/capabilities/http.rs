@@ -5,9 +5,16 @@ use crate::bindings::http::{Host, HttpError, Request, Response};
 use crate::journal::{Effect, EntryKind};
 use crate::runtime::{HostState, Role, misuse, trap};
 
+/// HTTP exchanges one provider call records; more are counted, not kept.
+const MAX_EXCHANGES: usize = 64;
+
 impl Host for HostState {
     async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         let component = self.component.clone();
+        // An oversized URL or header is refused before anything is copied or recorded.
+        if let Err(refused) = crate::outbound::check_shape(&req) {
+            return Ok(Err(refused));
+        }
         match &mut self.role {
             Role::Service(svc) => {
                 let (outbound, policy) = (svc.runtime.outbound.clone(), svc.policy.clone());
@@ -23,11 +30,20 @@ impl Host for HostState {
                     .map_err(trap)
             }
             Role::Provider(ctx) => {
+                ctx.in_flight = Some(req.clone());
                 let (result, exchange) =
                     ctx.runtime.outbound.send_recorded(&ctx.policy, &req).await;
+                ctx.in_flight = None;
                 log_refusal(&component, &req, &result);
                 tracing::debug!(%component, method = %req.method, url = %req.url, ok = result.is_ok(), "provider http");
-                ctx.exchanges.push(exchange);
+                if ctx.exchanges.len() < MAX_EXCHANGES {
+                    ctx.exchanges.push(exchange);
+                } else if ctx.exchanges.len() == MAX_EXCHANGES {
+                    let omitted =
+                        format!("more than {MAX_EXCHANGES} exchanges: the rest are not recorded");
+                    ctx.exchanges
+                        .push(serde_json::Value::from(omitted).to_string());
+                }
                 Ok(result)
             }
             Role::Describe => Err(misuse("http.send is not available during describe".into())),

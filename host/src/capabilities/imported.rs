@@ -68,6 +68,8 @@ impl HostState {
         // Live, the callee's value itself; replaying, it is decoded from the record.
         let mut live_output: Option<Val> = None;
         let slot = &mut live_output;
+        let mut trapped: Option<String> = None;
+        let trapped_slot = &mut trapped;
         let recorded: Box<RawValue> = svc
             .journal
             .record(
@@ -77,11 +79,18 @@ impl HostState {
                 |live| async move {
                     let performed =
                         callee::perform(&runtime, &invocation_id, &deployment, &live, call).await?;
-                    let soft = performed.output.as_ref().is_some_and(values::is_transient);
+                    // A trapped call is recorded (its exchanges left the host) as a soft entry,
+                    // which the next attempt performs again.
+                    let soft = performed.trapped.is_some()
+                        || performed.output.as_ref().is_some_and(values::is_transient);
                     let detail = performed.detail(&deployment, &live.idempotency_key);
-                    let text = match &performed.output {
-                        Some(v) => serde_json::to_string(&ValJson(v)),
-                        None => Ok("null".to_string()),
+                    let text = match (&performed.output, &performed.trapped) {
+                        (_, Some(message)) => {
+                            *trapped_slot = Some(message.clone());
+                            Ok(serde_json::json!({ "trapped": message }).to_string())
+                        }
+                        (Some(v), None) => serde_json::to_string(&ValJson(v)),
+                        (None, None) => Ok("null".to_string()),
                     }
                     .and_then(RawValue::from_string)
                     .map_err(|e| JournalError::Codec(e.to_string()))?;
@@ -96,6 +105,9 @@ impl HostState {
             )
             .await
             .map_err(trap)?;
+        if let Some(message) = trapped {
+            return Err(trap(JournalError::Effect(message)));
+        }
         if let (Some(ty), Some(result)) = (result_ty, results.first_mut()) {
             *result = match live_output {
                 Some(value) => value,

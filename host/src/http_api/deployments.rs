@@ -11,6 +11,7 @@
 //! naming what is wrong with the component or its settings, 413 past the size cap.
 
 use std::collections::BTreeMap;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use axum::Json;
@@ -20,8 +21,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::io::AsyncReadExt as _;
 
 use super::ApiError;
+use super::admin::AdminConfig;
 use crate::runtime::{
     DeployError, Deployment, DeploymentKind, Limits, ProviderOverrides, Registry, Runtime,
     UndeployError, deploy, undeploy,
@@ -45,6 +48,7 @@ pub(super) fn deployment_json(runtime: &Runtime, d: &Deployment, registry: &Regi
         "effectiveLimits": {
             "memoryMib": effective.memory_bytes >> 20,
             "cpuMs": effective.cpu.as_millis() as u64,
+            "wallMs": effective.wall.as_millis() as u64,
         },
         "service": match &d.kind {
             DeploymentKind::Service(info) => serde_json::to_value(info).unwrap_or(Value::Null),
@@ -119,25 +123,37 @@ struct FromFile {
     limits: Option<Limits>,
     config: Option<BTreeMap<String, String>>,
     allow: Option<Vec<String>>,
+    #[serde(rename = "allowPrivate")]
+    allow_private: Option<Vec<String>>,
     secrets: Option<Vec<String>>,
+    #[serde(rename = "inheritSecrets", default)]
+    inherit_secrets: bool,
 }
 
 impl FromFile {
     /// The provider settings given, if any.
     fn provider(&mut self) -> Option<ProviderOverrides> {
-        if self.config.is_none() && self.allow.is_none() && self.secrets.is_none() {
+        if self.config.is_none()
+            && self.allow.is_none()
+            && self.allow_private.is_none()
+            && self.secrets.is_none()
+            && !self.inherit_secrets
+        {
             return None;
         }
         Some(ProviderOverrides {
             config: self.config.take().unwrap_or_default(),
             allow: self.allow.take().unwrap_or_default(),
+            allow_private: self.allow_private.take().unwrap_or_default(),
             secrets: self.secrets.take().unwrap_or_default(),
+            inherit_secrets: self.inherit_secrets,
         })
     }
 }
 
 pub(super) async fn create(
     State(runtime): State<Arc<Runtime>>,
+    axum::Extension(config): axum::Extension<Arc<AdminConfig>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -166,9 +182,11 @@ pub(super) async fn create(
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
             let path = file_path(&request)?;
             let provider = request.provider();
-            (read_component(&path, max).await?, request.limits, provider)
+            let bytes = read_component(config.deploy_dir.as_deref(), &path, max).await?;
+            (bytes, request.limits, provider)
         }
-        None | Some("application/wasm" | "application/octet-stream") => {
+        // Never without a type: a browser's cross-site "simple" request may send none.
+        Some("application/wasm" | "application/octet-stream") => {
             if body.is_empty() {
                 return Err(ApiError::bad_request(
                     "send the component bytes as the body (Content-Type: application/wasm), or \
@@ -189,11 +207,14 @@ pub(super) async fn create(
                 })?;
             (body.to_vec(), limits, provider)
         }
-        Some(other) => {
+        other => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                format!("Content-Type {other:?}: use application/wasm or application/json"),
+                format!(
+                    "Content-Type {}: use application/wasm (the bytes) or application/json",
+                    other.map_or("missing".to_string(), |t| format!("{t:?}"))
+                ),
             ));
         }
     };
@@ -224,7 +245,7 @@ fn too_large(message: String) -> ApiError {
 }
 
 /// The absolute path named by `uri` (`file://` only) or `path`.
-fn file_path(request: &FromFile) -> Result<std::path::PathBuf, ApiError> {
+fn file_path(request: &FromFile) -> Result<PathBuf, ApiError> {
     let path = match (&request.uri, &request.path) {
         (Some(uri), None) => {
             let url = reqwest::Url::parse(uri)
@@ -238,7 +259,7 @@ fn file_path(request: &FromFile) -> Result<std::path::PathBuf, ApiError> {
                 ApiError::bad_request(format!("uri {uri:?} does not name a local file"))
             })?
         }
-        (None, Some(path)) => std::path::PathBuf::from(path),
+        (None, Some(path)) => PathBuf::from(path),
         _ => {
             return Err(ApiError::bad_request(
                 "give exactly one of \"uri\" (file:///abs/path.wasm) or \"path\"",
@@ -254,22 +275,63 @@ fn file_path(request: &FromFile) -> Result<std::path::PathBuf, ApiError> {
     Ok(path)
 }
 
-async fn read_component(path: &std::path::Path, max: usize) -> Result<Vec<u8>, ApiError> {
-    let unreadable =
-        |e: std::io::Error| ApiError::bad_request(format!("cannot read {}: {e}", path.display()));
-    let meta = tokio::fs::metadata(path).await.map_err(unreadable)?;
+/// Reads the component at `path`, which must be a file under `dir` (after symlinks), reading
+/// at most `max` bytes. Whatever is wrong with a path outside `dir` (missing, a directory, a
+/// device, a symlink out), the answer is the same, so it tells nothing about the file.
+async fn read_component(
+    dir: Option<&FsPath>,
+    path: &FsPath,
+    max: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let Some(dir) = dir else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "deploy_by_path_off",
+            "this host reads no component files: send the bytes (Content-Type: \
+             application/wasm), or start it with --deploy-dir DIR",
+        ));
+    };
+    let unavailable = || {
+        ApiError::bad_request(format!(
+            "no readable component file {} under the deploy dir {}",
+            path.display(),
+            dir.display()
+        ))
+    };
+    // Lexically first (no `..`), then where symlinks really lead.
+    let lexical = path
+        .components()
+        .all(|c| !matches!(c, std::path::Component::ParentDir));
+    if !lexical || !path.starts_with(dir) {
+        return Err(unavailable());
+    }
+    let real = tokio::fs::canonicalize(path)
+        .await
+        .map_err(|_| unavailable())?;
+    let real_dir = tokio::fs::canonicalize(dir)
+        .await
+        .map_err(|_| unavailable())?;
+    if !real.starts_with(&real_dir) {
+        return Err(unavailable());
+    }
+    let file = tokio::fs::File::open(&real)
+        .await
+        .map_err(|_| unavailable())?;
+    let meta = file.metadata().await.map_err(|_| unavailable())?;
     if !meta.is_file() {
-        return Err(ApiError::bad_request(format!(
-            "{} is not a file",
+        return Err(unavailable());
+    }
+    // Never more than the limit, whatever the file says its size is.
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|_| unavailable())?;
+    if bytes.len() > max {
+        return Err(too_large(format!(
+            "{} is larger than {max} bytes, the most this host accepts",
             path.display()
         )));
     }
-    if meta.len() > max as u64 {
-        return Err(too_large(format!(
-            "{} is {} bytes; this host accepts at most {max} bytes",
-            path.display(),
-            meta.len()
-        )));
-    }
-    tokio::fs::read(path).await.map_err(unreadable)
+    Ok(bytes)
 }

@@ -20,10 +20,12 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::ApiError;
+use super::access::{AccessToken, Guard};
+use super::admission::Admission;
 use super::error::{no_route, wrong_method};
 use crate::bindings::handler::ServiceKind;
 use crate::runtime::Runtime;
-use crate::runtime::start::{Target, new_invocation, spawn};
+use crate::runtime::start::{Target, new_invocation, spawn_holding};
 use crate::storage::{Created, Outcome, now_ms};
 use crate::webhooks::endpoint::Endpoint;
 
@@ -53,6 +55,13 @@ pub struct IngressConfig {
     /// Handlers only other components (or a webhook endpoint) may invoke, as `Service/Handler`
     /// or `Service/*`: the ingress refuses them with 403. Every webhook target is one.
     pub internal_handlers: Vec<String>,
+    /// The bearer token every ingress request but a webhook's must carry (`None`: open, for a
+    /// private network; see [`super::access`]).
+    pub token: Option<AccessToken>,
+    /// Invocations queued (or running) per object key, at most; past it: 429.
+    pub max_queued_per_key: usize,
+    /// `/send` invocations accepted and not finished, at most; past it: 429.
+    pub max_pending_sends: usize,
 }
 
 impl IngressConfig {
@@ -81,6 +90,9 @@ impl Default for IngressConfig {
             webhook_retention: Duration::from_secs(30 * 24 * 3600),
             webhook_max_pending: 1024,
             internal_handlers: Vec::new(),
+            token: None,
+            max_queued_per_key: 1000,
+            max_pending_sends: 10_000,
         }
     }
 }
@@ -89,6 +101,7 @@ impl Default for IngressConfig {
 struct Ingress {
     runtime: Arc<Runtime>,
     config: Arc<IngressConfig>,
+    admission: Arc<Admission>,
 }
 
 /// Whether the caller waits for the result or only for acceptance (`/send`, maybe delayed).
@@ -144,6 +157,7 @@ fn parse_delay(value: &str) -> Result<Duration, ApiError> {
 
 pub fn router(runtime: Arc<Runtime>, config: IngressConfig) -> Router {
     let max_body_bytes = config.max_body_bytes;
+    let guard = Arc::new(Guard::ingress(config.token.clone()));
     let webhooks = super::webhooks::router(
         runtime.clone(),
         &config.webhooks,
@@ -172,10 +186,15 @@ pub fn router(runtime: Arc<Runtime>, config: IngressConfig) -> Router {
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(Ingress {
             runtime: runtime.clone(),
+            admission: Admission::new(config.max_queued_per_key, config.max_pending_sends),
             config: Arc::new(config),
         })
         .merge(super::promises::router(runtime, max_body_bytes))
         .merge(webhooks)
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            super::access::guard,
+        ))
 }
 
 async fn call_service(
@@ -284,6 +303,15 @@ async fn call(
     };
     let idempotency_key = idempotency_key(headers)?;
     let input = read_body(headers, body)?;
+    // Bounded before anything is written; held until the invocation ends.
+    let ticket =
+        match ingress
+            .admission
+            .admit(&target.service, target.key.as_deref(), mode != Mode::Call)
+        {
+            Ok(ticket) => ticket,
+            Err(full) => return Ok(full.into_response()),
+        };
     let idempotency =
         idempotency_key.map(|k| (k, ingress.config.idempotency_retention.as_millis() as i64));
     let (new, _) = new_invocation(
@@ -329,7 +357,7 @@ async fn call(
     };
     let id = invocation.id.clone();
     // The invocation runs to its end even if the caller goes away.
-    let task = spawn(runtime, invocation);
+    let task = spawn_holding(runtime, invocation, ticket);
     if mode != Mode::Call {
         return Ok(accepted(&id, "accepted"));
     }

@@ -10,6 +10,11 @@ use serde::de::DeserializeOwned;
 use super::{Entry, EntryKind, JournalError, digest_json, preview_json};
 use crate::storage::{CallMarker, StateOp, StateScope, Storage, now_ms};
 
+/// Longest entry name (a step's, a state key's...) a guest may give.
+const MAX_NAME_BYTES: usize = 1024;
+/// Largest result one entry records, encoded.
+const MAX_RESULT_BYTES: usize = 16 << 20;
+
 /// What a live call gets to know about the entry it will become.
 #[derive(Debug, Clone)]
 pub struct Live {
@@ -203,6 +208,12 @@ impl Journal {
         F: FnOnce(Live) -> Fut,
         Fut: Future<Output = Result<Effect<R>, JournalError>>,
     {
+        if name.len() > MAX_NAME_BYTES {
+            return Err(JournalError::Misuse(format!(
+                "an entry name of {} bytes is longer than {MAX_NAME_BYTES}",
+                name.len()
+            )));
+        }
         // Encoded once: digested here, stored as the entry's preview if it becomes live.
         let args_json = serde_json::to_vec(args).map_err(|e| JournalError::Codec(e.to_string()))?;
         let args_digest = digest_json(&args_json);
@@ -255,6 +266,15 @@ impl Journal {
         }
         let result =
             serde_json::to_vec(&effect.value).map_err(|e| JournalError::Codec(e.to_string()))?;
+        // What the host keeps for the guest is bounded (invariant 8).
+        if result.len() > MAX_RESULT_BYTES {
+            return Err(JournalError::Misuse(format!(
+                "{} {name:?}: a result of {} bytes (encoded) is more than the {MAX_RESULT_BYTES} \
+                 a journal entry holds",
+                kind.as_str(),
+                result.len()
+            )));
+        }
         let mut detail = format!(r#"{{"args":{}"#, preview_json(&args_json));
         if let Some(extra) = effect.detail {
             detail.push_str(r#","effect":"#);

@@ -13,7 +13,7 @@ use wasmtime::component::{Func, Instance, Val};
 use super::limits::describe_trap;
 use super::linking::unversioned;
 use super::registry::{DeploymentKind, Linked};
-use super::{HostState, ProviderCtx, ProviderSettings, Role, Runtime};
+use super::{HostState, ProviderCtx, Role, Runtime};
 use crate::bindings::recovery::{FunctionRef, GuestIndices as RecoveryIndices, RetrySafety};
 use crate::journal::values::{self, is_transient};
 use crate::journal::{JournalError, Live};
@@ -62,6 +62,9 @@ pub struct Performed {
     pub exchanges: Vec<String>,
     /// How a call found in doubt after a crash was resolved.
     pub recovery: Option<&'static str>,
+    /// The call trapped (a limit, a guest bug): why. Its exchanges are still recorded, since
+    /// they left the host; the entry is soft and the attempt fails, so the call is made again.
+    pub trapped: Option<String>,
 }
 
 impl Performed {
@@ -72,6 +75,9 @@ impl Performed {
         let mut detail = format!(r#"{{"exchanges":[{}]"#, self.exchanges.join(","));
         if let Some(recovery) = self.recovery {
             detail.push_str(&format!(r#","recovery":{}"#, text(recovery)));
+        }
+        if let Some(trapped) = &self.trapped {
+            detail.push_str(&format!(r#","trapped":{}"#, text(trapped)));
         }
         detail.push_str(&format!(
             r#","provider":{},"idempotency_key":{}}}"#,
@@ -190,21 +196,39 @@ pub async fn perform(
             }
         }
     }
-    let output = invoke(&mut callee, &func, &call.params, call.ty.results().len())
-        .await
-        .map_err(trapped)?;
-    Ok(done(callee, output, recovery))
+    match invoke(&mut callee, &func, &call.params, call.ty.results().len()).await {
+        Ok(output) => Ok(done(callee, output, recovery)),
+        Err(e) => {
+            let JournalError::Effect(message) = trapped(e) else {
+                unreachable!("`trapped` makes an effect error")
+            };
+            Ok(Performed {
+                trapped: Some(message),
+                ..done(callee, None, recovery)
+            })
+        }
+    }
 }
 
 fn done(callee: Callee, output: Option<Val>, recovery: Option<&'static str>) -> Performed {
     let exchanges = match callee.store.into_data().role {
-        Role::Provider(ctx) => ctx.exchanges,
+        Role::Provider(ctx) => {
+            let mut exchanges = ctx.exchanges;
+            // What left the host is recorded even if its answer never came back.
+            exchanges.extend(
+                ctx.in_flight
+                    .as_ref()
+                    .map(crate::outbound::Outbound::unanswered),
+            );
+            exchanges
+        }
         _ => Vec::new(),
     };
     Performed {
         output,
         exchanges,
         recovery,
+        trapped: None,
     }
 }
 
@@ -235,32 +259,30 @@ async fn instantiate(
             "deployment {deployment_id} is a service, not a component to call"
         )));
     };
-    // A deployment's own settings replace the host's defaults for what it exports.
-    let settings = match &deployment.own {
-        Some(own) => own.resolved.clone(),
-        None => exports
-            .iter()
-            .find_map(|name| runtime.settings.defaults.get(name))
-            .cloned()
-            .unwrap_or_else(ProviderSettings::none),
-    };
+    let settings = runtime.provider_settings(&deployment, exports);
     let ctx = ProviderCtx {
         idempotency_key: idempotency_key.to_string(),
         config: settings.config,
         policy: settings.policy,
         runtime: runtime.clone(),
         exchanges: Vec::new(),
+        in_flight: None,
         in_doubt_since: None,
     };
     let state = HostState::new(
         deployment_id.into(),
         Role::Provider(Box::new(ctx)),
         runtime.settings.memory_limit,
-        seed_of(idempotency_key),
+        runtime.seed_of(idempotency_key),
         None,
     );
     let mut store = runtime.new_store_with(state, deployment.limits);
-    let instance = pre.instantiate_async(&mut store).await.map_err(|e| {
+    let wall = store.data().limits.limits().wall;
+    let started = tokio::time::timeout(wall, pre.instantiate_async(&mut store))
+        .await
+        .map_err(|_| wasmtime::Error::new(super::limits::LimitError::Wall { limit: wall }))
+        .and_then(|instantiated| instantiated);
+    let instance = started.map_err(|e| {
         JournalError::Effect(format!(
             "component {deployment_id} failed to start: {}",
             describe_trap(&e)
@@ -358,7 +380,12 @@ async fn invoke(
     results: usize,
 ) -> wasmtime::Result<Option<Val>> {
     let mut out = vec![Val::Bool(false); results];
-    func.call_async(&mut callee.store, params, &mut out).await?;
+    // Waits count (a WASI sleep, a request with a long timeout): past the limit the call's future
+    // is dropped and the store with it.
+    let wall = callee.store.data().limits.limits().wall;
+    tokio::time::timeout(wall, func.call_async(&mut callee.store, params, &mut out))
+        .await
+        .map_err(|_| wasmtime::Error::new(super::limits::LimitError::Wall { limit: wall }))??;
     Ok(out.into_iter().next())
 }
 
@@ -397,9 +424,11 @@ async fn retry_safety(
     let safety = match &callee.recovery {
         Some(indices) => {
             let recovery = indices.load(&mut callee.store, &callee.instance)?;
-            recovery
-                .call_safety(&mut callee.store, &call.interface, &call.function)
-                .await?
+            let wall = callee.store.data().limits.limits().wall;
+            let asked = recovery.call_safety(&mut callee.store, &call.interface, &call.function);
+            tokio::time::timeout(wall, asked).await.map_err(|_| {
+                wasmtime::Error::new(super::limits::LimitError::Wall { limit: wall })
+            })??
         }
         None => RetrySafety::None,
     };
@@ -471,13 +500,6 @@ async fn find(
     }
 }
 
-/// A per-call seed for the component's WASI randomness.
-pub(crate) fn seed_of(text: &str) -> u64 {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(text.as_bytes());
-    u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,11 +515,5 @@ mod tests {
             Some(InDoubtPolicy::AtMostOnce)
         );
         assert_eq!(InDoubtPolicy::parse("twice"), None);
-    }
-
-    #[test]
-    fn seeds_differ_per_call() {
-        assert_ne!(seed_of("inv-1"), seed_of("inv-2"));
-        assert_eq!(seed_of("inv-1"), seed_of("inv-1"));
     }
 }

@@ -91,7 +91,11 @@ pub async fn deploy_bundled(
     runtime: &Arc<Runtime>,
     bytes: Vec<u8>,
 ) -> Result<Deployed, DeployError> {
-    deploy_inner(runtime, bytes, None, None, false).await
+    let deployed = deploy_inner(runtime, bytes, None, None, false).await?;
+    // The operator's own components run with their role's secret.
+    (runtime.bundled.lock().unwrap_or_else(|p| p.into_inner()))
+        .insert(deployed.deployment.id.clone());
+    Ok(deployed)
 }
 
 async fn deploy_inner(

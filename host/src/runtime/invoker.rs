@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use wasmtime::Store;
 
-use super::callee::seed_of;
 use super::claim::{Claimed, claim};
 use super::registry::Linked;
 use super::{DeploymentKind, HostState, Role, Runtime, ServiceCtx};
@@ -416,7 +415,7 @@ async fn attempt_in(
         deployment.id.as_str().into(),
         Role::Service(Box::new(ctx)),
         runtime.settings.memory_limit,
-        seed_of(&inv.id),
+        runtime.seed_of(&inv.id),
         Some(inv.created_at),
     );
     let store = slot.insert(runtime.new_store(state));
@@ -426,16 +425,31 @@ async fn attempt_in(
             format!("deployment {} is not a service", deployment.id),
         );
     };
-    let result = match pre.instantiate_async(&mut *store).await {
-        Ok(instance) => {
-            instance
-                .cairn_durable_handler()
-                .call_handle(&mut *store, &inv.handler, &inv.input)
-                .await
-        }
-        Err(e) => Err(e),
+    let wall = store.data().limits.limits().wall;
+    let run = async {
+        let instance = pre.instantiate_async(&mut *store).await?;
+        instance
+            .cairn_durable_handler()
+            .call_handle(&mut *store, &inv.handler, &inv.input)
+            .await
+    };
+    // Past the wall-clock limit the attempt's future is dropped, and with the store its
+    // instance and memory; the invoker then frees the permit (and the key) as after a trap.
+    let result = match tokio::time::timeout(wall, run).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::new(super::limits::LimitError::Wall {
+            limit: wall,
+        })),
     };
     match result {
+        Ok(Ok(output)) if output.len() > MAX_OUTPUT_BYTES => terminal(
+            500,
+            format!(
+                "the handler's output of {} bytes is more than the {MAX_OUTPUT_BYTES} an \
+                 invocation keeps",
+                output.len()
+            ),
+        ),
         Ok(Ok(output)) => Attempt::Output(output),
         Ok(Err(failure)) => Attempt::Failed {
             retryable: failure.kind == FailureKind::Retryable,
@@ -445,7 +459,7 @@ async fn attempt_in(
                     FailureKind::Retryable => "retryable".into(),
                 },
                 code: failure.code,
-                message: failure.message,
+                message: bounded_message(failure.message),
                 divergence: None,
             },
         },
@@ -465,6 +479,23 @@ async fn attempt_in(
         },
     }
 }
+
+/// A guest's failure message, cut at 8 KiB (on a character boundary).
+fn bounded_message(mut message: String) -> String {
+    const MAX: usize = 8 << 10;
+    if message.len() > MAX {
+        let mut end = MAX;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
+/// Largest handler output kept (and answered).
+const MAX_OUTPUT_BYTES: usize = 4 << 20;
 
 fn host_failure(e: JournalError) -> Attempt {
     let retryable = e.is_retryable();

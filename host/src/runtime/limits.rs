@@ -13,12 +13,14 @@ pub const MAX_WASM_STACK: usize = 1 << 20;
 /// Host defaults (`cairn serve` can change the memory default with `--memory-limit-mb`).
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 pub const DEFAULT_CPU_LIMIT: Duration = Duration::from_secs(10);
+pub const DEFAULT_WALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// Bounds an operator may choose within.
 const MEMORY_MIB: std::ops::RangeInclusive<u64> = 1..=1024;
 /// The largest linear memory any deployment may be given, in bytes.
 pub const MAX_MEMORY_BYTES: usize = 1024 << 20;
 const CPU_MS: std::ops::RangeInclusive<u64> = 10..=600_000;
+const WALL_MS: std::ops::RangeInclusive<u64> = 10..=3_600_000;
 
 /// Limits as given for one deployment; an absent field takes the host default. Stored with the
 /// deployment as JSON (`{"memoryMib": 16, "cpuMs": 1000}`).
@@ -32,6 +34,12 @@ pub struct Limits {
     /// milliseconds. Time the guest spends waiting on a host call does not count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_ms: Option<u64>,
+    /// Wall-clock time of one call (a provider call, or one attempt of an invocation), in
+    /// milliseconds, waits included: a guest blocked in a WASI sleep or poll, or on a slow
+    /// request, is stopped at it. (Durable sleeps, promises and calls to services suspend the
+    /// invocation and do not count.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_ms: Option<u64>,
 }
 
 impl Limits {
@@ -55,16 +63,26 @@ impl Limits {
                 CPU_MS.end()
             ));
         }
+        if let Some(ms) = self.wall_ms
+            && !WALL_MS.contains(&ms)
+        {
+            return Err(format!(
+                "limits.wallMs must be between {} and {}, got {ms}",
+                WALL_MS.start(),
+                WALL_MS.end()
+            ));
+        }
         Ok(())
     }
 
     /// These limits with the host defaults filling what is not given.
-    pub fn resolve(&self, default_memory: usize, default_cpu: Duration) -> Effective {
+    pub fn resolve(&self, defaults: Effective) -> Effective {
         Effective {
             memory_bytes: self
                 .memory_mib
-                .map_or(default_memory, |mib| (mib as usize) << 20),
-            cpu: self.cpu_ms.map_or(default_cpu, Duration::from_millis),
+                .map_or(defaults.memory_bytes, |mib| (mib as usize) << 20),
+            cpu: self.cpu_ms.map_or(defaults.cpu, Duration::from_millis),
+            wall: self.wall_ms.map_or(defaults.wall, Duration::from_millis),
         }
     }
 
@@ -80,6 +98,17 @@ pub struct Effective {
     pub memory_bytes: usize,
     #[serde(serialize_with = "as_millis")]
     pub cpu: Duration,
+    #[serde(serialize_with = "as_millis")]
+    pub wall: Duration,
+}
+
+impl Effective {
+    /// The host's defaults when nothing else is set.
+    pub const DEFAULT: Effective = Effective {
+        memory_bytes: DEFAULT_MEMORY_LIMIT,
+        cpu: DEFAULT_CPU_LIMIT,
+        wall: DEFAULT_WALL_LIMIT,
+    };
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -93,6 +122,10 @@ pub enum LimitError {
     Cpu { limit: Duration },
     #[error("memory limit ({} MiB) exceeded: the guest asked for {} MiB", limit >> 20, wanted.div_ceil(1 << 20))]
     Memory { limit: usize, wanted: usize },
+    #[error("wall-clock limit ({}) exceeded: the call was stopped", Seconds(*limit))]
+    Wall { limit: Duration },
+    #[error("host-wide instance memory ({} MiB) exhausted: too many instances hold memory at once", limit >> 20)]
+    HostMemory { limit: usize },
     #[error("{what} limit ({limit}) exceeded")]
     Resource { what: &'static str, limit: usize },
 }
@@ -165,12 +198,27 @@ mod tests {
     fn limits_parse_validate_and_resolve() {
         let limits: Limits = serde_json::from_str(r#"{"memoryMib": 16, "cpuMs": 1000}"#).unwrap();
         assert_eq!(limits.validate(), Ok(()));
-        let effective = limits.resolve(64 << 20, Duration::from_secs(10));
+        let effective = limits.resolve(Effective::DEFAULT);
         assert_eq!(effective.memory_bytes, 16 << 20);
         assert_eq!(effective.cpu, Duration::from_secs(1));
-        let defaults = Limits::default().resolve(64 << 20, Duration::from_secs(10));
+        let defaults = Limits::default().resolve(Effective::DEFAULT);
         assert_eq!(defaults.memory_bytes, 64 << 20);
         assert_eq!(defaults.cpu, Duration::from_secs(10));
+        assert_eq!(defaults.wall, Duration::from_secs(30));
+        let wall: Limits = serde_json::from_str(r#"{"wallMs": 100}"#).unwrap();
+        assert_eq!(
+            wall.resolve(Effective::DEFAULT).wall,
+            Duration::from_millis(100)
+        );
+        assert!(
+            Limits {
+                wall_ms: Some(0),
+                ..Limits::default()
+            }
+            .validate()
+            .unwrap_err()
+            .contains("wallMs")
+        );
         assert!(
             serde_json::from_str::<Limits>(r#"{"fuel": 1}"#)
                 .unwrap_err()

@@ -22,7 +22,7 @@ pub use deploy::{DeployError, Deployed, deploy, deploy_bundled, restore};
 pub use invoker::{RetryPolicy, invoke};
 pub use keylocks::KeyLocks;
 pub use limits::Limits;
-pub use provider_settings::{OwnSettings, ProviderOverrides, SecretEnv, SettingsError};
+pub use provider_settings::{Grantable, OwnSettings, ProviderOverrides, SecretEnv, SettingsError};
 pub use registry::{Deployment, DeploymentKind, Registry};
 pub use state::{HostState, ProviderCtx, Role, ServiceCtx};
 pub(crate) use state::{misuse, trap};
@@ -68,6 +68,10 @@ pub struct RuntimeSettings {
     pub memory_limit: usize,
     /// Default guest execution time per call (a deployment's `limits` may set its own).
     pub cpu_limit: std::time::Duration,
+    /// Default wall-clock time per call (a deployment's limits may set their own).
+    pub wall_limit: std::time::Duration,
+    /// Linear memory all running instances may hold together, in bytes.
+    pub memory_budget: usize,
     /// Largest component `POST /deployments` accepts, in bytes.
     pub max_component_bytes: usize,
     /// Longest a component may take to compile at deployment.
@@ -111,6 +115,15 @@ pub struct Runtime {
     /// "deployment/interface.function" → what the component said about repeating it.
     pub(crate) retry_safety:
         std::sync::Mutex<std::collections::HashMap<String, crate::bindings::recovery::RetrySafety>>,
+    /// The database's `seed` secret (see [`Runtime::seed_of`]).
+    seed_key: Vec<u8>,
+    /// Linear memory of all running instances together (`RuntimeSettings::memory_budget`).
+    pub(crate) memory: Arc<sandbox::MemoryBudget>,
+    /// Ids of the deployments of the host's bundled components (made at this start), which run
+    /// with their role's secret.
+    pub(crate) bundled: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The role defaults without their secrets, for other deployments without settings.
+    defaults_without_secrets: BTreeMap<String, ProviderSettings>,
 }
 
 /// The pooling allocator: instance memories, tables and stacks come from slots reserved once,
@@ -136,7 +149,12 @@ fn pooling(max_running: usize) -> wasmtime::InstanceAllocationStrategy {
 }
 
 impl Runtime {
-    pub fn new(storage: Arc<dyn Storage>, settings: RuntimeSettings) -> anyhow::Result<Arc<Self>> {
+    pub async fn new(
+        storage: Arc<dyn Storage>,
+        settings: RuntimeSettings,
+    ) -> anyhow::Result<Arc<Self>> {
+        let fresh: [u8; 32] = rand::random();
+        let seed_key = storage.host_secret("seed", fresh.to_vec()).await?;
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.max_wasm_stack(limits::MAX_WASM_STACK);
@@ -173,7 +191,37 @@ impl Runtime {
             retry_safety: Default::default(),
             callee_exports: Default::default(),
             checked_imports: Default::default(),
+            seed_key,
+            memory: sandbox::MemoryBudget::new(settings.memory_budget),
+            bundled: Default::default(),
+            defaults_without_secrets: settings
+                .defaults
+                .iter()
+                .map(|(interface, role)| {
+                    let policy = Policy {
+                        secrets: Default::default(),
+                        ..Policy::clone(&role.policy)
+                    };
+                    let settings = ProviderSettings {
+                        config: role.config.clone(),
+                        policy: Arc::new(policy),
+                    };
+                    (interface.clone(), settings)
+                })
+                .collect(),
         }))
+    }
+
+    /// The seed of WASI randomness for the invocation or call named `id`: keyed by this
+    /// database's secret, so knowing `id` (the invocation id a caller sees) does not tell it,
+    /// and the same on every attempt and host, so a replay sees the same bytes (invariant 6).
+    pub(crate) fn seed_of(&self, id: &str) -> u64 {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.seed_key)
+            .expect("HMAC takes a key of any length");
+        mac.update(id.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
     }
 
     /// Invocation attempts running now, each holding a component instance. Waiting ones (for a
@@ -183,6 +231,31 @@ impl Runtime {
             .max_running
             .max(1)
             .saturating_sub(self.running.available_permits())
+    }
+
+    /// What provider deployment `d` (exporting `exports`) runs with: its own settings, else
+    /// the role's (the host's defaults for an interface it exports), whose secret only the
+    /// host's bundled components and deployments given `inheritSecrets` get.
+    pub(crate) fn provider_settings(&self, d: &Deployment, exports: &[String]) -> ProviderSettings {
+        if let Some(own) = d.own.as_ref().filter(|own| own.given.replaces_role()) {
+            return own.resolved.clone();
+        }
+        let inherits = d.own.as_ref().is_some_and(|own| own.given.inherit_secrets)
+            || self
+                .bundled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&d.id);
+        let defaults = if inherits {
+            &self.settings.defaults
+        } else {
+            &self.defaults_without_secrets
+        };
+        exports
+            .iter()
+            .find_map(|name| defaults.get(name))
+            .cloned()
+            .unwrap_or_else(ProviderSettings::none)
     }
 
     /// A snapshot of the current deployments.
@@ -207,6 +280,19 @@ mod tests {
         // Tests run in host/; ../target is the workspace's (ignored) build dir.
         let relative = PathBuf::from("../target/relative-cache-dir-test");
         let settings = crate::config::runtime_settings(BTreeMap::new(), Some(relative));
-        assert!(Runtime::new(storage, settings).is_ok());
+        let runtime = Runtime::new(storage.clone(), settings.clone())
+            .await
+            .unwrap();
+        // The seed key is the database's: the same for the next runtime on it, and no id's
+        // plain hash.
+        let again = Runtime::new(storage, settings).await.unwrap();
+        assert_eq!(runtime.seed_of("inv_1"), again.seed_of("inv_1"));
+        assert_ne!(runtime.seed_of("inv_1"), runtime.seed_of("inv_2"));
+        use sha2::Digest as _;
+        let plain = sha2::Sha256::digest(b"inv_1");
+        assert_ne!(
+            runtime.seed_of("inv_1"),
+            u64::from_le_bytes(plain[..8].try_into().unwrap())
+        );
     }
 }

@@ -15,6 +15,8 @@
 //!
 //! [`MAX_WASM_STACK`]: super::limits::MAX_WASM_STACK
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
@@ -31,6 +33,41 @@ const MAX_TABLES: usize = 64;
 const MAX_MEMORIES: usize = 16;
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
+/// Linear memory all running instances of the host may hold together: past it, a guest that
+/// grows its memory traps (its call fails, retryably) instead of the host running out.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(MemoryBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Takes `bytes` from the budget, or says it cannot.
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
 /// The limits and their use of one store.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -39,6 +76,16 @@ pub struct Sandbox {
     memory: usize,
     /// Ticks charged so far.
     ticks: u64,
+    /// The host-wide budget the memory is taken from (none for a placeholder).
+    budget: Option<Arc<MemoryBudget>>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.memory);
+        }
+    }
 }
 
 impl Sandbox {
@@ -47,6 +94,17 @@ impl Sandbox {
             limits,
             memory: 0,
             ticks: 0,
+            budget: None,
+        }
+    }
+
+    /// A sandbox whose memory also counts against the host-wide `budget`.
+    pub fn budgeted(limits: Effective, budget: Arc<MemoryBudget>) -> Self {
+        Sandbox {
+            limits,
+            memory: 0,
+            ticks: 0,
+            budget: Some(budget),
         }
     }
 
@@ -79,13 +137,22 @@ impl ResourceLimiter for Sandbox {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let wanted = self.memory + desired.saturating_sub(current);
+        let growth = desired.saturating_sub(current);
+        let wanted = self.memory + growth;
         if wanted > self.limits.memory_bytes {
             // A trap rather than a failed `memory.grow`: guests (Rust's allocator among them)
             // abort on allocation failure with an `unreachable` that would name nothing.
             return Err(LimitError::Memory {
                 limit: self.limits.memory_bytes,
                 wanted,
+            }
+            .into());
+        }
+        if let Some(budget) = &self.budget
+            && !budget.take(growth)
+        {
+            return Err(LimitError::HostMemory {
+                limit: budget.limit,
             }
             .into());
         }
@@ -139,7 +206,7 @@ impl Runtime {
 
     /// A store for `state` under `limits`.
     pub fn new_store_with(&self, mut state: HostState, limits: Limits) -> Store<HostState> {
-        state.limits = Sandbox::new(self.effective_limits(&limits));
+        state.limits = Sandbox::budgeted(self.effective_limits(&limits), self.memory.clone());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
@@ -157,7 +224,11 @@ impl Runtime {
 
     /// `limits` with this host's defaults filling the gaps.
     pub fn effective_limits(&self, limits: &Limits) -> Effective {
-        limits.resolve(self.settings.memory_limit, self.settings.cpu_limit)
+        limits.resolve(Effective {
+            memory_bytes: self.settings.memory_limit,
+            cpu: self.settings.cpu_limit,
+            wall: self.settings.wall_limit,
+        })
     }
 }
 
@@ -187,8 +258,9 @@ mod tests {
             Limits {
                 memory_mib: Some(memory_mib),
                 cpu_ms: Some(cpu_ms),
+                wall_ms: None,
             }
-            .resolve(0, Duration::ZERO),
+            .resolve(Effective::DEFAULT),
         )
     }
 
@@ -203,6 +275,24 @@ mod tests {
             "{err}"
         );
         assert!(s.memory_growing(1 << 19, 1 << 20, None).unwrap());
+    }
+
+    #[test]
+    fn running_instances_share_the_host_memory_budget() {
+        let budget = MemoryBudget::new(3 << 20);
+        let limits = sandbox(2, 1000).limits();
+        let mut a = Sandbox::budgeted(limits, budget.clone());
+        let mut b = Sandbox::budgeted(limits, budget.clone());
+        assert!(a.memory_growing(0, 2 << 20, None).unwrap());
+        let err = b.memory_growing(0, 2 << 20, None).unwrap_err();
+        assert!(err.to_string().contains("host-wide"), "{err}");
+        assert!(b.memory_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(budget.used(), 3 << 20);
+        drop(a);
+        assert_eq!(budget.used(), 1 << 20);
+        assert!(b.memory_growing(1 << 20, 2 << 20, None).unwrap());
+        drop(b);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

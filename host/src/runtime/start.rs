@@ -104,6 +104,19 @@ pub fn new_invocation(
 
 /// Runs a created invocation to its end in its own task, whoever asked for it.
 pub fn spawn(runtime: &Arc<Runtime>, invocation: Invocation) -> JoinHandle<Outcome> {
+    spawn_holding(runtime, invocation, ())
+}
+
+/// [`spawn`], holding `held` (a place in a bounded queue) until the invocation ends.
+pub fn spawn_holding<T: Send + 'static>(
+    runtime: &Arc<Runtime>,
+    invocation: Invocation,
+    held: T,
+) -> JoinHandle<Outcome> {
     let runtime = runtime.clone();
-    tokio::spawn(async move { invoke(&runtime, invocation).await })
+    tokio::spawn(async move {
+        let outcome = invoke(&runtime, invocation).await;
+        drop(held);
+        outcome
+    })
 }

@@ -25,6 +25,9 @@ pub struct HostState {
     /// Deployment id of the component in this store (used to tag its logs).
     pub(crate) component: Arc<str>,
     pub(crate) role: Role,
+    /// Bytes this store logged through `cairn:durable/log` (bounded, see
+    /// [`crate::capabilities::log`]).
+    pub(crate) logged: usize,
 }
 
 /// What the instance in a store is doing.
@@ -56,6 +59,8 @@ pub struct ProviderCtx {
     /// The provider's HTTP exchanges during this call, shown under the journal entry.
     /// Each as JSON text (see [`crate::outbound::Outbound::send`]).
     pub exchanges: Vec<String>,
+    /// The request being sent now, recorded unanswered if the call is stopped meanwhile.
+    pub in_flight: Option<crate::bindings::http::Request>,
     /// While an in-doubt call is looked up: the earliest time (Unix ms) it may have started.
     pub in_doubt_since: Option<i64>,
 }
@@ -101,11 +106,13 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            limits: Sandbox::new(
-                Limits::default().resolve(memory_limit, super::limits::DEFAULT_CPU_LIMIT),
-            ),
+            limits: Sandbox::new(Limits::default().resolve(super::limits::Effective {
+                memory_bytes: memory_limit,
+                ..super::limits::Effective::DEFAULT
+            })),
             component,
             role,
+            logged: 0,
         }
     }
 

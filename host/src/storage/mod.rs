@@ -506,6 +506,13 @@ pub trait Storage: Send + Sync + 'static {
         limit: u32,
     ) -> StorageResult<Vec<String>>;
     async fn count_rows(&self, table: Table) -> StorageResult<i64>;
+    /// Deletes idempotency keys expired at `now`, then up to `limit` invocations finished
+    /// before `finished_before` (Unix ms) that no key names, with their journals, call markers
+    /// and promises.
+    async fn purge(&self, now: i64, finished_before: i64, limit: u32) -> StorageResult<Purged>;
+    /// The host secret `name`: `fresh` the first time it is asked for, the stored one after
+    /// (the same for every host on this database).
+    async fn host_secret(&self, name: &str, fresh: Vec<u8>) -> StorageResult<Vec<u8>>;
 
     /// Whether several hosts share this storage. Then a host claims an invocation before it runs
     /// it ([`Storage::claim`]) and looks for the unfinished invocations of hosts that died all
@@ -548,6 +555,16 @@ impl Default for StorageOptions {
         }
     }
 }
+
+/// What one [`Storage::purge`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub keys: u64,
+    pub invocations: u64,
+}
+
+/// How long an idempotency key made before keys had an expiry lives (the longest retention).
+pub(crate) const LEGACY_KEY_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// Tables whose size tests and operators look at.
 #[derive(Debug, Clone, Copy)]

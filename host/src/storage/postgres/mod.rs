@@ -26,9 +26,9 @@ use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use leases::Leases;
 
 use super::{
-    CallMarker, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation, Outcome,
-    PromiseCompletion, PromiseOutcome, StateOp, StateScope, Storage, StorageError, StorageOptions,
-    StorageResult, Table, UnfinishedScan, now_ms,
+    CallMarker, Created, DeploymentRecord, Invocation, InvocationFilter, LEGACY_KEY_RETENTION_MS,
+    NewInvocation, Outcome, PromiseCompletion, PromiseOutcome, Purged, StateOp, StateScope,
+    Storage, StorageError, StorageOptions, StorageResult, Table, UnfinishedScan, now_ms,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -94,13 +94,15 @@ impl Storage for PgStorage {
             // A concurrent claim of the same key waits here for the other transaction, then
             // finds its row.
             let claimed = sqlx::query(
-                "INSERT INTO idempotency_keys (target, idempotency_key, invocation_id, created_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (target, idempotency_key) DO NOTHING",
+                "INSERT INTO idempotency_keys (target, idempotency_key, invocation_id, created_at, \
+                 expires_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (target, idempotency_key) \
+                 DO NOTHING",
             )
             .bind(&target)
             .bind(key)
             .bind(&inv.id)
             .bind(now)
+            .bind(now.saturating_add(*retention_ms))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -509,6 +511,62 @@ impl Storage for PgStorage {
             Table::IdempotencyKeys => "SELECT COUNT(*) FROM idempotency_keys",
         };
         Ok(sqlx::query_scalar(sql).fetch_one(&self.pool).await?)
+    }
+
+    async fn purge(&self, now: i64, finished_before: i64, limit: u32) -> StorageResult<Purged> {
+        let mut tx = self.pool.begin().await?;
+        let keys = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys \
+             WHERE expires_at < $1 OR (expires_at IS NULL AND created_at < $2) LIMIT $3)",
+        )
+        .bind(now)
+        .bind(now - LEGACY_KEY_RETENTION_MS)
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM invocations WHERE completed_at IS NOT NULL AND completed_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.invocation_id = \
+             invocations.id) LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(finished_before)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        for table in ["journal", "call_markers", "promises"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE invocation_id = ANY($1)"
+            ))
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM invocations WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Purged {
+            keys,
+            invocations: ids.len() as u64,
+        })
+    }
+
+    async fn host_secret(&self, name: &str, fresh: Vec<u8>) -> StorageResult<Vec<u8>> {
+        sqlx::query(
+            "INSERT INTO host_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(&fresh)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM host_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     fn shared(&self) -> bool {

@@ -14,8 +14,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::{
     CallMarker, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation, Outcome,
-    PromiseCompletion, PromiseOutcome, StateOp, StateScope, Storage, StorageError, StorageResult,
-    Table, UnfinishedScan,
+    PromiseCompletion, PromiseOutcome, Purged, StateOp, StateScope, Storage, StorageError,
+    StorageResult, Table, UnfinishedScan,
 };
 use crate::journal::Entry;
 
@@ -456,5 +456,30 @@ impl Storage for SqliteStorage {
         self.readers
             .run(move |conn| Ok(conn.query_row(sql, [], |row| row.get(0))?))
             .await
+    }
+
+    async fn purge(&self, now: i64, finished_before: i64, limit: u32) -> StorageResult<Purged> {
+        match self
+            .writer
+            .write(Write::Purge {
+                now,
+                finished_before,
+                limit,
+            })
+            .await?
+        {
+            Written::Purged(purged) => Ok(purged),
+            _ => Err(StorageError::Corrupt("purge returned no count".into())),
+        }
+    }
+
+    async fn host_secret(&self, name: &str, fresh: Vec<u8>) -> StorageResult<Vec<u8>> {
+        let name = name.to_string();
+        match self.writer.write(Write::HostSecret { name, fresh }).await? {
+            Written::Bytes(value) => Ok(value),
+            _ => Err(StorageError::Corrupt(
+                "host secret returned no value".into(),
+            )),
+        }
     }
 }

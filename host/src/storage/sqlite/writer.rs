@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::{
-    CallMarker, DeploymentRecord, NewInvocation, Outcome, PromiseOutcome, StateOp, StorageError,
-    StorageResult, now_ms,
+    CallMarker, DeploymentRecord, LEGACY_KEY_RETENTION_MS, NewInvocation, Outcome, PromiseOutcome,
+    Purged, StateOp, StorageError, StorageResult, now_ms,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -63,6 +63,17 @@ pub(super) enum Write {
         id: String,
         outcome: PromiseOutcome,
     },
+    /// Stores host secret `name` unless there is one (answers `Bytes`, the stored value).
+    HostSecret {
+        name: String,
+        fresh: Vec<u8>,
+    },
+    /// See [`super::super::Storage::purge`] (answers `Purged`).
+    Purge {
+        now: i64,
+        finished_before: i64,
+        limit: u32,
+    },
 }
 
 /// What a write returns.
@@ -76,6 +87,8 @@ pub(super) enum Written {
     AlreadyMarked(bool),
     /// Rows a statement changed.
     Rows(u64),
+    Purged(Purged),
+    Bytes(Vec<u8>),
 }
 
 type Reply = oneshot::Sender<StorageResult<Written>>;
@@ -286,7 +299,59 @@ fn apply(conn: &Connection, write: &Write) -> StorageResult<Written> {
                 .execute(params![id])?;
             Ok(Written::Rows(rows as u64))
         }
+        Write::Purge {
+            now,
+            finished_before,
+            limit,
+        } => purge(conn, *now, *finished_before, *limit),
+        Write::HostSecret { name, fresh } => {
+            conn.prepare_cached(
+                "INSERT INTO host_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            )?
+            .execute(params![name, fresh])?;
+            let value = conn
+                .prepare_cached("SELECT value FROM host_secrets WHERE name = ?")?
+                .query_row(params![name], |row| row.get(0))?;
+            Ok(Written::Bytes(value))
+        }
     }
+}
+
+fn purge(conn: &Connection, now: i64, finished_before: i64, limit: u32) -> StorageResult<Written> {
+    let keys = conn
+        .prepare_cached(
+            "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys \
+             WHERE expires_at < ?1 OR (expires_at IS NULL AND created_at < ?2) LIMIT ?3)",
+        )?
+        .execute(params![
+            now,
+            now - LEGACY_KEY_RETENTION_MS,
+            i64::from(limit)
+        ])?;
+    conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS purging (id TEXT PRIMARY KEY)")?;
+    conn.execute_batch("DELETE FROM temp.purging")?;
+    let invocations = conn
+        .prepare_cached(
+            "INSERT INTO temp.purging (id) SELECT id FROM invocations \
+             WHERE completed_at IS NOT NULL AND completed_at < ?1 AND NOT EXISTS \
+             (SELECT 1 FROM idempotency_keys k WHERE k.invocation_id = invocations.id) LIMIT ?2",
+        )?
+        .execute(params![finished_before, i64::from(limit)])?;
+    for table in ["journal", "call_markers", "promises"] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE invocation_id IN (SELECT id FROM temp.purging)"),
+            [],
+        )?;
+    }
+    conn.execute(
+        "DELETE FROM invocations WHERE id IN (SELECT id FROM temp.purging)",
+        [],
+    )?;
+    conn.execute_batch("DELETE FROM temp.purging")?;
+    Ok(Written::Purged(Purged {
+        keys: keys as u64,
+        invocations: invocations as u64,
+    }))
 }
 
 fn mark_call_started(conn: &Connection, id: &str, marker: &CallMarker) -> StorageResult<Written> {
@@ -315,10 +380,10 @@ fn create_invocation(conn: &Connection, inv: &NewInvocation) -> StorageResult<Wr
         .execute(params![target, key, now - retention_ms])?;
         let claimed = conn
             .prepare_cached(
-                "INSERT INTO idempotency_keys (target, idempotency_key, invocation_id, created_at) \
-                 VALUES (?, ?, ?, ?) ON CONFLICT (target, idempotency_key) DO NOTHING",
+                "INSERT INTO idempotency_keys (target, idempotency_key, invocation_id, created_at, \
+                 expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (target, idempotency_key) DO NOTHING",
             )?
-            .execute(params![target, key, inv.id, now])?;
+            .execute(params![target, key, inv.id, now, now.saturating_add(*retention_ms)])?;
         if claimed == 0 {
             let existing: Option<String> = conn
                 .prepare_cached(
