@@ -486,6 +486,34 @@ impl Cairn {
         assert!(status.is_success(), "setting the fake's config: {status}");
     }
 
+    /// Every admin answer about deployments, services and invocations (each with its journal),
+    /// as text, to grep for what must not be there.
+    pub async fn admin_text(&self) -> String {
+        let mut text = String::new();
+        for path in ["/deployments", "/services", "/invocations?limit=1000"] {
+            text.push_str(&self.admin_get(path).await.body.to_string());
+        }
+        let listed = self.admin_get("/invocations?limit=1000").await.body;
+        for inv in listed["invocations"].as_array().unwrap() {
+            let id = inv["id"].as_str().unwrap();
+            let one = self.admin_get(&format!("/invocations/{id}")).await.body;
+            text.push_str(&one.to_string());
+        }
+        text
+    }
+
+    /// The bytes of every file in the data dir (the database and its write-ahead log).
+    pub fn database_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(self.data_dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                bytes.extend(std::fs::read(&path).unwrap());
+            }
+        }
+        bytes
+    }
+
     pub async fn count_rows(&self, table: cairn::storage::Table) -> i64 {
         self.server
             .runtime

@@ -279,32 +279,6 @@ async fn abusive(cairn: &Cairn, echo: &Echo, other: &Echo, limits: Value) -> Str
     id
 }
 
-/// Everything the admin API says about invocations and deployments, as text.
-async fn admin_text(cairn: &Cairn) -> String {
-    let mut text = cairn.admin_get("/deployments").await.body.to_string();
-    let list = cairn.admin_get("/invocations?limit=1000").await.body;
-    for inv in list["invocations"].as_array().unwrap() {
-        let id = inv["id"].as_str().unwrap();
-        text.push_str(
-            &cairn
-                .admin_get(&format!("/invocations/{id}"))
-                .await
-                .body
-                .to_string(),
-        );
-    }
-    text
-}
-
-/// The database's bytes (SQLite file and its write-ahead log).
-fn database_bytes(cairn: &Cairn) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for file in ["cairn.db", "cairn.db-wal"] {
-        bytes.extend(std::fs::read(cairn.data_dir.path().join(file)).unwrap_or_default());
-    }
-    bytes
-}
-
 #[tokio::test]
 async fn an_echoed_secret_is_redacted_and_a_secret_goes_only_where_it_is_bound() {
     let logs = logs::capture();
@@ -341,7 +315,7 @@ async fn an_echoed_secret_is_redacted_and_a_secret_goes_only_where_it_is_bound()
     let leak_text = cairn.invocation(&leak).await.to_string();
     assert!(leak_text.contains("may not be sent to"), "{leak_text}");
 
-    let admin = admin_text(&cairn).await;
+    let admin = cairn.admin_text().await;
     assert!(
         admin.contains("{{secret:ABUSE_KEY}}"),
         "the placeholder is recorded"
@@ -352,7 +326,7 @@ async fn an_echoed_secret_is_redacted_and_a_secret_goes_only_where_it_is_bound()
         ("order", reply.body.to_string()),
         (
             "database",
-            String::from_utf8_lossy(&database_bytes(&cairn)).into_owned(),
+            String::from_utf8_lossy(&cairn.database_bytes()).into_owned(),
         ),
     ] {
         assert!(!text.contains(ABUSE_KEY), "the key is in the {place}");

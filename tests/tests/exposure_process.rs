@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cairn::mock::MockConfig;
 use cairn_e2e::order_input;
-use cairn_e2e::process::{Host, Rig, free_port, wait_healthy};
+use cairn_e2e::process::{Host, Rig, free_port, json_of, wait_healthy};
 use serde_json::Value;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -153,18 +153,8 @@ async fn deploy_abuse(rig: &Rig, host: &Host) {
 }
 
 async fn process_order(rig: &Rig, host: &Host, id: &str) -> Value {
-    rig.http
-        .post(format!(
-            "{}/OrderOrchestrator/{id}/ProcessOrder",
-            host.ingress
-        ))
-        .json(&order_input("x@example.com"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let url = format!("{}/OrderOrchestrator/{id}/ProcessOrder", host.ingress);
+    json_of(rig.http.post(url).json(&order_input("x@example.com"))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,18 +217,8 @@ async fn huge_headers_a_log_flood_and_a_send_flood_leave_the_host_bounded() {
         before >> 20,
         after_sends >> 20
     );
-    let list: Value = rig
-        .http
-        .get(format!(
-            "{}/invocations?key=hot-key&limit=10000",
-            host.admin
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = format!("{}/invocations?key=hot-key&limit=10000", host.admin);
+    let list = json_of(rig.http.get(listed)).await;
     assert_eq!(list["invocations"].as_array().unwrap().len(), accepted);
 }
 

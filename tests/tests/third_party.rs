@@ -40,32 +40,6 @@ fn adyen_deployment(cairn: &Cairn, secrets: &[&str]) -> Value {
     })
 }
 
-/// Every admin answer about deployments and invocations, as text.
-async fn admin_text(cairn: &Cairn) -> String {
-    let mut text = String::new();
-    for path in ["/deployments", "/services", "/invocations?limit=1000"] {
-        text.push_str(&cairn.admin_get(path).await.body.to_string());
-    }
-    let listed = cairn.admin_get("/invocations?limit=1000").await.body;
-    for inv in listed["invocations"].as_array().unwrap() {
-        let id = inv["id"].as_str().unwrap();
-        let one = cairn.admin_get(&format!("/invocations/{id}")).await.body;
-        text.push_str(&one.to_string());
-    }
-    text
-}
-
-fn database_bytes(cairn: &Cairn) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(cairn.data_dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            bytes.extend(std::fs::read(&path).unwrap());
-        }
-    }
-    bytes
-}
-
 #[tokio::test]
 async fn an_adyen_provider_deployed_with_its_own_settings_charges_the_next_order() {
     let logs = logs::capture();
@@ -182,7 +156,7 @@ async fn an_adyen_provider_deployed_with_its_own_settings_charges_the_next_order
     );
 
     // The key's value is nowhere the operator can read, nor in the database files.
-    let admin = admin_text(&cairn).await;
+    let admin = cairn.admin_text().await;
     assert!(admin.contains("ADYEN_API_KEY"), "the name is shown");
     assert!(
         admin.contains("{{secret:ADYEN_API_KEY}}"),
@@ -192,7 +166,7 @@ async fn an_adyen_provider_deployed_with_its_own_settings_charges_the_next_order
         !admin.contains(ADYEN_KEY),
         "the key in the admin API's answers"
     );
-    let database = database_bytes(&cairn);
+    let database = cairn.database_bytes();
     assert!(database.len() > 10_000, "the database files were read");
     assert!(
         !database

@@ -30,10 +30,11 @@ impl Host for HostState {
                     .map_err(trap)
             }
             Role::Provider(ctx) => {
-                ctx.in_flight = Some(req.clone());
-                let (result, exchange) =
-                    ctx.runtime.outbound.send_recorded(&ctx.policy, &req).await;
-                ctx.in_flight = None;
+                // Kept in the context while it is sent: recorded unanswered if the call is
+                // stopped meanwhile.
+                let req = &*ctx.in_flight.insert(req);
+                let (result, exchange) = ctx.runtime.outbound.send_recorded(&ctx.policy, req).await;
+                let req = ctx.in_flight.take().expect("the request in flight");
                 log_refusal(&component, &req, &result);
                 tracing::debug!(%component, method = %req.method, url = %req.url, ok = result.is_ok(), "provider http");
                 if ctx.exchanges.len() < MAX_EXCHANGES {

@@ -110,11 +110,11 @@ pub async fn perform(
 ) -> Result<Performed, JournalError> {
     let mut callee = instantiate(runtime, deployment_id, &live.idempotency_key).await?;
     let trapped = |e: wasmtime::Error| {
-        JournalError::Effect(format!(
+        format!(
             "{} ({deployment_id}) trapped: {}",
             call.name,
             describe_trap(&e)
-        ))
+        )
     };
     let func = function(
         runtime,
@@ -125,7 +125,7 @@ pub async fn perform(
     )?;
     let safety = retry_safety(runtime, deployment_id, &call, &mut callee)
         .await
-        .map_err(trapped)?;
+        .map_err(|e| JournalError::Effect(trapped(e)))?;
     let mut recovery = None;
     if !matches!(safety, RetrySafety::IdempotencyKey) {
         // Normally committed with the entries before the call (see `needs_marker`).
@@ -198,15 +198,10 @@ pub async fn perform(
     }
     match invoke(&mut callee, &func, &call.params, call.ty.results().len()).await {
         Ok(output) => Ok(done(callee, output, recovery)),
-        Err(e) => {
-            let JournalError::Effect(message) = trapped(e) else {
-                unreachable!("`trapped` makes an effect error")
-            };
-            Ok(Performed {
-                trapped: Some(message),
-                ..done(callee, None, recovery)
-            })
-        }
+        Err(e) => Ok(Performed {
+            trapped: Some(trapped(e)),
+            ..done(callee, None, recovery)
+        }),
     }
 }
 
