@@ -366,16 +366,27 @@ impl Cairn {
 
     /// Deploys component bytes (`Content-Type: application/wasm`); `query` carries limits.
     pub async fn deploy_bytes(&self, bytes: Vec<u8>, query: &str) -> Reply {
-        reply(
-            self.admin_http
-                .post(self.admin(&format!("/deployments{query}")))
-                .header("content-type", "application/wasm")
-                .body(bytes)
-                .send()
-                .await
-                .expect("admin request"),
-        )
-        .await
+        self.deploy_bytes_with(bytes, query, None).await
+    }
+
+    /// Deploys component bytes with provider settings (the `x-cairn-provider-settings` header).
+    pub async fn deploy_bytes_with(
+        &self,
+        bytes: Vec<u8>,
+        query: &str,
+        settings: Option<Value>,
+    ) -> Reply {
+        let mut request = self
+            .admin_http
+            .post(self.admin(&format!("/deployments{query}")))
+            .header("content-type", "application/wasm");
+        if let Some(settings) = settings {
+            request = request.header(
+                cairn::http_api::deployments::SETTINGS_HEADER,
+                settings.to_string(),
+            );
+        }
+        reply(request.body(bytes).send().await.expect("admin request")).await
     }
 
     /// The id of the deployment that is the active implementation of `interface` (e.g.

@@ -242,8 +242,14 @@ async fn an_invocation_finishes_on_the_provider_it_started_with_and_the_next_use
     // The first order is at the fake (3 s a call) when B is deployed.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stripe = std::fs::read(test_artifacts::STRIPE_PAYMENTS).unwrap();
+    // A replacement Stripe without settings of its own gets the role's key only when the
+    // operator says so.
     let deployed = cairn
-        .deploy_bytes(components::with_custom_section(stripe, b"B"), "?cpuMs=5000")
+        .deploy_bytes_with(
+            components::with_custom_section(stripe, b"B"),
+            "?cpuMs=5000",
+            Some(json!({"inheritSecrets": true})),
+        )
         .await;
     assert_eq!(deployed.status, 201, "{:?}", deployed.body);
     let b = deployed.body["id"].as_str().unwrap().to_string();
