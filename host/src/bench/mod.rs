@@ -223,8 +223,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     results["steps"] = steps(&http, &host, &components).await?;
     results["calls"] = calls::calls(&http, &host, &components).await?;
     // Last before recovery: it makes the JavaScript provider the active email provider.
-    results["languages"] =
-        providers::email_call(&http, &host, &fake, &components, &args.js_email).await?;
+    results["languages"] = providers::email_call(&http, &host, &components, &args.js_email).await?;
     results["peak_rss_mib"] = json!(host.proc.peak_rss_mib());
 
     if args.recovery > 0 {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::process::{Fake, Host};
+use super::process::Host;
 use super::{fresh_key, get_json, percentiles, process_order, success};
 
 const ROUNDS: usize = 100;
@@ -21,7 +21,6 @@ const EMAIL: &str = "cairn:commerce/email@0.1.0";
 pub(super) async fn email_call(
     http: &reqwest::Client,
     host: &Host,
-    fake: &Fake,
     components: &Path,
     js: &Path,
 ) -> anyhow::Result<Value> {
@@ -35,14 +34,15 @@ pub(super) async fn email_call(
         .unwrap_or(0);
     let rust = rounds(http, host).await?;
     let started = std::time::Instant::now();
+    // The role's settings (the fake's base URL) and, as the operator says here, its key.
     let resp = http
         .post(format!("{}/deployments", host.admin))
-        .json(&json!({
-            "path": js.canonicalize()?,
-            "config": {"api-base": fake.base},
-            "allow": [fake.base],
-            "secrets": ["SENDGRID_API_KEY"],
-        }))
+        .header("content-type", "application/wasm")
+        .header(
+            crate::http_api::deployments::SETTINGS_HEADER,
+            json!({"inheritSecrets": true}).to_string(),
+        )
+        .body(js_bytes.clone())
         .send()
         .await?;
     success(resp, format_args!("deploying {}", js.display())).await?;
