@@ -84,22 +84,10 @@ pub fn admin_token(
     data_dir: &Path,
     from_env: Option<String>,
 ) -> std::io::Result<(Secret, TokenSource)> {
-    if let Some(token) = from_env.filter(|t| !t.trim().is_empty()) {
-        return Ok((Secret::new(token.trim()), TokenSource::Env));
+    if let Some(found) = existing_admin_token(data_dir, from_env)? {
+        return Ok(found);
     }
     let path = data_dir.join(ADMIN_TOKEN_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(token) if !token.trim().is_empty() => {
-            let source = TokenSource::File {
-                path,
-                created: false,
-            };
-            return Ok((Secret::new(token.trim()), source));
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
     let token = crate::http_api::access::generate_token();
     write_private(&path, token.expose())?;
     Ok((
@@ -109,6 +97,29 @@ pub fn admin_token(
             created: true,
         },
     ))
+}
+
+/// The token given in `from_env` or already in the data dir's token file, if any.
+fn existing_admin_token(
+    data_dir: &Path,
+    from_env: Option<String>,
+) -> std::io::Result<Option<(Secret, TokenSource)>> {
+    if let Some(token) = from_env.filter(|t| !t.trim().is_empty()) {
+        return Ok(Some((Secret::new(token.trim()), TokenSource::Env)));
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => Ok(Some((
+            Secret::new(token.trim()),
+            TokenSource::File {
+                path,
+                created: false,
+            },
+        ))),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes `text` to a new file only its owner can read.
@@ -124,11 +135,10 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 /// The admin token as the command line finds it: `CAIRN_ADMIN_TOKEN`, else the token file in
 /// `data_dir` (never made here).
 pub fn read_admin_token(data_dir: &Path, from_env: Option<String>) -> Option<Secret> {
-    from_env
-        .filter(|t| !t.trim().is_empty())
-        .or_else(|| std::fs::read_to_string(data_dir.join(ADMIN_TOKEN_FILE)).ok())
-        .map(|t| Secret::new(t.trim()))
-        .filter(|t| !t.expose().is_empty())
+    existing_admin_token(data_dir, from_env)
+        .ok()
+        .flatten()
+        .map(|(token, _)| token)
 }
 
 /// A configuration problem, named so an operator can fix it.

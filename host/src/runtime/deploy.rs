@@ -351,7 +351,7 @@ async fn describe(
         id.into(),
         Role::Describe,
         runtime.settings.memory_limit,
-        0,
+        [0; 32],
         Some(0),
     );
     let mut store = runtime.new_store_with(state, limits);

@@ -3,6 +3,7 @@
 //! traps with, and how a trap is described to an operator ("cpu time limit (10s) exceeded").
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -16,11 +17,11 @@ pub const DEFAULT_CPU_LIMIT: Duration = Duration::from_secs(10);
 pub const DEFAULT_WALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// Bounds an operator may choose within.
-const MEMORY_MIB: std::ops::RangeInclusive<u64> = 1..=1024;
+const MEMORY_MIB: RangeInclusive<u64> = 1..=1024;
 /// The largest linear memory any deployment may be given, in bytes.
 pub const MAX_MEMORY_BYTES: usize = 1024 << 20;
-const CPU_MS: std::ops::RangeInclusive<u64> = 10..=600_000;
-const WALL_MS: std::ops::RangeInclusive<u64> = 10..=3_600_000;
+const CPU_MS: RangeInclusive<u64> = 10..=600_000;
+const WALL_MS: RangeInclusive<u64> = 10..=3_600_000;
 
 /// Limits as given for one deployment; an absent field takes the host default. Stored with the
 /// deployment as JSON (`{"memoryMib": 16, "cpuMs": 1000}`).
@@ -45,34 +46,9 @@ pub struct Limits {
 impl Limits {
     /// Checks each given limit is within what the host allows.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(mib) = self.memory_mib
-            && !MEMORY_MIB.contains(&mib)
-        {
-            return Err(format!(
-                "limits.memoryMib must be between {} and {}, got {mib}",
-                MEMORY_MIB.start(),
-                MEMORY_MIB.end()
-            ));
-        }
-        if let Some(ms) = self.cpu_ms
-            && !CPU_MS.contains(&ms)
-        {
-            return Err(format!(
-                "limits.cpuMs must be between {} and {}, got {ms}",
-                CPU_MS.start(),
-                CPU_MS.end()
-            ));
-        }
-        if let Some(ms) = self.wall_ms
-            && !WALL_MS.contains(&ms)
-        {
-            return Err(format!(
-                "limits.wallMs must be between {} and {}, got {ms}",
-                WALL_MS.start(),
-                WALL_MS.end()
-            ));
-        }
-        Ok(())
+        within("memoryMib", self.memory_mib, &MEMORY_MIB)?;
+        within("cpuMs", self.cpu_ms, &CPU_MS)?;
+        within("wallMs", self.wall_ms, &WALL_MS)
     }
 
     /// These limits with the host defaults filling what is not given.
@@ -88,6 +64,18 @@ impl Limits {
 
     pub fn is_default(&self) -> bool {
         *self == Limits::default()
+    }
+}
+
+/// `Err` naming the limit when it is given and outside `range`.
+fn within(name: &str, value: Option<u64>, range: &RangeInclusive<u64>) -> Result<(), String> {
+    match value {
+        Some(v) if !range.contains(&v) => Err(format!(
+            "limits.{name} must be between {} and {}, got {v}",
+            range.start(),
+            range.end()
+        )),
+        _ => Ok(()),
     }
 }
 

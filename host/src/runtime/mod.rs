@@ -215,13 +215,12 @@ impl Runtime {
     /// The seed of WASI randomness for the invocation or call named `id`: keyed by this
     /// database's secret, so knowing `id` (the invocation id a caller sees) does not tell it,
     /// and the same on every attempt and host, so a replay sees the same bytes (invariant 6).
-    pub(crate) fn seed_of(&self, id: &str) -> u64 {
+    pub(crate) fn seed_of(&self, id: &str) -> [u8; 32] {
         use hmac::{Hmac, Mac};
         let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.seed_key)
             .expect("HMAC takes a key of any length");
         mac.update(id.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+        mac.finalize().into_bytes().into()
     }
 
     /// Invocation attempts running now, each holding a component instance. Waiting ones (for a
@@ -290,9 +289,6 @@ mod tests {
         assert_ne!(runtime.seed_of("inv_1"), runtime.seed_of("inv_2"));
         use sha2::Digest as _;
         let plain = sha2::Sha256::digest(b"inv_1");
-        assert_ne!(
-            runtime.seed_of("inv_1"),
-            u64::from_le_bytes(plain[..8].try_into().unwrap())
-        );
+        assert_ne!(runtime.seed_of("inv_1"), <[u8; 32]>::from(plain));
     }
 }

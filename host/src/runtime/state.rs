@@ -74,7 +74,7 @@ impl HostState {
         component: Arc<str>,
         role: Role,
         memory_limit: usize,
-        seed: u64,
+        seed: [u8; 32],
         clock_start_ms: Option<i64>,
     ) -> Self {
         use rand::SeedableRng;
@@ -85,11 +85,11 @@ impl HostState {
         builder
             .stdout(GuestOutput::new(component.clone(), "stdout"))
             .stderr(GuestOutput::new(component.clone(), "stderr"))
-            .secure_random(rand::rngs::StdRng::seed_from_u64(seed))
-            .insecure_random(rand::rngs::StdRng::seed_from_u64(
-                seed ^ 0x9e37_79b9_7f4a_7c15,
+            .secure_random(rand::rngs::StdRng::from_seed(seed))
+            .insecure_random(rand::rngs::StdRng::from_seed(seed.map(|b| !b)))
+            .insecure_random_seed(u128::from_le_bytes(
+                seed[..16].try_into().unwrap_or_default(),
             ))
-            .insecure_random_seed(u128::from(seed))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
