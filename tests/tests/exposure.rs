@@ -1,8 +1,9 @@
 //! A host you can expose (issue 14), attacked as an outsider and as a hostile component would:
 //! the admin API without its token, from a foreign page or by a rebound name; deployment by
 //! path outside the deploy dir; secrets the operator never made grantable, sent where they are
-//! not bound, or echoed back; connection headers; a provider blocked outside wasm; bounded
-//! per-key queues; retention. Each is stopped, with an error that says why, writing nothing.
+//! not bound, or echoed back; connection headers; a listed name resolving to loopback; a
+//! provider blocked outside wasm; bounded per-key queues; retention. Each is stopped, with an
+//! error that says why, writing nothing.
 
 use std::time::{Duration, Instant};
 
@@ -258,9 +259,25 @@ async fn a_deployment_gets_only_secrets_the_operator_made_grantable() {
     assert_eq!(deployment_count(&cairn).await, before);
 }
 
-/// The abusive provider as the active payments provider, with `api-base` at `echo`, `other`
-/// allowed too, and the key granted (bound to `echo`'s origin only when `bound`).
-async fn abusive(cairn: &Cairn, echo: &Echo, other: &Echo, limits: Value) -> String {
+/// A host whose active payments provider is the abusive one, its `api-base` at `echo`, `other`
+/// allowed too (both on loopback, allowed as private), `ABUSE_KEY` made grantable as `grantable`
+/// says given `echo` (empty: unbound); `before` is the payments deployment active until then.
+struct Abused {
+    cairn: Cairn,
+    echo: Echo,
+    other: Echo,
+    before: String,
+}
+
+async fn abused_host(grantable: impl FnOnce(&Echo) -> Vec<String>, limits: Value) -> Abused {
+    let (echo, other) = (Echo::start().await, Echo::start().await);
+    let cairn = host(Options {
+        secret_env: vec![("ABUSE_KEY".into(), ABUSE_KEY.into())],
+        grantable: grantable(&echo),
+        ..Options::default()
+    })
+    .await;
+    let before = cairn.active_deployment(PAYMENTS).await;
     let deployed = cairn
         .admin_post(
             "/deployments",
@@ -274,22 +291,26 @@ async fn abusive(cairn: &Cairn, echo: &Echo, other: &Echo, limits: Value) -> Str
         )
         .await;
     assert_eq!(deployed.status, 201, "{:?}", deployed.body);
-    let id = deployed.body["id"].as_str().unwrap().to_string();
+    let id = deployed.body["id"].as_str().unwrap();
     assert_eq!(cairn.active_deployment(PAYMENTS).await, id);
-    id
+    Abused {
+        cairn,
+        echo,
+        other,
+        before,
+    }
 }
 
 #[tokio::test]
 async fn an_echoed_secret_is_redacted_and_a_secret_goes_only_where_it_is_bound() {
     let logs = logs::capture();
-    let (echo, other) = (Echo::start().await, Echo::start().await);
-    let cairn = host(Options {
-        secret_env: vec![("ABUSE_KEY".into(), ABUSE_KEY.into())],
-        grantable: vec![format!("ABUSE_KEY[authorization]={}", echo.base)],
-        ..Options::default()
-    })
+    let Abused {
+        cairn, echo, other, ..
+    } = abused_host(
+        |echo| vec![format!("ABUSE_KEY[authorization]={}", echo.base)],
+        json!({"cpuMs": 5000}),
+    )
     .await;
-    abusive(&cairn, &echo, &other, json!({"cpuMs": 5000})).await;
 
     // The server echoes the key back; what the guest, the journal and the order see is the
     // placeholder.
@@ -335,13 +356,7 @@ async fn an_echoed_secret_is_redacted_and_a_secret_goes_only_where_it_is_bound()
 
 #[tokio::test]
 async fn the_guest_cannot_set_the_connections_own_headers() {
-    let (echo, other) = (Echo::start().await, Echo::start().await);
-    let cairn = host(Options {
-        secret_env: vec![("ABUSE_KEY".into(), ABUSE_KEY.into())],
-        ..Options::default()
-    })
-    .await;
-    abusive(&cairn, &echo, &other, json!({"cpuMs": 5000})).await;
+    let Abused { cairn, echo, .. } = abused_host(|_| Vec::new(), json!({"cpuMs": 5000})).await;
     let reply = cairn
         .process_order("hosthdr-1", &order_input("h@example.com"))
         .await;
@@ -352,21 +367,61 @@ async fn the_guest_cannot_set_the_connections_own_headers() {
 }
 
 #[tokio::test]
-async fn a_provider_blocked_outside_wasm_is_stopped_at_its_wall_clock_limit() {
-    let (echo, other) = (Echo::start().await, Echo::start().await);
+async fn a_listed_name_resolving_to_loopback_is_refused_unless_allowed_as_private() {
+    let echo = Echo::start().await;
     let cairn = host(Options {
         secret_env: vec![("ABUSE_KEY".into(), ABUSE_KEY.into())],
         ..Options::default()
     })
     .await;
-    let stripe = cairn.active_deployment(PAYMENTS).await;
-    abusive(
-        &cairn,
-        &echo,
-        &other,
-        json!({"cpuMs": 5000, "wallMs": 1000}),
-    )
-    .await;
+    // `localhost` on the allow-list: listed by name, resolving to 127.0.0.1.
+    let by_name = echo.base.replace("127.0.0.1", "localhost");
+    let deploy = |private: Value| {
+        let cairn = &cairn;
+        let by_name = by_name.clone();
+        async move {
+            let deployed = cairn
+                .admin_post(
+                    "/deployments",
+                    &json!({
+                        "path": test_artifacts::HOSTILE_ABUSE,
+                        "config": {"api-base": by_name, "other-base": by_name},
+                        "allow": [by_name],
+                        "allowPrivate": private,
+                        "secrets": ["ABUSE_KEY"],
+                        "limits": {"cpuMs": 5000},
+                    }),
+                )
+                .await;
+            assert!(deployed.status.is_success(), "{:?}", deployed.body);
+        }
+    };
+
+    deploy(json!([])).await;
+    let refused = cairn
+        .process_order("echo-by-name-1", &order_input("n@example.com"))
+        .await;
+    assert_ne!(refused.body["status"], "confirmed", "{:?}", refused.body);
+    let text = cairn.invocation(&refused).await.to_string();
+    assert!(text.contains("resolves to"), "{text}");
+    assert!(echo.heads().is_empty(), "reached: {:?}", echo.heads());
+
+    // The operator flags the origin as private: the same name now connects.
+    deploy(json!([by_name])).await;
+    let allowed = cairn
+        .process_order("echo-by-name-2", &order_input("n@example.com"))
+        .await;
+    assert_eq!(allowed.body["status"], "confirmed", "{:?}", allowed.body);
+    assert_eq!(echo.heads().len(), 1, "{:?}", echo.heads());
+}
+
+#[tokio::test]
+async fn a_provider_blocked_outside_wasm_is_stopped_at_its_wall_clock_limit() {
+    let Abused {
+        cairn,
+        before: stripe,
+        ..
+    } = abused_host(|_| Vec::new(), json!({"cpuMs": 5000, "wallMs": 1000})).await;
     // A WASI sleep of an hour and a request whose timeout is 49 days, both pinned to it.
     let sleeping = cairn.send_order("sleep-1").await;
     let hanging = cairn.send_order("hang-1").await;
