@@ -2,13 +2,15 @@
 //! `GET /deployments/{id}`, `DELETE /deployments/{id}`.
 //!
 //! `POST /deployments` takes the component as the body (`Content-Type: application/wasm`; limits
-//! in the query, `?memoryMib=16&cpuMs=1000`; a provider's own settings as JSON in the
-//! `X-Cairn-Provider-Settings` header) or as JSON naming a file the host reads:
-//! `{"uri": "file:///abs/path.wasm"}` or `{"path": "/abs/path.wasm"}`, with optional
-//! `"limits": {"memoryMib": 16, "cpuMs": 1000}` and, for a provider, `"config"`, `"allow"` and
-//! `"secrets"` (names of host environment variables; values never travel here). 201 with the
-//! new deployment, 200 with the existing one for bytes already deployed (made active again), 400
-//! naming what is wrong with the component or its settings, 413 past the size cap.
+//! in the query, `?memoryMib=16&cpuMs=1000&wallMs=30000`; a provider's own settings as JSON in
+//! the `X-Cairn-Provider-Settings` header) or as JSON naming a file the host reads, only under
+//! the configured deploy dir (`CAIRN_DEPLOY_DIR`; 403 without one) and at most the size cap:
+//! `{"uri": "file:///abs/path.wasm"}` or `{"path": "/abs/path.wasm"}`, with optional `"limits"`
+//! and, for a provider, `"config"`, `"allow"`, `"allowPrivate"`, `"secrets"` (names of host
+//! variables the operator made grantable; values never travel here) and `"inheritSecrets"`.
+//! A body of any other type is a 415 (a browser's cross-site form post sends none). 201 with
+//! the new deployment, 200 with the existing one for bytes already deployed (made active
+//! again), 400 naming what is wrong with the component or its settings, 413 past the size cap.
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
