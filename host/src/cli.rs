@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use crate::cli_admin::Control;
 use crate::config::{self, ServerConfig};
 use crate::http_api::access::{AccessToken, AdminAccess};
 use crate::http_api::admin::AdminConfig;
@@ -42,6 +43,17 @@ enum Command {
     Invocations(crate::cli_admin::InvocationsArgs),
     /// Show one invocation with its journal.
     Invocation(crate::cli_admin::IdArgs),
+    /// Stop an invocation at once: failed (`killed`), no compensation, its key released, its
+    /// journal kept.
+    Kill(crate::cli_admin::IdArgs),
+    /// Stop an invocation and keep it (`paused`) until it is resumed.
+    Pause(crate::cli_admin::IdArgs),
+    /// Run a paused invocation again, optionally on another deployment of its service.
+    Resume(crate::cli_admin::ResumeArgs),
+    /// Start the next attempt of an invocation waiting out a retry's backoff now.
+    Retry(crate::cli_admin::IdArgs),
+    /// Delete a finished invocation: its row, journal, output and idempotency keys.
+    Purge(crate::cli_admin::IdArgs),
     /// Run only the fake Stripe/SendGrid/Shippo API.
     MockProviders {
         #[arg(long, env = "MOCK_LISTEN", default_value = "127.0.0.1:8090")]
@@ -212,6 +224,11 @@ async fn run() -> anyhow::Result<()> {
         Command::Undeploy(args) => crate::cli_admin::undeploy(args).await,
         Command::Invocations(args) => crate::cli_admin::invocations(args).await,
         Command::Invocation(args) => crate::cli_admin::invocation(args).await,
+        Command::Kill(args) => crate::cli_admin::control(args, Control::Kill).await,
+        Command::Pause(args) => crate::cli_admin::control(args, Control::Pause).await,
+        Command::Resume(args) => crate::cli_admin::resume(args).await,
+        Command::Retry(args) => crate::cli_admin::control(args, Control::Retry).await,
+        Command::Purge(args) => crate::cli_admin::control(args, Control::Purge).await,
         Command::MockProviders {
             listen,
             control_listen,

@@ -1,5 +1,7 @@
 //! The admin commands of the `cairn` command line: `cairn deploy PATH.wasm`, `cairn deployments`,
-//! `cairn undeploy ID`, `cairn invocations`, `cairn invocation ID`. They talk to a running host's
+//! `cairn undeploy ID`, `cairn invocations`, `cairn invocation ID`, and the controls of one
+//! invocation (`cairn kill|pause|retry|purge ID`, `cairn resume ID [--deployment D]`). They
+//! talk to a running host's
 //! admin API (`--admin URL`, `CAIRN_ADMIN_URL`, default `http://127.0.0.1:9070`) and print
 //! aligned tables (`--json` prints the API's JSON instead).
 
@@ -119,8 +121,27 @@ pub struct IdArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct ResumeArgs {
+    pub id: String,
+    /// Run it on this deployment of its service (a fix), instead of the one it was pinned to.
+    #[arg(long)]
+    pub deployment: Option<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// A control of one invocation, by its admin route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Kill,
+    Pause,
+    Retry,
+    Purge,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct InvocationsArgs {
-    /// running, succeeded or failed.
+    /// running, paused, succeeded or failed.
     #[arg(long)]
     pub status: Option<String>,
     #[arg(long)]
@@ -342,6 +363,56 @@ pub async fn invocation(args: IdArgs) -> anyhow::Result<()> {
     println!("\njournal ({} entries)", rows.len());
     print!("{}", table(&["#", "KIND", "NAME", "MS", "RESULT"], rows));
     Ok(())
+}
+
+/// `cairn kill|pause|retry|purge ID`.
+pub async fn control(args: IdArgs, control: Control) -> anyhow::Result<()> {
+    let client = args.admin.client()?;
+    let base = format!("/invocations/{}", args.id);
+    let request = match control {
+        Control::Kill => client.post(url(&args.admin, &format!("{base}/kill"))),
+        Control::Pause => client.post(url(&args.admin, &format!("{base}/pause"))),
+        Control::Retry => client.post(url(&args.admin, &format!("{base}/retry"))),
+        Control::Purge => client.delete(url(&args.admin, &base)),
+    };
+    let body = call(request, &args.admin).await?;
+    print_controlled(&body, &args.admin);
+    Ok(())
+}
+
+/// `cairn resume ID [--deployment D]`.
+pub async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
+    let path = format!("/invocations/{}/resume", args.id);
+    let request = args
+        .admin
+        .client()?
+        .post(url(&args.admin, &path))
+        .json(&serde_json::json!({"deployment": args.deployment}));
+    let body = call(request, &args.admin).await?;
+    print_controlled(&body, &args.admin);
+    Ok(())
+}
+
+fn print_controlled(body: &Value, admin: &AdminArgs) {
+    if admin.json {
+        println!("{body:#}");
+        return;
+    }
+    let status = if body["purged"] == Value::Bool(true) {
+        "purged".to_string()
+    } else {
+        text(&body["status"])
+    };
+    let row = vec![
+        text(&body["id"]),
+        status,
+        text(&body["attempt"]),
+        cut(&text(&body["failure"]["message"]), 80),
+    ];
+    print!(
+        "{}",
+        table(&["ID", "STATUS", "ATTEMPT", "FAILURE"], vec![row])
+    );
 }
 
 fn deployments_table(deployments: &[Value]) -> String {

@@ -552,6 +552,24 @@ async fn reply(resp: reqwest::Response) -> Reply {
     }
 }
 
+/// Runs the `cairn` command line `bin` (a test's `CARGO_BIN_EXE_cairn`) with `args` against
+/// the admin API at `admin`, with the test token; (success, stdout, stderr).
+pub async fn cli(bin: &str, admin: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(bin)
+        .args(args)
+        .env("CAIRN_ADMIN_URL", admin)
+        .env("CAIRN_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("running cairn");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The README's order, with `email` as the customer.
 pub fn order_input(email: &str) -> Value {
     json!({

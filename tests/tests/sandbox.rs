@@ -517,19 +517,7 @@ async fn secrets_never_reach_the_database_the_logs_or_the_admin_api() {
 
 /// Runs the `cairn` binary with `args` against `admin`; (success, stdout, stderr).
 async fn cli(admin: &str, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .env("CAIRN_ADMIN_URL", admin)
-        .env("CAIRN_ADMIN_TOKEN", cairn_e2e::ADMIN_TOKEN)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("running cairn");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cairn_e2e::cli(env!("CARGO_BIN_EXE_cairn"), admin, args).await
 }
 
 #[tokio::test]

@@ -99,7 +99,8 @@ impl Host for HostState {
                     )))));
                 };
                 let result = match inv.status {
-                    InvocationStatus::Running => {
+                    // A paused callee may be resumed: wait for it.
+                    InvocationStatus::Running | InvocationStatus::Paused => {
                         return Err(JournalError::Suspended {
                             until_ms: None,
                             on: vec![Awaited::Invocation(callee)],

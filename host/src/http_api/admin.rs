@@ -9,12 +9,12 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::access::{AdminAccess, Guard};
 use super::error::{no_route, wrong_method};
-use super::{ApiError, bytes_to_json, deployments};
+use super::{ApiError, bytes_to_json, control, deployments};
 use crate::journal::{Entry, EntryKind};
 use crate::runtime::Runtime;
 use crate::storage::{Invocation, InvocationFilter, InvocationStatus};
@@ -38,7 +38,25 @@ pub fn router(runtime: Arc<Runtime>, config: AdminConfig, bound: SocketAddr) -> 
         .route("/invocations", get(list_invocations).fallback(wrong_method))
         .route(
             "/invocations/{id}",
-            get(get_invocation).fallback(wrong_method),
+            get(get_invocation)
+                .delete(control::purge)
+                .fallback(wrong_method),
+        )
+        .route(
+            "/invocations/{id}/kill",
+            post(control::kill).fallback(wrong_method),
+        )
+        .route(
+            "/invocations/{id}/pause",
+            post(control::pause).fallback(wrong_method),
+        )
+        .route(
+            "/invocations/{id}/resume",
+            post(control::resume).fallback(wrong_method),
+        )
+        .route(
+            "/invocations/{id}/retry",
+            post(control::retry).fallback(wrong_method),
         )
         .route(
             "/deployments",
@@ -79,7 +97,7 @@ async fn list_invocations(
         && InvocationStatus::parse(status).is_none()
     {
         return Err(ApiError::bad_request(format!(
-            "unknown status {status:?}: use running, succeeded or failed"
+            "unknown status {status:?}: use running, paused, succeeded or failed"
         )));
     }
     let invocations = runtime.storage.list_invocations(&filter).await?;
@@ -125,6 +143,12 @@ async fn get_invocation(
         .unwrap_or(Value::Null);
     body["journal"] = Value::Array(journal);
     body["sleepingUntil"] = sleeping_until.map_or(Value::Null, Value::from);
+    // Waiting out a retry's backoff on this host: when the next attempt starts (retry now:
+    // `POST /invocations/{id}/retry`).
+    body["retryAt"] = runtime
+        .controls
+        .backoff_until(&id)
+        .map_or(Value::Null, Value::from);
     Ok(Json(body))
 }
 

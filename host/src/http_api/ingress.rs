@@ -26,7 +26,7 @@ use super::error::{no_route, wrong_method};
 use crate::bindings::handler::ServiceKind;
 use crate::runtime::Runtime;
 use crate::runtime::start::{Target, new_invocation, spawn_holding};
-use crate::storage::{Created, Outcome, now_ms};
+use crate::storage::{Created, FailureKind, InvocationStatus, Outcome, now_ms};
 use crate::webhooks::endpoint::Endpoint;
 
 pub use crate::runtime::start::new_invocation_id;
@@ -272,8 +272,8 @@ async fn get_output(
         return Err(ApiError::not_found(format!("no invocation {id:?}")));
     }
     match wait_for_outcome(&ingress.runtime, &id, ingress.config.output_wait).await? {
-        Some(outcome) => Ok(respond(&id, outcome)),
-        None => Ok(accepted(&id, "running")),
+        Ok(outcome) => Ok(respond(&id, outcome)),
+        Err(status) => Ok(accepted(&id, status.as_str())),
     }
 }
 
@@ -350,8 +350,8 @@ async fn call(
             }
             let wait = ingress.config.output_wait;
             return match wait_for_outcome(runtime, &existing.id, wait).await? {
-                Some(outcome) => Ok(respond(&existing.id, outcome)),
-                None => Ok(accepted(&existing.id, "running")),
+                Ok(outcome) => Ok(respond(&existing.id, outcome)),
+                Err(status) => Ok(accepted(&existing.id, status.as_str())),
             };
         }
     };
@@ -395,13 +395,13 @@ fn same_input(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
-/// Polls storage until invocation `id` has ended (works whichever host runs it), or `None` when
-/// `wait` passes first.
+/// Polls storage until invocation `id` has ended (works whichever host runs it); its status
+/// when `wait` passes first, or at once when it is paused (it ends only once resumed).
 async fn wait_for_outcome(
     runtime: &Runtime,
     id: &str,
     wait: Duration,
-) -> Result<Option<Outcome>, ApiError> {
+) -> Result<Result<Outcome, InvocationStatus>, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut pause = Duration::from_millis(2);
     loop {
@@ -409,10 +409,11 @@ async fn wait_for_outcome(
             return Err(ApiError::not_found(format!("no invocation {id:?}")));
         };
         if let Some(outcome) = invocation.outcome() {
-            return Ok(Some(outcome));
+            return Ok(Ok(outcome));
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(None);
+        if invocation.status == InvocationStatus::Paused || tokio::time::Instant::now() >= deadline
+        {
+            return Ok(Err(invocation.status));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(100));
@@ -501,10 +502,12 @@ fn respond(id: &str, outcome: Outcome) -> Response {
                 .ok()
                 .filter(|s| s.is_client_error() || s.is_server_error())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let code = match failure.kind.as_str() {
-                "terminal" => "terminal_failure",
-                "diverged" => "diverged",
-                _ => "retries_exhausted",
+            let code = match failure.kind {
+                FailureKind::Terminal => "terminal_failure",
+                FailureKind::Diverged => "diverged",
+                FailureKind::Killed => "killed",
+                FailureKind::Paused => "paused",
+                FailureKind::Retryable => "retries_exhausted",
             };
             (
                 status,

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod admin;
 mod admission;
+mod control;
 pub mod deployments;
 mod error;
 pub mod ingress;

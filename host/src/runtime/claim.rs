@@ -6,7 +6,9 @@ use std::time::Duration;
 use super::Runtime;
 use super::invoker::storage_failure;
 use crate::journal::Entry;
-use crate::storage::{FailureRecord, Invocation, InvocationStatus, Outcome, StorageError};
+use crate::storage::{
+    FailureKind, FailureRecord, Invocation, InvocationStatus, Outcome, StorageError,
+};
 
 /// What claiming an invocation on a shared storage found.
 pub(super) enum Claimed {
@@ -35,12 +37,11 @@ pub(super) async fn claim(
         match storage.claim(&inv.id, &format!("inv:{}", inv.id)).await {
             Ok(true) => {}
             Ok(false) => {
-                return Claimed::Elsewhere(Outcome::Failed(FailureRecord {
-                    kind: "retryable".into(),
-                    code: 503,
-                    message: "the invocation runs on another host".into(),
-                    divergence: None,
-                }));
+                return Claimed::Elsewhere(Outcome::Failed(FailureRecord::new(
+                    FailureKind::Retryable,
+                    503,
+                    "the invocation runs on another host",
+                )));
             }
             Err(e) => return Claimed::Elsewhere(storage_failure(&inv.id, &e)),
         }
@@ -69,15 +70,15 @@ pub(super) async fn claim(
                 inv.attempt = current.attempt;
                 Claimed::Run(None)
             }
+            (InvocationStatus::Paused, _, failure) => Claimed::Ended(Outcome::Failed(
+                failure.unwrap_or_else(|| super::control::Stop::Pause.failure()),
+            )),
             (InvocationStatus::Succeeded, output, _) => {
                 Claimed::Ended(Outcome::Succeeded(output.unwrap_or_default()))
             }
             (InvocationStatus::Failed, _, failure) => {
-                Claimed::Ended(Outcome::Failed(failure.unwrap_or_else(|| FailureRecord {
-                    kind: "terminal".into(),
-                    code: 500,
-                    message: "failed".into(),
-                    divergence: None,
+                Claimed::Ended(Outcome::Failed(failure.unwrap_or_else(|| {
+                    FailureRecord::new(FailureKind::Terminal, 500, "failed")
                 })))
             }
         },

@@ -8,13 +8,17 @@ use std::time::Duration;
 use wasmtime::Store;
 
 use super::claim::{Claimed, claim};
+use super::control::{self, Registration};
 use super::registry::Linked;
 use super::{DeploymentKind, HostState, Role, Runtime, ServiceCtx};
 use crate::bindings::context;
-use crate::bindings::handler::{FailureKind, HandlerKind, ServiceKind};
+use crate::bindings::handler::{FailureKind as GuestFailureKind, HandlerKind, ServiceKind};
 use crate::journal::Entry;
 use crate::journal::{Awaited, Journal, JournalError};
-use crate::storage::{FailureRecord, Invocation, Outcome, StateOp, StateScope};
+use crate::storage::{
+    Changed, FailureKind, FailureRecord, Invocation, InvocationStatus, Outcome, StateOp,
+    StateScope, StatusChange,
+};
 
 /// Exponential backoff with jitter for retryable failures.
 #[derive(Debug, Clone)]
@@ -22,8 +26,18 @@ pub struct RetryPolicy {
     pub initial_delay: Duration,
     pub factor: f64,
     pub max_delay: Duration,
-    /// Attempts in all, the first included.
+    /// Attempts in all, the first included (since the invocation was last resumed).
     pub max_attempts: u32,
+    /// What an invocation whose attempts ran out on a retryable failure becomes.
+    pub on_max_attempts: OnMaxAttempts,
+}
+
+/// What an invocation whose attempts ran out becomes: failed, or paused for an operator to
+/// resume (perhaps on a fixed deployment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnMaxAttempts {
+    Fail,
+    Pause,
 }
 
 impl Default for RetryPolicy {
@@ -33,13 +47,15 @@ impl Default for RetryPolicy {
             factor: 2.0,
             max_delay: Duration::from_secs(10),
             max_attempts: 5,
+            on_max_attempts: OnMaxAttempts::Fail,
         }
     }
 }
 
 impl RetryPolicy {
     /// This policy with the settings in `spec` changed, e.g.
-    /// `initial=100ms,factor=2,max-delay=10s,max-attempts=5` (durations in ms, s or m).
+    /// `initial=100ms,factor=2,max-delay=10s,max-attempts=5,on-max-attempts=pause` (durations
+    /// in ms, s or m).
     pub fn with(&self, spec: &str) -> Result<RetryPolicy, String> {
         let mut policy = self.clone();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -66,9 +82,17 @@ impl RetryPolicy {
                             format!("max-attempts {value:?}: expected a whole number >= 1")
                         })?;
                 }
+                "on-max-attempts" => {
+                    policy.on_max_attempts = match value {
+                        "fail" => OnMaxAttempts::Fail,
+                        "pause" => OnMaxAttempts::Pause,
+                        _ => return Err(format!("on-max-attempts {value:?}: pause or fail")),
+                    };
+                }
                 other => {
                     return Err(format!(
-                        "unknown retry setting {other:?} (initial, factor, max-delay, max-attempts)"
+                        "unknown retry setting {other:?} (initial, factor, max-delay, \
+                         max-attempts, on-max-attempts)"
                     ));
                 }
             }
@@ -118,8 +142,41 @@ enum Attempt {
 }
 
 /// Runs `inv` until it succeeds, fails terminally, or runs out of attempts; commits and returns
-/// the outcome. Exclusive handlers of a keyed object hold the key for the whole run.
-pub async fn invoke(runtime: &Arc<Runtime>, mut inv: Invocation) -> Outcome {
+/// the outcome. Exclusive handlers of a keyed object hold the key for the whole run. An
+/// operator may stop it meanwhile ([`control`]): what it was doing is dropped, with its
+/// instance, permit and key.
+pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
+    let id = inv.id.clone();
+    let registration = runtime.controls.register(&id);
+    let shared = runtime.storage.shared();
+    let request = tokio::select! {
+        biased;
+        outcome = invoke_registered(runtime, inv, &registration) => return outcome,
+        request = registration.stopped() => request,
+        outcome = control::changed_elsewhere(runtime, &id), if shared => {
+            release(runtime, &id).await;
+            return outcome;
+        }
+    };
+    let outcome = control::apply_stop(runtime, &id, request).await;
+    if shared {
+        release(runtime, &id).await;
+    }
+    outcome
+}
+
+async fn release(runtime: &Runtime, id: &str) {
+    if let Err(e) = runtime.storage.release(id).await {
+        // Unreleased leases expire on their own.
+        tracing::warn!(invocation = %id, error = %e, "could not release the leases");
+    }
+}
+
+async fn invoke_registered(
+    runtime: &Arc<Runtime>,
+    mut inv: Invocation,
+    registration: &Registration,
+) -> Outcome {
     // A delayed send waits for its time first, holding nothing (a restart resumes the wait).
     if let Some(not_before) = inv.not_before
         && !super::wakes::wait(runtime, Some(not_before), &[]).await
@@ -134,18 +191,15 @@ pub async fn invoke(runtime: &Arc<Runtime>, mut inv: Invocation) -> Outcome {
         _ => None,
     };
     if !runtime.storage.shared() {
-        return run_suspending(runtime, inv, exclusive, known).await;
+        return run_suspending(runtime, inv, exclusive, known, registration).await;
     }
     let id = inv.id.clone();
     let outcome = match claim(runtime, &mut inv, exclusive, known).await {
-        Claimed::Run(known) => run_suspending(runtime, inv, exclusive, known).await,
+        Claimed::Run(known) => run_suspending(runtime, inv, exclusive, known, registration).await,
         Claimed::Ended(outcome) => outcome,
         Claimed::Elsewhere(outcome) => return outcome,
     };
-    if let Err(e) = runtime.storage.release(&id).await {
-        // Unreleased leases expire on their own.
-        tracing::warn!(invocation = %id, error = %e, "could not release the leases");
-    }
+    release(runtime, &id).await;
     outcome
 }
 
@@ -153,12 +207,11 @@ pub async fn invoke(runtime: &Arc<Runtime>, mut inv: Invocation) -> Outcome {
 /// the next start resumes it.
 fn stopping(id: &str) -> Outcome {
     tracing::debug!(invocation = %id, "left waiting: the host stops");
-    Outcome::Failed(FailureRecord {
-        kind: "retryable".into(),
-        code: 503,
-        message: "the host is stopping; the invocation resumes when it starts again".into(),
-        divergence: None,
-    })
+    Outcome::Failed(FailureRecord::new(
+        FailureKind::Retryable,
+        503,
+        "the host is stopping; the invocation resumes when it starts again",
+    ))
 }
 
 /// How [`run_to_end`] stopped.
@@ -179,10 +232,18 @@ async fn run_suspending(
     mut inv: Invocation,
     exclusive: bool,
     mut known: Option<Vec<Entry>>,
+    registration: &Registration,
 ) -> Outcome {
     loop {
         // Boxed: while suspended, the task keeps no room for an attempt's future.
-        let ran = Box::pin(run_to_end(runtime, &inv, exclusive, known.take())).await;
+        let ran = Box::pin(run_to_end(
+            runtime,
+            &inv,
+            exclusive,
+            known.take(),
+            registration,
+        ))
+        .await;
         let (until_ms, on) = match ran {
             Ran::Ended(outcome) => return outcome,
             Ran::Suspended { until_ms, on } => (until_ms, on),
@@ -194,18 +255,20 @@ async fn run_suspending(
             return stopping(&id);
         }
         inv = match runtime.storage.invocation(&id).await {
+            Ok(Some(row)) if row.status == InvocationStatus::Paused => {
+                return Outcome::Failed(control::paused_failure(&row));
+            }
             Ok(Some(row)) => match row.outcome() {
                 None => row,
-                // Ended elsewhere meanwhile (another host took it over).
+                // Ended elsewhere meanwhile (another host took it over, or it was killed).
                 Some(outcome) => return outcome,
             },
             Ok(None) => {
-                return Outcome::Failed(FailureRecord {
-                    kind: "terminal".into(),
-                    code: 500,
-                    message: format!("invocation {id} vanished while it waited"),
-                    divergence: None,
-                });
+                return Outcome::Failed(FailureRecord::new(
+                    FailureKind::Terminal,
+                    500,
+                    format!("invocation {id} vanished while it waited"),
+                ));
             }
             Err(e) => return storage_failure(&id, &e),
         };
@@ -216,12 +279,11 @@ async fn run_suspending(
 /// stays `running`, to be resumed.
 pub(super) fn storage_failure(id: &str, e: &crate::storage::StorageError) -> Outcome {
     tracing::error!(invocation = %id, error = %e, "storage failed; the invocation stays unfinished");
-    Outcome::Failed(FailureRecord {
-        kind: "retryable".into(),
-        code: 503,
-        message: "the outcome could not be stored; the invocation will be resumed".into(),
-        divergence: None,
-    })
+    Outcome::Failed(FailureRecord::new(
+        FailureKind::Retryable,
+        503,
+        "the outcome could not be stored; the invocation will be resumed",
+    ))
 }
 
 /// Runs the attempts of `inv` and commits its outcome, or stops where it suspends.
@@ -230,6 +292,7 @@ async fn run_to_end(
     inv: &Invocation,
     exclusive: bool,
     mut known: Option<Vec<Entry>>,
+    registration: &Registration,
 ) -> Ran {
     let policy = runtime
         .settings
@@ -265,7 +328,9 @@ async fn run_to_end(
                 return Ran::Suspended { until_ms, on };
             }
             Attempt::Failed { retryable, failure } => {
-                if retryable && attempt < policy.max_attempts {
+                // The policy counts the attempts since the invocation was last resumed.
+                let made = attempt.saturating_sub(inv.attempt_base);
+                if retryable && made < policy.max_attempts {
                     // What this attempt recorded stays: the next one replays it.
                     if !pending.is_empty()
                         && let Err(e) = runtime
@@ -276,12 +341,15 @@ async fn run_to_end(
                         tracing::error!(invocation = %inv.id, error = %e, "could not record the attempt's last entries");
                     }
                     tracing::warn!(invocation = %inv.id, attempt, error = %failure.message, "attempt failed; retrying");
-                    tokio::time::sleep(policy.delay(attempt)).await;
+                    registration.backoff(policy.delay(attempt)).await;
                     attempt += 1;
                     if let Err(e) = runtime.storage.set_attempt(&inv.id, attempt).await {
                         tracing::error!(invocation = %inv.id, error = %e, "could not record attempt");
                     }
                     continue;
+                }
+                if retryable && policy.on_max_attempts == OnMaxAttempts::Pause {
+                    return Ran::Ended(pause(runtime, inv, scope, pending, made, failure).await);
                 }
                 break (Outcome::Failed(failure), pending);
             }
@@ -306,6 +374,49 @@ async fn run_to_end(
             // Not committed: the invocation stays `running` and is resumed.
             Err(e) => return Ran::Ended(storage_failure(&inv.id, &e)),
         }
+    }
+}
+
+/// Pauses `inv`, whose `made` attempts ran out on `failure`, under a policy that pauses: its
+/// entries committed, its row `paused` with why, for an operator to resume.
+async fn pause(
+    runtime: &Runtime,
+    inv: &Invocation,
+    scope: StateScope<'_>,
+    pending: Pending,
+    made: u32,
+    failure: FailureRecord,
+) -> Outcome {
+    if !pending.is_empty()
+        && let Err(e) = runtime.storage.append_batch(&inv.id, scope, pending).await
+    {
+        return storage_failure(&inv.id, &e);
+    }
+    let why = FailureRecord {
+        kind: FailureKind::Paused,
+        message: format!(
+            "paused after {made} attempts (resume it to run it again): {}",
+            failure.message
+        ),
+        ..failure
+    };
+    match runtime
+        .storage
+        .change_status(&inv.id, &StatusChange::Pause(why.clone()))
+        .await
+    {
+        Ok(Changed::Applied) => {
+            tracing::warn!(invocation = %inv.id, attempts = made, error = %why.message, "attempts ran out; paused");
+            Outcome::Failed(why)
+        }
+        Ok(_) => match runtime.storage.invocation(&inv.id).await {
+            Ok(Some(row)) => row
+                .outcome()
+                .unwrap_or_else(|| Outcome::Failed(control::paused_failure(&row))),
+            Ok(None) => Outcome::Failed(why),
+            Err(e) => storage_failure(&inv.id, &e),
+        },
+        Err(e) => storage_failure(&inv.id, &e),
     }
 }
 
@@ -358,12 +469,7 @@ async fn attempt_in(
 ) -> Attempt {
     let terminal = |code: u16, message: String| Attempt::Failed {
         retryable: false,
-        failure: FailureRecord {
-            kind: "terminal".into(),
-            code,
-            message,
-            divergence: None,
-        },
+        failure: FailureRecord::new(FailureKind::Terminal, code, message),
     };
     let registry = runtime.registry();
     let Some(deployment) = registry.deployments.get(&inv.deployment_id).cloned() else {
@@ -451,30 +557,27 @@ async fn attempt_in(
             ),
         ),
         Ok(Ok(output)) => Attempt::Output(output),
-        Ok(Err(failure)) => Attempt::Failed {
-            retryable: failure.kind == FailureKind::Retryable,
-            failure: FailureRecord {
-                kind: match failure.kind {
-                    FailureKind::Terminal => "terminal".into(),
-                    FailureKind::Retryable => "retryable".into(),
-                },
-                code: failure.code,
-                message: bounded_message(failure.message),
-                divergence: None,
-            },
-        },
+        Ok(Err(failure)) => {
+            let kind = match failure.kind {
+                GuestFailureKind::Terminal => FailureKind::Terminal,
+                GuestFailureKind::Retryable => FailureKind::Retryable,
+            };
+            Attempt::Failed {
+                retryable: kind == FailureKind::Retryable,
+                failure: FailureRecord::new(kind, failure.code, bounded_message(failure.message)),
+            }
+        }
         Err(trap) => match trap.downcast::<JournalError>() {
             Ok(JournalError::Suspended { until_ms, on }) => Attempt::Suspended { until_ms, on },
             Ok(journal_error) => host_failure(journal_error),
             // A guest trap (unreachable, out of memory, stack overflow): retryable.
             Err(trap) => Attempt::Failed {
                 retryable: true,
-                failure: FailureRecord {
-                    kind: "retryable".into(),
-                    code: 500,
-                    message: format!("guest trapped: {}", super::limits::describe_trap(&trap)),
-                    divergence: None,
-                },
+                failure: FailureRecord::new(
+                    FailureKind::Retryable,
+                    500,
+                    format!("guest trapped: {}", super::limits::describe_trap(&trap)),
+                ),
             },
         },
     }
@@ -506,18 +609,18 @@ fn host_failure(e: JournalError) -> Attempt {
             recorded,
             actual,
         } => (
-            "diverged",
+            FailureKind::Diverged,
             500,
             Some(serde_json::json!({"entry": index, "recorded": recorded, "actual": actual})),
         ),
-        JournalError::Misuse(_) => ("terminal", 500, None),
-        _ if retryable => ("retryable", 503, None),
-        _ => ("terminal", 500, None),
+        JournalError::Misuse(_) => (FailureKind::Terminal, 500, None),
+        _ if retryable => (FailureKind::Retryable, 503, None),
+        _ => (FailureKind::Terminal, 500, None),
     };
     Attempt::Failed {
         retryable,
         failure: FailureRecord {
-            kind: kind.into(),
+            kind,
             code,
             message: e.to_string(),
             divergence,
@@ -543,6 +646,10 @@ mod tests {
         assert!(base.with("max-attempts=0").is_err());
         assert!(base.with("initial=5").unwrap_err().contains("unit"));
         assert!(base.with("colour=red").unwrap_err().contains("unknown"));
+        assert_eq!(base.on_max_attempts, OnMaxAttempts::Fail);
+        let pausing = base.with("on-max-attempts=pause").unwrap();
+        assert_eq!(pausing.on_max_attempts, OnMaxAttempts::Pause);
+        assert!(base.with("on-max-attempts=later").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod callee;
 mod claim;
 mod clock;
+pub mod control;
 mod deploy;
 mod guest_output;
 mod invoker;
@@ -19,7 +20,7 @@ mod undeploy;
 pub mod wakes;
 
 pub use deploy::{DeployError, Deployed, deploy, deploy_bundled, restore};
-pub use invoker::{RetryPolicy, invoke};
+pub use invoker::{OnMaxAttempts, RetryPolicy, invoke};
 pub use keylocks::KeyLocks;
 pub use limits::Limits;
 pub use provider_settings::{Grantable, OwnSettings, ProviderOverrides, SecretEnv, SettingsError};
@@ -104,6 +105,8 @@ pub struct Runtime {
     pub locks: KeyLocks,
     /// Wake-ups of suspended invocations (a callee ended, a promise completed).
     pub wakes: wakes::Wakes,
+    /// The tasks running invocations here, for an operator to stop or hurry.
+    pub controls: Arc<control::Controls>,
     /// Permits for running invocations (`RuntimeSettings::max_running`).
     pub(crate) running: tokio::sync::Semaphore,
     /// "deployment/interface#function" → the index of that export (see [`callee`]).
@@ -187,6 +190,7 @@ impl Runtime {
             settings: settings.clone(),
             locks: KeyLocks::default(),
             wakes: wakes::Wakes::default(),
+            controls: Arc::default(),
             running: tokio::sync::Semaphore::new(settings.max_running.max(1)),
             retry_safety: Default::default(),
             callee_exports: Default::default(),

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, watch};
 
 use super::Runtime;
 use crate::journal::Awaited;
-use crate::storage::{InvocationStatus, StorageResult, now_ms};
+use crate::storage::{StorageResult, now_ms};
 
 /// How often a waiter checks storage itself: often on a shared database (another host may
 /// complete what it waits for), rarely as a safety net on an embedded one.
@@ -137,7 +137,7 @@ async fn any_completed(runtime: &Runtime, on: &[Awaited]) -> StorageResult<bool>
                 .storage
                 .invocation(id)
                 .await?
-                .is_none_or(|inv| inv.status != InvocationStatus::Running),
+                .is_none_or(|inv| inv.status.is_finished()),
             Awaited::Promise(id) => !matches!(runtime.storage.promise(id).await?, Some(None)),
         };
         if done {

@@ -8,7 +8,8 @@
 macro_rules! invocation_columns {
     () => {
         "id, service, handler, object_key, status, input, output, failure, deployment_id, \
-         providers, attempt, idempotency_key, created_at, updated_at, completed_at, not_before"
+         providers, attempt, attempt_base, idempotency_key, created_at, updated_at, completed_at, \
+         not_before"
     };
 }
 
@@ -108,25 +109,64 @@ fn json_column<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> Storag
 #[serde(rename_all = "snake_case")]
 pub enum InvocationStatus {
     Running,
+    /// Kept, not failed: its retries ran out under a policy that pauses, or the operator paused
+    /// it; it runs again when resumed (`failure` says why it stopped).
+    Paused,
     Succeeded,
     Failed,
 }
 
 impl InvocationStatus {
+    pub const ALL: [InvocationStatus; 4] = [
+        InvocationStatus::Running,
+        InvocationStatus::Paused,
+        InvocationStatus::Succeeded,
+        InvocationStatus::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             InvocationStatus::Running => "running",
+            InvocationStatus::Paused => "paused",
             InvocationStatus::Succeeded => "succeeded",
             InvocationStatus::Failed => "failed",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "running" => Some(InvocationStatus::Running),
-            "succeeded" => Some(InvocationStatus::Succeeded),
-            "failed" => Some(InvocationStatus::Failed),
-            _ => None,
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// Ended for good (succeeded or failed): nothing runs it again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, InvocationStatus::Succeeded | InvocationStatus::Failed)
+    }
+}
+
+/// What kind of failure ended (or paused) an invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The guest's terminal failure (a declined card, bad input): never retried.
+    Terminal,
+    /// A retryable failure, final once the attempts ran out.
+    Retryable,
+    /// The component no longer matches its journal.
+    Diverged,
+    /// Stopped by the operator (`kill`), without compensation.
+    Killed,
+    /// Paused: by its retry policy once the attempts ran out, or by the operator.
+    Paused,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Terminal => "terminal",
+            FailureKind::Retryable => "retryable",
+            FailureKind::Diverged => "diverged",
+            FailureKind::Killed => "killed",
+            FailureKind::Paused => "paused",
         }
     }
 }
@@ -134,14 +174,23 @@ impl InvocationStatus {
 /// Why an invocation ended without output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureRecord {
-    /// `terminal`, `retryable` (final once attempts ran out) or `diverged` (the component no
-    /// longer matches its journal).
-    pub kind: String,
+    pub kind: FailureKind,
     pub code: u16,
     pub message: String,
     /// For `diverged`: which entry, what was recorded, what the guest asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub divergence: Option<serde_json::Value>,
+}
+
+impl FailureRecord {
+    pub fn new(kind: FailureKind, code: u16, message: impl Into<String>) -> Self {
+        FailureRecord {
+            kind,
+            code,
+            message: message.into(),
+            divergence: None,
+        }
+    }
 }
 
 /// An invocation to create.
@@ -199,6 +248,9 @@ pub struct Invocation {
     pub deployment_id: String,
     pub providers: BTreeMap<String, String>,
     pub attempt: u32,
+    /// Attempts made before it was last resumed: its retry policy counts from there.
+    #[serde(skip)]
+    pub attempt_base: u32,
     pub idempotency_key: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -239,6 +291,7 @@ impl Invocation {
             deployment_id: new.deployment_id.clone(),
             providers: new.providers.clone(),
             attempt: 1,
+            attempt_base: 0,
             idempotency_key: new.idempotency.as_ref().map(|(key, _)| key.clone()),
             created_at: at,
             updated_at: at,
@@ -247,6 +300,42 @@ impl Invocation {
             known_journal: Some(Vec::new()),
         }
     }
+}
+
+/// An operator's change of an invocation's status, applied only from the statuses it names.
+#[derive(Debug, Clone)]
+pub enum StatusChange {
+    /// Running or paused → failed with this failure (kind `killed`); its journal stays.
+    Kill(FailureRecord),
+    /// Running → paused, with why.
+    Pause(FailureRecord),
+    /// Paused → running: a new attempt (its retry policy counting from it), on `deployment`
+    /// when given (another deployment of the same service).
+    Resume { deployment: Option<String> },
+    /// Succeeded or failed → gone: the row, its journal, call markers, promises and the
+    /// idempotency keys that name it.
+    Purge,
+}
+
+impl StatusChange {
+    /// The statuses it applies to.
+    pub fn applies_to(&self, status: InvocationStatus) -> bool {
+        match self {
+            StatusChange::Kill(_) => !status.is_finished(),
+            StatusChange::Pause(_) => status == InvocationStatus::Running,
+            StatusChange::Resume { .. } => status == InvocationStatus::Paused,
+            StatusChange::Purge => status.is_finished(),
+        }
+    }
+}
+
+/// What [`Storage::change_status`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    Applied,
+    NotFound,
+    /// The invocation's status, to which the change does not apply.
+    Refused(InvocationStatus),
 }
 
 /// How an invocation ended.
@@ -405,7 +494,11 @@ pub trait Storage: Send + Sync + 'static {
         limit: u32,
     ) -> StorageResult<Vec<Invocation>>;
     async fn set_attempt(&self, id: &str, attempt: u32) -> StorageResult<()>;
-    /// Ends the invocation, appending its last journal entries in the same transaction.
+    /// Applies an operator's `change` to invocation `id` if its status allows it (not fenced:
+    /// the operator overrides the host that runs it, whose later outcome is then not stored).
+    async fn change_status(&self, id: &str, change: &StatusChange) -> StorageResult<Changed>;
+    /// Ends the invocation, appending its last journal entries in the same transaction. An
+    /// invocation that is not running any more (killed or paused meanwhile) keeps its status.
     async fn complete(
         &self,
         id: &str,
@@ -498,8 +591,8 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<()>;
     /// Deletes a stored deployment; `false` when there was none.
     async fn delete_deployment(&self, id: &str) -> StorageResult<bool>;
-    /// Ids of running invocations (at most `limit`) pinned to deployment `id`, as their service
-    /// or as one of their providers.
+    /// Ids of running and paused invocations (at most `limit`) pinned to deployment `id`, as
+    /// their service or as one of their providers.
     async fn running_invocations_pinned_to(
         &self,
         id: &str,

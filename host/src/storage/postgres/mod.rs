@@ -26,9 +26,10 @@ use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use leases::Leases;
 
 use super::{
-    CallMarker, Created, DeploymentRecord, Invocation, InvocationFilter, LEGACY_KEY_RETENTION_MS,
-    NewInvocation, Outcome, PromiseCompletion, PromiseOutcome, Purged, StateOp, StateScope,
-    Storage, StorageError, StorageOptions, StorageResult, Table, UnfinishedScan, now_ms,
+    CallMarker, Changed, Created, DeploymentRecord, Invocation, InvocationFilter, InvocationStatus,
+    LEGACY_KEY_RETENTION_MS, NewInvocation, Outcome, PromiseCompletion, PromiseOutcome, Purged,
+    StateOp, StateScope, StatusChange, Storage, StorageError, StorageOptions, StorageResult, Table,
+    UnfinishedScan, now_ms,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -254,6 +255,79 @@ impl Storage for PgStorage {
         Ok(())
     }
 
+    async fn change_status(&self, id: &str, change: &StatusChange) -> StorageResult<Changed> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM invocations WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(status) = status else {
+            return Ok(Changed::NotFound);
+        };
+        let status = InvocationStatus::parse(&status)
+            .ok_or_else(|| StorageError::Corrupt(format!("unknown status {status:?}")))?;
+        if !change.applies_to(status) {
+            return Ok(Changed::Refused(status));
+        }
+        let now = now_ms();
+        let failure_json =
+            |f| serde_json::to_string(f).map_err(|e| StorageError::Corrupt(e.to_string()));
+        match change {
+            StatusChange::Kill(failure) => {
+                sqlx::query(
+                    "UPDATE invocations SET status = 'failed', output = NULL, failure = $1, \
+                     updated_at = $2, completed_at = $2 WHERE id = $3",
+                )
+                .bind(failure_json(failure)?)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM call_markers WHERE invocation_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            StatusChange::Pause(failure) => {
+                sqlx::query(
+                    "UPDATE invocations SET status = 'paused', failure = $1, updated_at = $2 \
+                     WHERE id = $3",
+                )
+                .bind(failure_json(failure)?)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            StatusChange::Resume { deployment } => {
+                sqlx::query(
+                    "UPDATE invocations SET status = 'running', failure = NULL, \
+                     attempt = attempt + 1, attempt_base = attempt, \
+                     deployment_id = COALESCE($1, deployment_id), updated_at = $2 WHERE id = $3",
+                )
+                .bind(deployment)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            StatusChange::Purge => {
+                for sql in [
+                    "DELETE FROM journal WHERE invocation_id = $1",
+                    "DELETE FROM call_markers WHERE invocation_id = $1",
+                    "DELETE FROM promises WHERE invocation_id = $1",
+                    "DELETE FROM idempotency_keys WHERE invocation_id = $1",
+                    "DELETE FROM invocations WHERE id = $1",
+                ] {
+                    sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(Changed::Applied)
+    }
+
     async fn complete(
         &self,
         id: &str,
@@ -267,7 +341,7 @@ impl Storage for PgStorage {
         append_entries(&mut tx, id, &scope, &entries).await?;
         sqlx::query(
             "UPDATE invocations SET status = $1, output = $2, failure = $3, updated_at = $4, \
-             completed_at = $4 WHERE id = $5",
+             completed_at = $4 WHERE id = $5 AND status = 'running'",
         )
         .bind(status)
         .bind(output)
@@ -493,9 +567,9 @@ impl Storage for PgStorage {
         limit: u32,
     ) -> StorageResult<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT id FROM invocations WHERE status = 'running' AND (deployment_id = $1 OR \
-             EXISTS (SELECT 1 FROM jsonb_each_text(providers::jsonb) AS p WHERE p.value = $1)) \
-             ORDER BY created_at, id LIMIT $2",
+            "SELECT id FROM invocations WHERE status IN ('running', 'paused') AND \
+             (deployment_id = $1 OR EXISTS (SELECT 1 FROM jsonb_each_text(providers::jsonb) AS p \
+             WHERE p.value = $1)) ORDER BY created_at, id LIMIT $2",
         )
         .bind(id)
         .bind(i64::from(limit))

@@ -13,9 +13,9 @@ use rusqlite::{Connection, OptionalExtension};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::{
-    CallMarker, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation, Outcome,
-    PromiseCompletion, PromiseOutcome, Purged, StateOp, StateScope, Storage, StorageError,
-    StorageResult, Table, UnfinishedScan,
+    CallMarker, Changed, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation,
+    Outcome, PromiseCompletion, PromiseOutcome, Purged, StateOp, StateScope, StatusChange, Storage,
+    StorageError, StorageResult, Table, UnfinishedScan,
 };
 use crate::journal::Entry;
 
@@ -223,6 +223,19 @@ impl Storage for SqliteStorage {
             })
             .await
             .map(|_| ())
+    }
+
+    async fn change_status(&self, id: &str, change: &StatusChange) -> StorageResult<Changed> {
+        let write = Write::ChangeStatus {
+            id: id.to_string(),
+            change: change.clone(),
+        };
+        match self.writer.write(write).await? {
+            Written::Changed(changed) => Ok(changed),
+            _ => Err(StorageError::Corrupt(
+                "a status change answered nothing".into(),
+            )),
+        }
     }
 
     async fn complete(
@@ -436,7 +449,7 @@ impl Storage for SqliteStorage {
         let id = id.to_string();
         self.readers
             .run(move |conn| {
-                let sql = "SELECT id FROM invocations WHERE status = 'running' AND \
+                let sql = "SELECT id FROM invocations WHERE status IN ('running', 'paused') AND \
                            (deployment_id = ?1 OR EXISTS (SELECT 1 FROM json_each(invocations.providers) \
                            WHERE value = ?1)) ORDER BY created_at, id LIMIT ?2";
                 rows(conn, sql, rusqlite::params![id, i64::from(limit)], |row| {

@@ -12,8 +12,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::{
-    CallMarker, DeploymentRecord, LEGACY_KEY_RETENTION_MS, NewInvocation, Outcome, PromiseOutcome,
-    Purged, StateOp, StorageError, StorageResult, now_ms,
+    CallMarker, Changed, DeploymentRecord, InvocationStatus, LEGACY_KEY_RETENTION_MS,
+    NewInvocation, Outcome, PromiseOutcome, Purged, StateOp, StatusChange, StorageError,
+    StorageResult, now_ms,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -29,6 +30,11 @@ pub(super) enum Write {
     SetAttempt {
         id: String,
         attempt: u32,
+    },
+    /// See [`super::super::Storage::change_status`] (answers `Changed`).
+    ChangeStatus {
+        id: String,
+        change: StatusChange,
     },
     Complete {
         id: String,
@@ -89,6 +95,7 @@ pub(super) enum Written {
     Rows(u64),
     Purged(Purged),
     Bytes(Vec<u8>),
+    Changed(Changed),
 }
 
 type Reply = oneshot::Sender<StorageResult<Written>>;
@@ -232,6 +239,7 @@ fn apply(conn: &Connection, write: &Write) -> StorageResult<Written> {
                 .execute(params![i64::from(*attempt), now_ms(), id])?;
             Ok(Written::Done)
         }
+        Write::ChangeStatus { id, change } => change_status(conn, id, change),
         Write::Complete {
             id,
             outcome,
@@ -354,6 +362,61 @@ fn purge(conn: &Connection, now: i64, finished_before: i64, limit: u32) -> Stora
     }))
 }
 
+fn change_status(conn: &Connection, id: &str, change: &StatusChange) -> StorageResult<Written> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM invocations WHERE id = ?")?
+        .query_row(params![id], |row| row.get(0))
+        .optional()?;
+    let Some(status) = status else {
+        return Ok(Written::Changed(Changed::NotFound));
+    };
+    let status = InvocationStatus::parse(&status)
+        .ok_or_else(|| StorageError::Corrupt(format!("unknown status {status:?}")))?;
+    if !change.applies_to(status) {
+        return Ok(Written::Changed(Changed::Refused(status)));
+    }
+    let now = now_ms();
+    let failure_json =
+        |f| serde_json::to_string(f).map_err(|e| StorageError::Corrupt(e.to_string()));
+    match change {
+        StatusChange::Kill(failure) => {
+            conn.prepare_cached(
+                "UPDATE invocations SET status = 'failed', output = NULL, failure = ?, \
+                 updated_at = ?, completed_at = ? WHERE id = ?",
+            )?
+            .execute(params![failure_json(failure)?, now, now, id])?;
+            conn.prepare_cached("DELETE FROM call_markers WHERE invocation_id = ?")?
+                .execute(params![id])?;
+        }
+        StatusChange::Pause(failure) => {
+            conn.prepare_cached(
+                "UPDATE invocations SET status = 'paused', failure = ?, updated_at = ? WHERE id = ?",
+            )?
+            .execute(params![failure_json(failure)?, now, id])?;
+        }
+        StatusChange::Resume { deployment } => {
+            conn.prepare_cached(
+                "UPDATE invocations SET status = 'running', failure = NULL, attempt = attempt + 1, \
+                 attempt_base = attempt, deployment_id = COALESCE(?, deployment_id), \
+                 updated_at = ? WHERE id = ?",
+            )?
+            .execute(params![deployment, now, id])?;
+        }
+        StatusChange::Purge => {
+            for sql in [
+                "DELETE FROM journal WHERE invocation_id = ?",
+                "DELETE FROM call_markers WHERE invocation_id = ?",
+                "DELETE FROM promises WHERE invocation_id = ?",
+                "DELETE FROM idempotency_keys WHERE invocation_id = ?",
+                "DELETE FROM invocations WHERE id = ?",
+            ] {
+                conn.prepare_cached(sql)?.execute(params![id])?;
+            }
+        }
+    }
+    Ok(Written::Changed(Changed::Applied))
+}
+
 fn mark_call_started(conn: &Connection, id: &str, marker: &CallMarker) -> StorageResult<Written> {
     let inserted = conn
         .prepare_cached(
@@ -424,7 +487,7 @@ fn complete(conn: &Connection, id: &str, outcome: &Outcome) -> StorageResult<Wri
     let (status, output, failure) = outcome.columns()?;
     conn.prepare_cached(
         "UPDATE invocations SET status = ?, output = ?, failure = ?, updated_at = ?, completed_at = ? \
-         WHERE id = ?",
+         WHERE id = ? AND status = 'running'",
     )?
     .execute(params![status, output, failure, now, now, id])?;
     conn.prepare_cached("DELETE FROM call_markers WHERE invocation_id = ?")?

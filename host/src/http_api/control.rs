@@ -1,0 +1,100 @@
+//! Admin routes that act on one invocation ([`crate::runtime::control`]):
+//! `POST /invocations/{id}/kill`, `/pause`, `/resume` (optionally `{"deployment": id}`),
+//! `/retry`, and `DELETE /invocations/{id}` (purge a finished one). Each answers the
+//! invocation as it stands after the change; 404 for an unknown id, 409 when its status does
+//! not allow the change (with the status), 400 for a bad body.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::ingress::body_bytes;
+use crate::runtime::Runtime;
+use crate::runtime::control::{self, ControlError, Stop};
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::NotFound(_) => ApiError::not_found(e.to_string()),
+            ControlError::Refused { .. } => ApiError::conflict(e.to_string()),
+            ControlError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            ControlError::Storage(s) => ApiError::from(s),
+        }
+    }
+}
+
+/// The invocation's id, status and failure as they stand now.
+async fn current(runtime: &Runtime, id: &str) -> Result<Json<Value>, ApiError> {
+    let Some(inv) = runtime.storage.invocation(id).await? else {
+        return Err(ApiError::not_found(format!("no invocation {id:?}")));
+    };
+    Ok(Json(json!({
+        "id": inv.id,
+        "status": inv.status,
+        "failure": inv.failure,
+        "deploymentId": inv.deployment_id,
+        "attempt": inv.attempt,
+    })))
+}
+
+pub(super) async fn kill(
+    State(runtime): State<Arc<Runtime>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    control::stop(&runtime, &id, Stop::Kill).await?;
+    current(&runtime, &id).await
+}
+
+pub(super) async fn pause(
+    State(runtime): State<Arc<Runtime>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    control::stop(&runtime, &id, Stop::Pause).await?;
+    current(&runtime, &id).await
+}
+
+/// The body of `POST /invocations/{id}/resume` (empty or `null`: the same deployment).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resume {
+    deployment: Option<String>,
+}
+
+pub(super) async fn resume(
+    State(runtime): State<Arc<Runtime>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body_bytes(body)?;
+    let request: Resume = if body.is_empty() {
+        Resume::default()
+    } else {
+        serde_json::from_slice::<Option<Resume>>(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+            .unwrap_or_default()
+    };
+    control::resume(&runtime, &id, request.deployment).await?;
+    current(&runtime, &id).await
+}
+
+pub(super) async fn retry(
+    State(runtime): State<Arc<Runtime>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    control::retry_now(&runtime, &id).await?;
+    current(&runtime, &id).await
+}
+
+pub(super) async fn purge(
+    State(runtime): State<Arc<Runtime>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    control::purge(&runtime, &id).await?;
+    Ok(Json(json!({"id": id, "purged": true})))
+}

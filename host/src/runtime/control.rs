@@ -1,0 +1,385 @@
+//! Operator control of invocations: kill, pause, resume, retry now, purge. A stop reaches the
+//! task that runs the invocation in this process, which drops what it was doing (an attempt, a
+//! wait, a backoff: its instance, permit and key with it) and writes the change itself; an
+//! invocation no task of this process runs (paused, or on another host) is changed in storage
+//! directly, and its owner finds the change at its next look at the row.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot};
+
+use super::Runtime;
+use crate::journal::Awaited;
+use crate::storage::{
+    Changed, FailureKind, FailureRecord, Invocation, InvocationStatus, Outcome, StatusChange,
+    StorageError,
+};
+
+/// How an operator stops a running invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Failed at once (`killed`), no compensation; its journal stays.
+    Kill,
+    /// Kept (`paused`), to be resumed.
+    Pause,
+}
+
+impl Stop {
+    /// The failure recorded for it.
+    pub fn failure(self) -> FailureRecord {
+        match self {
+            Stop::Kill => FailureRecord::new(FailureKind::Killed, 409, "killed by the operator"),
+            Stop::Pause => FailureRecord::new(
+                FailureKind::Paused,
+                503,
+                "paused by the operator; it runs again when resumed",
+            ),
+        }
+    }
+
+    fn change(self) -> StatusChange {
+        match self {
+            Stop::Kill => StatusChange::Kill(self.failure()),
+            Stop::Pause => StatusChange::Pause(self.failure()),
+        }
+    }
+}
+
+/// A stop sent to a running task, and where it answers what storage said.
+type StopRequest = (Stop, oneshot::Sender<Result<Changed, StorageError>>);
+
+/// The handle of one invocation's task.
+struct Handle {
+    stop: Mutex<Option<StopRequest>>,
+    stopped: Notify,
+    /// Set while the task waits out a retry's backoff; `retry_now` ends the wait.
+    backoff_until: Mutex<Option<i64>>,
+    retry_now: Notify,
+}
+
+/// The tasks of this process that run invocations, by invocation id.
+#[derive(Default)]
+pub struct Controls {
+    running: Mutex<HashMap<String, Arc<Handle>>>,
+}
+
+impl Controls {
+    /// Registers the task that runs invocation `id` until the returned guard drops.
+    pub(crate) fn register(self: &Arc<Self>, id: &str) -> Registration {
+        let handle = Arc::new(Handle {
+            stop: Mutex::new(None),
+            stopped: Notify::new(),
+            backoff_until: Mutex::new(None),
+            retry_now: Notify::new(),
+        });
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.insert(id.to_string(), handle.clone());
+        Registration {
+            controls: self.clone(),
+            id: id.to_string(),
+            handle,
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Handle>> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.get(id).cloned()
+    }
+
+    /// When invocation `id` waits out a retry's backoff in this process: until when (Unix ms).
+    pub fn backoff_until(&self, id: &str) -> Option<i64> {
+        let handle = self.get(id)?;
+        *handle
+            .backoff_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A registered task; unregisters on drop.
+pub(crate) struct Registration {
+    controls: Arc<Controls>,
+    id: String,
+    handle: Arc<Handle>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut running = self
+            .controls
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if running
+            .get(&self.id)
+            .is_some_and(|h| Arc::ptr_eq(h, &self.handle))
+        {
+            running.remove(&self.id);
+        }
+        drop(running);
+        // A stop that came too late: its sender dropped, the operator's side goes to storage.
+        self.handle
+            .stop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+}
+
+impl Registration {
+    /// Completes when an operator stops the invocation: what to do, and where to answer.
+    pub(crate) async fn stopped(&self) -> StopRequest {
+        loop {
+            let notified = self.handle.stopped.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(request) = self
+                .handle
+                .stop
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                return request;
+            }
+            notified.await;
+        }
+    }
+
+    /// Sleeps `delay` (a retry's backoff), or less when an operator says retry now.
+    pub(crate) async fn backoff(&self, delay: Duration) {
+        let until = crate::storage::now_ms() + delay.as_millis() as i64;
+        *self
+            .handle
+            .backoff_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(until);
+        let now = self.handle.retry_now.notified();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = now => tracing::info!(invocation = %self.id, "retried now by the operator"),
+        }
+        *self
+            .handle
+            .backoff_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Why a control was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no invocation {0:?}")]
+    NotFound(String),
+    #[error("invocation {id} is {status}: {action} applies to {applies}")]
+    Refused {
+        id: String,
+        status: &'static str,
+        action: &'static str,
+        applies: &'static str,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn refused(id: &str, status: InvocationStatus, action: &'static str) -> ControlError {
+    let applies = match action {
+        "kill" => "running or paused invocations",
+        "pause" | "retry" => "running invocations",
+        "resume" => "paused invocations",
+        _ => "finished invocations",
+    };
+    ControlError::Refused {
+        id: id.to_string(),
+        status: status.as_str(),
+        action,
+        applies,
+    }
+}
+
+fn changed(id: &str, changed: Changed, action: &'static str) -> Result<(), ControlError> {
+    match changed {
+        Changed::Applied => Ok(()),
+        Changed::NotFound => Err(ControlError::NotFound(id.to_string())),
+        Changed::Refused(status) => Err(refused(id, status, action)),
+    }
+}
+
+/// Kills or pauses invocation `id`: through its task when this process runs it, else in storage.
+pub async fn stop(runtime: &Arc<Runtime>, id: &str, stop: Stop) -> Result<(), ControlError> {
+    let action = match stop {
+        Stop::Kill => "kill",
+        Stop::Pause => "pause",
+    };
+    if let Some(handle) = runtime.controls.get(id) {
+        let (reply, answer) = oneshot::channel();
+        *handle.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, reply));
+        handle.stopped.notify_one();
+        // Unregistered meanwhile (before it could take the request): take it back.
+        if !runtime
+            .controls
+            .get(id)
+            .is_some_and(|h| Arc::ptr_eq(&h, &handle))
+        {
+            handle.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+        // The task drops what it does and writes the change, unless it ended first.
+        if let Ok(answer) = answer.await {
+            return changed(id, answer?, action);
+        }
+    }
+    let result = runtime.storage.change_status(id, &stop.change()).await?;
+    if result == Changed::Applied && stop == Stop::Kill {
+        runtime.wakes.notify(|| Awaited::Invocation(id.to_string()));
+    }
+    changed(id, result, action)
+}
+
+/// What the task of a stopped invocation does: the change in storage, answered to the
+/// operator, and the outcome its waiters in this process get.
+pub(crate) async fn apply_stop(runtime: &Runtime, id: &str, request: StopRequest) -> Outcome {
+    let (stop, reply) = request;
+    let mut result = runtime.storage.change_status(id, &stop.change()).await;
+    let mut tries = 0;
+    while matches!(&result, Err(e) if e.is_retryable()) && tries < 5 {
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis(20 << tries)).await;
+        result = runtime.storage.change_status(id, &stop.change()).await;
+    }
+    let outcome = match result {
+        Ok(Changed::Applied) => {
+            tracing::info!(invocation = %id, ?stop, "stopped by the operator");
+            if stop == Stop::Kill {
+                runtime.wakes.notify(|| Awaited::Invocation(id.to_string()));
+            }
+            Outcome::Failed(stop.failure())
+        }
+        // It ended just before: its waiters get how.
+        _ => match runtime.storage.invocation(id).await {
+            Ok(Some(inv)) => inv.outcome().unwrap_or(Outcome::Failed(stop.failure())),
+            _ => Outcome::Failed(stop.failure()),
+        },
+    };
+    let _ = reply.send(result);
+    outcome
+}
+
+/// Completes when invocation `id`, run by this task, is not running in storage any more
+/// (stopped through another host, or taken over): how it stands there. Only on a shared
+/// storage; an embedded one is changed through the task itself.
+pub(crate) async fn changed_elsewhere(runtime: &Runtime, id: &str) -> Outcome {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match runtime.storage.invocation(id).await {
+            Ok(Some(inv)) if inv.status == InvocationStatus::Running => {}
+            Ok(Some(inv)) => {
+                return inv
+                    .outcome()
+                    .unwrap_or_else(|| Outcome::Failed(paused_failure(&inv)));
+            }
+            Ok(None) => return Outcome::Failed(Stop::Kill.failure()),
+            Err(e) => tracing::debug!(invocation = %id, error = %e, "reading the row"),
+        }
+    }
+}
+
+/// Why a paused invocation is paused (its row's failure).
+pub(crate) fn paused_failure(inv: &Invocation) -> FailureRecord {
+    inv.failure.clone().unwrap_or_else(|| Stop::Pause.failure())
+}
+
+/// Ends the backoff of invocation `id` so its next attempt starts now.
+pub async fn retry_now(runtime: &Runtime, id: &str) -> Result<(), ControlError> {
+    if let Some(handle) = runtime.controls.get(id)
+        && handle
+            .backoff_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    {
+        handle.retry_now.notify_one();
+        return Ok(());
+    }
+    match runtime.storage.invocation(id).await? {
+        None => Err(ControlError::NotFound(id.to_string())),
+        Some(inv) if inv.status == InvocationStatus::Running => Err(ControlError::Invalid(
+            format!("invocation {id} is not waiting to retry on this host"),
+        )),
+        Some(inv) => Err(refused(id, inv.status, "retry")),
+    }
+}
+
+/// Resumes paused invocation `id`, on `deployment` when given (another deployment of its
+/// service, with its handler), and runs it in this process.
+pub async fn resume(
+    runtime: &Arc<Runtime>,
+    id: &str,
+    deployment: Option<String>,
+) -> Result<Invocation, ControlError> {
+    let Some(inv) = runtime.storage.invocation(id).await? else {
+        return Err(ControlError::NotFound(id.to_string()));
+    };
+    if inv.status != InvocationStatus::Paused {
+        return Err(refused(id, inv.status, "resume"));
+    }
+    if let Some(to) = &deployment {
+        check_service_deployment(runtime, &inv, to)?;
+    }
+    let change = StatusChange::Resume { deployment };
+    changed(
+        id,
+        runtime.storage.change_status(id, &change).await?,
+        "resume",
+    )?;
+    let Some(resumed) = runtime.storage.invocation(id).await? else {
+        return Err(ControlError::NotFound(id.to_string()));
+    };
+    tracing::info!(invocation = %id, deployment = %resumed.deployment_id, "resumed by the operator");
+    super::start::spawn(runtime, resumed.clone());
+    Ok(resumed)
+}
+
+/// `to` is a deployment of `inv`'s service with its handler.
+fn check_service_deployment(
+    runtime: &Runtime,
+    inv: &Invocation,
+    to: &str,
+) -> Result<(), ControlError> {
+    let registry = runtime.registry();
+    let Some(deployment) = registry.deployments.get(to) else {
+        return Err(ControlError::Invalid(format!("no deployment {to:?}")));
+    };
+    let super::DeploymentKind::Service(info) = &deployment.kind else {
+        return Err(ControlError::Invalid(format!(
+            "deployment {to} is a provider, not a deployment of {}",
+            inv.service
+        )));
+    };
+    if info.name != inv.service {
+        return Err(ControlError::Invalid(format!(
+            "deployment {to} is of service {}, not {}",
+            info.name, inv.service
+        )));
+    }
+    if !info.handlers.iter().any(|h| h.name == inv.handler) {
+        return Err(ControlError::Invalid(format!(
+            "deployment {to} of {} has no handler {:?}",
+            inv.service, inv.handler
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes finished invocation `id` (its journal, output, promises and idempotency keys).
+pub async fn purge(runtime: &Runtime, id: &str) -> Result<(), ControlError> {
+    let result = runtime
+        .storage
+        .change_status(id, &StatusChange::Purge)
+        .await?;
+    changed(id, result, "purge")
+}

@@ -1,0 +1,321 @@
+//! Operating one invocation (issue 15): kill stops it at once and frees its key, its journal
+//! kept; retries that run out under `on-max-attempts=pause` keep it paused, and resume runs it
+//! again on a fixed deployment; pause and resume by hand; retry now cuts a backoff short;
+//! purge deletes a finished one. Through the admin API and the `cairn` command line, on the
+//! test services `Steps` and `Relay`.
+
+use std::time::{Duration, Instant};
+
+use cairn_e2e::{Cairn, Options, components};
+use serde_json::{Value, json};
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+
+/// A host with `Steps` and `Relay` deployed, `Steps` under retry policy `steps_retry`.
+async fn host(steps_retry: &str) -> (Cairn, String) {
+    let cairn = Cairn::start_opts(Options {
+        service_retry: vec![("Steps".into(), steps_retry.into())],
+        ..Options::default()
+    })
+    .await;
+    let steps = cairn
+        .admin_post(
+            "/deployments",
+            &json!({"path": test_artifacts::STEPS_SERVICE}),
+        )
+        .await;
+    assert_eq!(steps.status, 201, "{:?}", steps.body);
+    let relay = cairn
+        .admin_post(
+            "/deployments",
+            &json!({"path": test_artifacts::RELAY_SERVICE}),
+        )
+        .await;
+    assert_eq!(relay.status, 201, "{:?}", relay.body);
+    let steps = steps.body["id"].as_str().unwrap().to_string();
+    (cairn, steps)
+}
+
+/// Sends `input` to `path` (a `/send`): the invocation id.
+async fn send(cairn: &Cairn, path: &str, input: Value) -> String {
+    let reply = cairn.post(&format!("{path}/send"), &input).await;
+    assert_eq!(reply.status, 202, "{:?}", reply.body);
+    reply.invocation_id.expect("invocation id")
+}
+
+/// Waits until `check` holds for invocation `id` (as the admin API shows it).
+async fn until(cairn: &Cairn, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let inv = cairn.admin_get(&format!("/invocations/{id}")).await.body;
+        if check(&inv) {
+            return inv;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {inv}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sleeping(inv: &Value) -> bool {
+    inv["sleepingUntil"].is_i64()
+}
+
+#[tokio::test]
+async fn a_killed_invocation_stops_at_once_keeps_its_journal_and_frees_its_key() {
+    let (cairn, _) = host("").await;
+    // Relay k1 (exclusive) calls Steps, which sleeps a minute: Relay holds its key meanwhile.
+    let call = json!({
+        "target": {"service": "Steps", "handler": "Run"},
+        "input": {"steps": 3, "sleepMs": 60_000},
+    });
+    let relay = send(&cairn, "/Relay/k1/Call", call).await;
+    let inv = until(&cairn, &relay, "calling", |inv| {
+        inv["journal"][0]["name"] == "call Steps/Run"
+    })
+    .await;
+    let callee = inv["journal"][0]["result"]["Ok"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    until(&cairn, &callee, "asleep", sleeping).await;
+
+    let killed = cairn
+        .admin_post(&format!("/invocations/{relay}/kill"), &Value::Null)
+        .await;
+    assert_eq!(killed.status, 200, "{:?}", killed.body);
+    assert_eq!(killed.body["status"], "failed");
+    assert_eq!(killed.body["failure"]["kind"], "killed");
+    let output = cairn.output(&relay).await;
+    assert_eq!(output.status, 409, "{:?}", output.body);
+    assert_eq!(output.body["error"], "killed");
+    let inv = cairn.admin_get(&format!("/invocations/{relay}")).await.body;
+    assert!(!inv["journal"].as_array().unwrap().is_empty(), "{inv}");
+
+    // Its key is free at once: the next exclusive call on k1 runs.
+    let started = Instant::now();
+    let next = cairn.post("/Relay/k1/RunSteps", &json!({"steps": 1})).await;
+    assert_eq!(next.status, 200, "{:?}", next.body);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Killed once: again is a 409 naming its status; an unknown id a 404.
+    let again = cairn
+        .admin_post(&format!("/invocations/{relay}/kill"), &Value::Null)
+        .await;
+    assert_eq!(again.status, 409, "{:?}", again.body);
+    assert!(
+        again.body["message"].as_str().unwrap().contains("failed"),
+        "{:?}",
+        again.body
+    );
+    let unknown = cairn
+        .admin_post("/invocations/inv_nope/kill", &Value::Null)
+        .await;
+    assert_eq!(unknown.status, 404, "{:?}", unknown.body);
+
+    // The sleeping callee, from the command line.
+    let (ok, out, err) = cairn_e2e::cli(CAIRN, &cairn.admin(""), &["kill", &callee]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&callee) && out.contains("failed"), "{out}");
+    let callee = cairn
+        .admin_get(&format!("/invocations/{callee}"))
+        .await
+        .body;
+    assert_eq!(callee["failure"]["kind"], "killed", "{callee}");
+    assert_eq!(cairn.admin_get("/health").await.body["runningAttempts"], 0);
+}
+
+#[tokio::test]
+async fn retries_that_run_out_pause_it_and_resume_runs_it_on_a_fixed_deployment() {
+    let (cairn, steps) = host("max-attempts=1,on-max-attempts=pause").await;
+    // Step 0 fails retryably on attempt 1, and the policy allows one attempt: paused.
+    let reply = cairn
+        .post("/Steps/Run", &json!({"steps": 2, "retryFirst": true}))
+        .await;
+    assert_eq!(reply.status, 503, "{:?}", reply.body);
+    assert_eq!(reply.body["error"], "paused");
+    let id = reply.invocation_id.clone().unwrap();
+    let inv = cairn.admin_get(&format!("/invocations/{id}")).await.body;
+    assert_eq!(inv["status"], "paused", "{inv}");
+    assert_eq!(inv["failure"]["kind"], "paused");
+    assert!(
+        inv["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the first attempt fails"),
+        "{inv}"
+    );
+    let waiting = cairn.output(&id).await;
+    assert_eq!(waiting.status, 202, "{:?}", waiting.body);
+    assert_eq!(waiting.body["status"], "paused");
+    let listed = cairn.admin_get("/invocations?status=paused").await.body;
+    assert_eq!(listed["invocations"][0]["id"], id.as_str(), "{listed}");
+
+    // Not on a deployment of another service; not retried or purged while paused.
+    let relay = cairn.admin_get("/services").await.body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Relay")
+        .unwrap()["deploymentId"]
+        .clone();
+    let wrong = cairn
+        .admin_post(
+            &format!("/invocations/{id}/resume"),
+            &json!({"deployment": relay}),
+        )
+        .await;
+    assert_eq!(wrong.status, 400, "{:?}", wrong.body);
+    assert!(
+        wrong.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not Steps"),
+        "{:?}",
+        wrong.body
+    );
+    for refused in ["retry", "pause"] {
+        let reply = cairn
+            .admin_post(&format!("/invocations/{id}/{refused}"), &Value::Null)
+            .await;
+        assert_eq!(reply.status, 409, "{refused}: {:?}", reply.body);
+    }
+    let purge = cairn.admin_delete(&format!("/invocations/{id}")).await;
+    assert_eq!(purge.status, 409, "{:?}", purge.body);
+    // A paused invocation pins its deployment.
+    let pinned = cairn.admin_get(&format!("/deployments/{steps}")).await.body;
+    assert_eq!(pinned["runningInvocations"], json!([id]), "{pinned}");
+
+    // The fix: another deployment of Steps (here the same code, other bytes); resumed on it,
+    // the attempt after the paused one succeeds.
+    let bytes = std::fs::read(test_artifacts::STEPS_SERVICE).unwrap();
+    let fixed = cairn
+        .deploy_bytes(components::with_custom_section(bytes, b"fixed"), "")
+        .await;
+    assert_eq!(fixed.status, 201, "{:?}", fixed.body);
+    let fixed = fixed.body["id"].as_str().unwrap().to_string();
+    let (ok, out, err) = cairn_e2e::cli(
+        CAIRN,
+        &cairn.admin(""),
+        &["resume", &id, "--deployment", &fixed],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&id), "{out}");
+    let done = cairn.finished_invocation(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"], json!({"steps": 2, "sum": 1}));
+    assert_eq!(done["deploymentId"], fixed.as_str());
+    assert_eq!(done["attempt"], 2);
+    let output = cairn.output(&id).await;
+    assert_eq!(output.status, 200, "{:?}", output.body);
+
+    // Finished: not resumed again; purged, then gone.
+    let again = cairn
+        .admin_post(&format!("/invocations/{id}/resume"), &Value::Null)
+        .await;
+    assert_eq!(again.status, 409, "{:?}", again.body);
+    let purged = cairn.admin_delete(&format!("/invocations/{id}")).await;
+    assert_eq!(purged.status, 200, "{:?}", purged.body);
+    assert_eq!(purged.body["purged"], true);
+    let gone = cairn.admin_get(&format!("/invocations/{id}")).await;
+    assert_eq!(gone.status, 404, "{:?}", gone.body);
+}
+
+#[tokio::test]
+async fn an_operator_pauses_resumes_and_hurries_a_retry() {
+    // A backoff of a minute after the first attempt fails.
+    let (cairn, _) = host("initial=60s,max-delay=60s,max-attempts=3").await;
+    let id = send(
+        &cairn,
+        "/Steps/Run",
+        json!({"steps": 1, "retryFirst": true}),
+    )
+    .await;
+    let waiting = until(&cairn, &id, "in backoff", |inv| inv["retryAt"].is_i64()).await;
+    assert_eq!(waiting["status"], "running", "{waiting}");
+    let started = Instant::now();
+    let (ok, _, err) = cairn_e2e::cli(CAIRN, &cairn.admin(""), &["retry", &id]).await;
+    assert!(ok, "{err}");
+    let done = cairn.finished_invocation(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited out the backoff"
+    );
+    // Not waiting any more: nothing to hurry.
+    let late = cairn
+        .admin_post(&format!("/invocations/{id}/retry"), &Value::Null)
+        .await;
+    assert_eq!(late.status, 409, "{:?}", late.body);
+
+    // Paused by hand while it sleeps: it holds nothing; resumed, it sleeps on where it was.
+    let sleeper = send(&cairn, "/Steps/Run", json!({"steps": 2, "sleepMs": 60_000})).await;
+    let asleep = until(&cairn, &sleeper, "asleep", sleeping).await;
+    let paused = cairn
+        .admin_post(&format!("/invocations/{sleeper}/pause"), &Value::Null)
+        .await;
+    assert_eq!(paused.status, 200, "{:?}", paused.body);
+    assert_eq!(paused.body["status"], "paused");
+    let resumed = cairn
+        .admin_post(&format!("/invocations/{sleeper}/resume"), &Value::Null)
+        .await;
+    assert_eq!(resumed.status, 200, "{:?}", resumed.body);
+    let again = until(&cairn, &sleeper, "asleep again", sleeping).await;
+    assert_eq!(again["sleepingUntil"], asleep["sleepingUntil"], "{again}");
+    assert_eq!(
+        again["journal"].as_array().unwrap().len(),
+        asleep["journal"].as_array().unwrap().len(),
+        "replayed, nothing repeated"
+    );
+    let killed = cairn
+        .admin_post(&format!("/invocations/{sleeper}/kill"), &Value::Null)
+        .await;
+    assert_eq!(
+        killed.body["failure"]["kind"], "killed",
+        "{:?}",
+        killed.body
+    );
+}
+
+/// On PostgreSQL with two hosts: an invocation run by one host, killed through the other's
+/// admin API, stops on its owner within a poll, and its key is free there.
+#[tokio::test]
+async fn on_postgres_a_kill_through_another_host_stops_the_owner() {
+    let database = cairn::storage::ScratchDatabase::create().await.unwrap();
+    let options = || Options {
+        database_url: Some(database.url.clone()),
+        ..Options::default()
+    };
+    let owner = Cairn::start_opts(options()).await;
+    for path in [test_artifacts::STEPS_SERVICE, test_artifacts::RELAY_SERVICE] {
+        let deployed = owner
+            .admin_post("/deployments", &json!({ "path": path }))
+            .await;
+        assert_eq!(deployed.status, 201, "{:?}", deployed.body);
+    }
+    let other = Cairn::start_opts(options()).await;
+    let call = json!({
+        "target": {"service": "Steps", "handler": "Run"},
+        "input": {"steps": 3, "sleepMs": 60_000},
+    });
+    let relay = send(&owner, "/Relay/pg1/Call", call).await;
+    until(&owner, &relay, "calling", |inv| {
+        inv["journal"][0]["name"] == "call Steps/Run"
+    })
+    .await;
+
+    let killed = other
+        .admin_post(&format!("/invocations/{relay}/kill"), &Value::Null)
+        .await;
+    assert_eq!(killed.status, 200, "{:?}", killed.body);
+    assert_eq!(killed.body["failure"]["kind"], "killed");
+    // The owner lets go of the key: its next exclusive call on it runs.
+    let started = Instant::now();
+    let next = owner
+        .post("/Relay/pg1/RunSteps", &json!({"steps": 1}))
+        .await;
+    assert_eq!(next.status, 200, "{:?}", next.body);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let inv = owner.admin_get(&format!("/invocations/{relay}")).await.body;
+    assert_eq!(inv["failure"]["kind"], "killed", "{inv}");
+}
