@@ -54,6 +54,8 @@ enum Command {
     Retry(crate::cli_admin::IdArgs),
     /// Delete a finished invocation: its row, journal, output and idempotency keys.
     Purge(crate::cli_admin::IdArgs),
+    /// Show the state of one key of a keyed object.
+    State(crate::cli_admin::StateArgs),
     /// Run only the fake Stripe/SendGrid/Shippo API.
     MockProviders {
         #[arg(long, env = "MOCK_LISTEN", default_value = "127.0.0.1:8090")]
@@ -229,6 +231,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Resume(args) => crate::cli_admin::resume(args).await,
         Command::Retry(args) => crate::cli_admin::control(args, Control::Retry).await,
         Command::Purge(args) => crate::cli_admin::control(args, Control::Purge).await,
+        Command::State(args) => crate::cli_admin::state(args).await,
         Command::MockProviders {
             listen,
             control_listen,

@@ -130,6 +130,16 @@ pub struct ResumeArgs {
     pub admin: AdminArgs,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct StateArgs {
+    /// The keyed object's service, e.g. `OrderOrchestrator`.
+    pub service: String,
+    /// The object key, e.g. an order id.
+    pub key: String,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
 /// A control of one invocation, by its admin route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
@@ -390,6 +400,28 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
         .json(&serde_json::json!({"deployment": args.deployment}));
     let body = call(request, &args.admin).await?;
     print_controlled(&body, &args.admin);
+    Ok(())
+}
+
+/// `cairn state SERVICE KEY`: the state of one object key, a row per entry.
+pub async fn state(args: StateArgs) -> anyhow::Result<()> {
+    let path = format!("/state/{}/{}", args.service, args.key);
+    let request = args.admin.client()?.get(url(&args.admin, &path));
+    let body = call(request, &args.admin).await?;
+    if args.admin.json {
+        println!("{body:#}");
+        return Ok(());
+    }
+    let rows = body["state"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| vec![name.clone(), cut(&value.to_string(), 120)])
+        .collect();
+    print!("{}", table(&["NAME", "VALUE"], rows));
+    if body["truncated"] == Value::Bool(true) {
+        println!("(more entries than shown)");
+    }
     Ok(())
 }
 

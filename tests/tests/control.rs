@@ -319,3 +319,44 @@ async fn on_postgres_a_kill_through_another_host_stops_the_owner() {
     let inv = owner.admin_get(&format!("/invocations/{relay}")).await.body;
     assert_eq!(inv["failure"]["kind"], "killed", "{inv}");
 }
+
+#[tokio::test]
+async fn the_state_of_a_key_is_read_over_the_admin_api_and_the_cli() {
+    let cairn = Cairn::start().await;
+    let reply = cairn
+        .process_order("order-state", &cairn_e2e::order_input("s@example.com"))
+        .await;
+    assert_eq!(reply.body["status"], "confirmed", "{:?}", reply.body);
+    let state = cairn
+        .admin_get("/state/OrderOrchestrator/order-state")
+        .await;
+    assert_eq!(state.status, 200, "{:?}", state.body);
+    assert_eq!(
+        state.body["state"]["order"]["status"], "confirmed",
+        "{:?}",
+        state.body
+    );
+    assert_eq!(state.body["truncated"], false);
+    let empty = cairn
+        .admin_get("/state/OrderOrchestrator/no-such-order")
+        .await;
+    assert_eq!(empty.body["state"], json!({}), "{:?}", empty.body);
+    let unknown = cairn.admin_get("/state/Nope/k").await;
+    assert_eq!(unknown.status, 404, "{:?}", unknown.body);
+
+    let (ok, out, err) = cairn_e2e::cli(
+        CAIRN,
+        &cairn.admin(""),
+        &["state", "OrderOrchestrator", "order-state"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("NAME")
+            && out
+                .lines()
+                .nth(1)
+                .is_some_and(|row| row.starts_with("order ") && row.contains("chargeId")),
+        "{out}"
+    );
+}

@@ -71,6 +71,10 @@ pub fn router(runtime: Arc<Runtime>, config: AdminConfig, bound: SocketAddr) -> 
                 .fallback(wrong_method),
         )
         .route("/services", get(list_services).fallback(wrong_method))
+        .route(
+            "/state/{service}/{key}",
+            get(control::state).fallback(wrong_method),
+        )
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(max_component_bytes))
         .layer(axum::Extension(Arc::new(config)))
