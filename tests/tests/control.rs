@@ -18,22 +18,19 @@ async fn host(steps_retry: &str) -> (Cairn, String) {
         ..Options::default()
     })
     .await;
-    let steps = cairn
-        .admin_post(
-            "/deployments",
-            &json!({"path": test_artifacts::STEPS_SERVICE}),
-        )
-        .await;
-    assert_eq!(steps.status, 201, "{:?}", steps.body);
-    let relay = cairn
-        .admin_post(
-            "/deployments",
-            &json!({"path": test_artifacts::RELAY_SERVICE}),
-        )
-        .await;
-    assert_eq!(relay.status, 201, "{:?}", relay.body);
-    let steps = steps.body["id"].as_str().unwrap().to_string();
+    let steps = deploy_services(&cairn).await;
     (cairn, steps)
+}
+
+/// Deploys `Steps` and `Relay`; the id of `Steps`' deployment.
+async fn deploy_services(cairn: &Cairn) -> String {
+    let mut ids = Vec::new();
+    for path in [test_artifacts::STEPS_SERVICE, test_artifacts::RELAY_SERVICE] {
+        let deployed = cairn.deploy_file(path, None).await;
+        assert_eq!(deployed.status, 201, "{:?}", deployed.body);
+        ids.push(deployed.body["id"].as_str().unwrap().to_string());
+    }
+    ids.swap_remove(0)
 }
 
 /// Sends `input` to `path` (a `/send`): the invocation id.
@@ -287,12 +284,7 @@ async fn on_postgres_a_kill_through_another_host_stops_the_owner() {
         ..Options::default()
     };
     let owner = Cairn::start_opts(options()).await;
-    for path in [test_artifacts::STEPS_SERVICE, test_artifacts::RELAY_SERVICE] {
-        let deployed = owner
-            .admin_post("/deployments", &json!({ "path": path }))
-            .await;
-        assert_eq!(deployed.status, 201, "{:?}", deployed.body);
-    }
+    deploy_services(&owner).await;
     let other = Cairn::start_opts(options()).await;
     let call = json!({
         "target": {"service": "Steps", "handler": "Run"},

@@ -380,13 +380,7 @@ fn change_status(conn: &Connection, id: &str, change: &StatusChange) -> StorageR
         |f| serde_json::to_string(f).map_err(|e| StorageError::Corrupt(e.to_string()));
     match change {
         StatusChange::Kill(failure) => {
-            conn.prepare_cached(
-                "UPDATE invocations SET status = 'failed', output = NULL, failure = ?, \
-                 updated_at = ?, completed_at = ? WHERE id = ?",
-            )?
-            .execute(params![failure_json(failure)?, now, now, id])?;
-            conn.prepare_cached("DELETE FROM call_markers WHERE invocation_id = ?")?
-                .execute(params![id])?;
+            complete(conn, id, &Outcome::Failed(failure.clone()))?;
         }
         StatusChange::Pause(failure) => {
             conn.prepare_cached(
@@ -487,7 +481,7 @@ fn complete(conn: &Connection, id: &str, outcome: &Outcome) -> StorageResult<Wri
     let (status, output, failure) = outcome.columns()?;
     conn.prepare_cached(
         "UPDATE invocations SET status = ?, output = ?, failure = ?, updated_at = ?, completed_at = ? \
-         WHERE id = ? AND status = 'running'",
+         WHERE id = ? AND status IN ('running', 'paused')",
     )?
     .execute(params![status, output, failure, now, now, id])?;
     conn.prepare_cached("DELETE FROM call_markers WHERE invocation_id = ?")?
