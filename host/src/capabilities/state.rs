@@ -1,5 +1,6 @@
 //! `cairn:durable/state`: per-key state of keyed objects. Reads and writes are journal entries;
-//! a write is committed in the same transaction as its entry.
+//! a write is committed in the same transaction as its entry, and read back by the same
+//! attempt before that commit.
 
 use crate::bindings::state::Host;
 use crate::journal::{Effect, EntryKind};
@@ -33,11 +34,14 @@ impl Host for HostState {
         let key = object_key(svc)?;
         let (storage, service) = (svc.runtime.storage.clone(), svc.info.service.clone());
         let wanted = name.clone();
+        // The attempt's own writes, not committed yet, come first.
+        let written = svc.journal.pending_state(&name);
         svc.journal
             .record(EntryKind::State, "get", &name, |_| async move {
-                Ok(Effect::value(
-                    storage.state_get(&service, &key, &wanted).await?,
-                ))
+                Ok(Effect::value(match written {
+                    Some(value) => value,
+                    None => storage.state_get(&service, &key, &wanted).await?,
+                }))
             })
             .await
             .map_err(trap)
@@ -89,6 +93,11 @@ impl Host for HostState {
         let svc = self.service("state.keys")?;
         let key = object_key(svc)?;
         let (storage, service) = (svc.runtime.storage.clone(), svc.info.service.clone());
+        // The names include the attempt's own writes: committed first (rare: a listing after
+        // a write in the same attempt).
+        if !svc.journal.replaying() && svc.journal.has_pending_state() {
+            svc.journal.flush().await.map_err(trap)?;
+        }
         svc.journal
             .record(EntryKind::State, "keys", &(), |_| async move {
                 Ok(Effect::value(storage.state_keys(&service, &key).await?))

@@ -178,6 +178,22 @@ impl Journal {
         std::mem::take(&mut self.pending)
     }
 
+    /// What this attempt wrote to state `name` and has not committed yet: `Some(None)` cleared,
+    /// `None` nothing (a read then goes to storage). Reads see the attempt's own writes.
+    pub fn pending_state(&self, name: &str) -> Option<Option<Vec<u8>>> {
+        self.pending.iter().rev().find_map(|(_, op)| match op {
+            Some(StateOp::Set { name: n, value }) if n == name => Some(Some(value.clone())),
+            Some(StateOp::Clear { name: n }) if n == name => Some(None),
+            Some(StateOp::ClearAll) => Some(None),
+            _ => None,
+        })
+    }
+
+    /// Whether this attempt has state writes not committed yet.
+    pub fn has_pending_state(&self) -> bool {
+        self.pending.iter().any(|(_, op)| op.is_some())
+    }
+
     /// The keyed state this invocation's state mutations apply to.
     pub fn scope(&self) -> StateScope<'_> {
         StateScope {
@@ -477,6 +493,43 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(marked, None);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_reads_its_own_uncommitted_state_writes() {
+        let (_dir, storage) = storage().await;
+        let mut journal = journal(&storage, vec![]);
+        assert_eq!(journal.pending_state("order"), None);
+        for op in [
+            StateOp::Set {
+                name: "order".into(),
+                value: b"1".to_vec(),
+            },
+            StateOp::Set {
+                name: "other".into(),
+                value: b"2".to_vec(),
+            },
+        ] {
+            journal
+                .record(EntryKind::State, "set", &(), |_| async move {
+                    Ok(Effect::with_state((), op))
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(journal.pending_state("order"), Some(Some(b"1".to_vec())));
+        assert!(journal.has_pending_state());
+        let clear = StateOp::Clear {
+            name: "order".into(),
+        };
+        journal
+            .record(EntryKind::State, "clear", &(), |_| async move {
+                Ok(Effect::with_state((), clear))
+            })
+            .await
+            .unwrap();
+        assert_eq!(journal.pending_state("order"), Some(None));
+        assert_eq!(journal.pending_state("other"), Some(Some(b"2".to_vec())));
     }
 
     #[tokio::test]
