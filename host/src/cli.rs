@@ -43,6 +43,9 @@ enum Command {
     Invocations(crate::cli_admin::InvocationsArgs),
     /// Show one invocation with its journal.
     Invocation(crate::cli_admin::IdArgs),
+    /// Cancel an invocation: its handler is told at its next suspension point or check,
+    /// compensates (the order orchestrator refunds a paid order) and ends `cancelled`.
+    Cancel(crate::cli_admin::IdArgs),
     /// Stop an invocation at once: failed (`killed`), no compensation, its key released, its
     /// journal kept.
     Kill(crate::cli_admin::IdArgs),
@@ -226,6 +229,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Undeploy(args) => crate::cli_admin::undeploy(args).await,
         Command::Invocations(args) => crate::cli_admin::invocations(args).await,
         Command::Invocation(args) => crate::cli_admin::invocation(args).await,
+        Command::Cancel(args) => crate::cli_admin::control(args, Control::Cancel).await,
         Command::Kill(args) => crate::cli_admin::control(args, Control::Kill).await,
         Command::Pause(args) => crate::cli_admin::control(args, Control::Pause).await,
         Command::Resume(args) => crate::cli_admin::resume(args).await,

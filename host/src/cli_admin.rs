@@ -1,6 +1,6 @@
 //! The admin commands of the `cairn` command line: `cairn deploy PATH.wasm`, `cairn deployments`,
 //! `cairn undeploy ID`, `cairn invocations`, `cairn invocation ID`, and the controls of one
-//! invocation (`cairn kill|pause|retry|purge ID`, `cairn resume ID [--deployment D]`). They
+//! invocation (`cairn cancel|kill|pause|retry|purge ID`, `cairn resume ID [--deployment D]`). They
 //! talk to a running host's
 //! admin API (`--admin URL`, `CAIRN_ADMIN_URL`, default `http://127.0.0.1:9070`) and print
 //! aligned tables (`--json` prints the API's JSON instead).
@@ -143,6 +143,7 @@ pub struct StateArgs {
 /// A control of one invocation, by its admin route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
+    Cancel,
     Kill,
     Pause,
     Retry,
@@ -375,15 +376,20 @@ pub async fn invocation(args: IdArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cairn kill|pause|retry|purge ID`.
+/// `cairn cancel|kill|pause|retry|purge ID`.
 pub async fn control(args: IdArgs, control: Control) -> anyhow::Result<()> {
     let client = args.admin.client()?;
     let base = format!("/invocations/{}", args.id);
+    let action = match control {
+        Control::Cancel => "cancel",
+        Control::Kill => "kill",
+        Control::Pause => "pause",
+        Control::Retry => "retry",
+        Control::Purge => "",
+    };
     let request = match control {
-        Control::Kill => client.post(url(&args.admin, &format!("{base}/kill"))),
-        Control::Pause => client.post(url(&args.admin, &format!("{base}/pause"))),
-        Control::Retry => client.post(url(&args.admin, &format!("{base}/retry"))),
         Control::Purge => client.delete(url(&args.admin, &base)),
+        _ => client.post(url(&args.admin, &format!("{base}/{action}"))),
     };
     let body = call(request, &args.admin).await?;
     print_controlled(&body, &args.admin);

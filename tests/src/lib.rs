@@ -3,6 +3,7 @@
 
 pub mod components;
 pub mod echo;
+pub mod invocations;
 pub mod logs;
 pub mod process;
 

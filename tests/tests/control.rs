@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use cairn_e2e::invocations::sleeping;
 use cairn_e2e::{Cairn, Options, components};
 use serde_json::{Value, json};
 
@@ -33,30 +34,6 @@ async fn deploy_services(cairn: &Cairn) -> String {
     ids.swap_remove(0)
 }
 
-/// Sends `input` to `path` (a `/send`): the invocation id.
-async fn send(cairn: &Cairn, path: &str, input: Value) -> String {
-    let reply = cairn.post(&format!("{path}/send"), &input).await;
-    assert_eq!(reply.status, 202, "{:?}", reply.body);
-    reply.invocation_id.expect("invocation id")
-}
-
-/// Waits until `check` holds for invocation `id` (as the admin API shows it).
-async fn until(cairn: &Cairn, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let inv = cairn.admin_get(&format!("/invocations/{id}")).await.body;
-        if check(&inv) {
-            return inv;
-        }
-        assert!(Instant::now() < deadline, "never {what}: {inv}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn sleeping(inv: &Value) -> bool {
-    inv["sleepingUntil"].is_i64()
-}
-
 #[tokio::test]
 async fn a_killed_invocation_stops_at_once_keeps_its_journal_and_frees_its_key() {
     let (cairn, _) = host("").await;
@@ -65,16 +42,17 @@ async fn a_killed_invocation_stops_at_once_keeps_its_journal_and_frees_its_key()
         "target": {"service": "Steps", "handler": "Run"},
         "input": {"steps": 3, "sleepMs": 60_000},
     });
-    let relay = send(&cairn, "/Relay/k1/Call", call).await;
-    let inv = until(&cairn, &relay, "calling", |inv| {
-        inv["journal"][0]["name"] == "call Steps/Run"
-    })
-    .await;
+    let relay = cairn.send("/Relay/k1/Call", &call).await;
+    let inv = cairn
+        .invocation_when(&relay, "calling", |inv| {
+            inv["journal"][0]["name"] == "call Steps/Run"
+        })
+        .await;
     let callee = inv["journal"][0]["result"]["Ok"]
         .as_str()
         .unwrap()
         .to_string();
-    until(&cairn, &callee, "asleep", sleeping).await;
+    cairn.invocation_when(&callee, "asleep", sleeping).await;
 
     let killed = cairn
         .admin_post(&format!("/invocations/{relay}/kill"), &Value::Null)
@@ -222,13 +200,12 @@ async fn retries_that_run_out_pause_it_and_resume_runs_it_on_a_fixed_deployment(
 async fn an_operator_pauses_resumes_and_hurries_a_retry() {
     // A backoff of a minute after the first attempt fails.
     let (cairn, _) = host("initial=60s,max-delay=60s,max-attempts=3").await;
-    let id = send(
-        &cairn,
-        "/Steps/Run",
-        json!({"steps": 1, "retryFirst": true}),
-    )
-    .await;
-    let waiting = until(&cairn, &id, "in backoff", |inv| inv["retryAt"].is_i64()).await;
+    let id = cairn
+        .send("/Steps/Run", &json!({"steps": 1, "retryFirst": true}))
+        .await;
+    let waiting = cairn
+        .invocation_when(&id, "in backoff", |inv| inv["retryAt"].is_i64())
+        .await;
     assert_eq!(waiting["status"], "running", "{waiting}");
     let started = Instant::now();
     let (ok, _, err) = cairn_e2e::cli(CAIRN, &cairn.admin(""), &["retry", &id]).await;
@@ -246,8 +223,10 @@ async fn an_operator_pauses_resumes_and_hurries_a_retry() {
     assert_eq!(late.status, 409, "{:?}", late.body);
 
     // Paused by hand while it sleeps: it holds nothing; resumed, it sleeps on where it was.
-    let sleeper = send(&cairn, "/Steps/Run", json!({"steps": 2, "sleepMs": 60_000})).await;
-    let asleep = until(&cairn, &sleeper, "asleep", sleeping).await;
+    let sleeper = cairn
+        .send("/Steps/Run", &json!({"steps": 2, "sleepMs": 60_000}))
+        .await;
+    let asleep = cairn.invocation_when(&sleeper, "asleep", sleeping).await;
     let paused = cairn
         .admin_post(&format!("/invocations/{sleeper}/pause"), &Value::Null)
         .await;
@@ -257,7 +236,9 @@ async fn an_operator_pauses_resumes_and_hurries_a_retry() {
         .admin_post(&format!("/invocations/{sleeper}/resume"), &Value::Null)
         .await;
     assert_eq!(resumed.status, 200, "{:?}", resumed.body);
-    let again = until(&cairn, &sleeper, "asleep again", sleeping).await;
+    let again = cairn
+        .invocation_when(&sleeper, "asleep again", sleeping)
+        .await;
     assert_eq!(again["sleepingUntil"], asleep["sleepingUntil"], "{again}");
     assert_eq!(
         again["journal"].as_array().unwrap().len(),
@@ -290,11 +271,12 @@ async fn on_postgres_a_kill_through_another_host_stops_the_owner() {
         "target": {"service": "Steps", "handler": "Run"},
         "input": {"steps": 3, "sleepMs": 60_000},
     });
-    let relay = send(&owner, "/Relay/pg1/Call", call).await;
-    until(&owner, &relay, "calling", |inv| {
-        inv["journal"][0]["name"] == "call Steps/Run"
-    })
-    .await;
+    let relay = owner.send("/Relay/pg1/Call", &call).await;
+    owner
+        .invocation_when(&relay, "calling", |inv| {
+            inv["journal"][0]["name"] == "call Steps/Run"
+        })
+        .await;
 
     let killed = other
         .admin_post(&format!("/invocations/{relay}/kill"), &Value::Null)

@@ -104,7 +104,7 @@ async fn a_provider_importing_what_its_world_forbids_is_refused() {
     assert_eq!(reply.status, 400, "{:?}", reply.body);
     let message = reply.body["message"].as_str().unwrap();
     assert!(
-        message.contains("cairn:durable/state@0.1.1")
+        message.contains("cairn:durable/state@0.1.2")
             && message.contains("cairn:durable/provider world does not allow"),
         "{message}"
     );
@@ -115,26 +115,29 @@ async fn a_provider_importing_what_its_world_forbids_is_refused() {
     );
 }
 
-/// `cairn:durable` 0.1.1 only added interfaces: a component built against 0.1.0 (kept in
-/// `tests/fixtures`, built before the bump) deploys and runs unchanged.
+/// `cairn:durable` 0.1.1 and 0.1.2 only added interfaces and functions: components built
+/// against 0.1.0 and 0.1.1 (kept in `tests/fixtures`, built before each bump) deploy and run
+/// unchanged.
 #[tokio::test]
-async fn a_component_built_against_durable_0_1_0_still_runs() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/steps_service-durable-0.1.0.wasm"
-    );
-    let bytes = std::fs::read(path).unwrap();
-    let text = String::from_utf8_lossy(&bytes);
-    assert!(
-        text.contains("cairn:durable/run@0.1.0"),
-        "built against 0.1.0"
-    );
-    assert!(!text.contains("cairn:durable/run@0.1.1"));
+async fn components_built_against_earlier_durable_versions_still_run() {
     let cairn = Cairn::start().await;
-    let deployed = cairn.deploy_bytes(bytes, "").await;
-    assert_eq!(deployed.status, 201, "{:?}", deployed.body);
-    assert_eq!(deployed.body["kind"], "service");
-    let reply = cairn.post("/Steps/Run", &json!({"steps": 3})).await;
-    assert_eq!(reply.status, 200, "{:?}", reply.body);
-    assert_eq!(reply.body, json!({"steps": 3, "sum": 3}));
+    for version in ["0.1.0", "0.1.1"] {
+        let path = format!(
+            "{}/fixtures/steps_service-durable-{version}.wasm",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains(&format!("cairn:durable/run@{version}")),
+            "built against {version}"
+        );
+        assert!(!text.contains("cairn:durable/run@0.1.2"));
+        let deployed = cairn.deploy_bytes(bytes, "").await;
+        assert_eq!(deployed.status, 201, "{version}: {:?}", deployed.body);
+        assert_eq!(deployed.body["kind"], "service");
+        let reply = cairn.post("/Steps/Run", &json!({"steps": 3})).await;
+        assert_eq!(reply.status, 200, "{version}: {:?}", reply.body);
+        assert_eq!(reply.body, json!({"steps": 3, "sum": 3}));
+    }
 }

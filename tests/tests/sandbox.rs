@@ -332,7 +332,7 @@ async fn deployments_that_are_not_valid_components_are_400s_naming_the_problem()
             "unknown world",
             components::component_exporting("acme:other/api@1.0.0"),
             "",
-            "exports nothing another component could call: it must export cairn:durable/handler@0.1.1",
+            "exports nothing another component could call: it must export cairn:durable/handler@0.1.2",
         ),
         (
             "an interface without functions",
@@ -350,7 +350,7 @@ async fn deployments_that_are_not_valid_components_are_400s_naming_the_problem()
             "an import its world forbids",
             std::fs::read(test_artifacts::TAX_STATEFUL).unwrap(),
             "",
-            "imports cairn:durable/state@0.1.1, which the cairn:durable/provider world does not allow",
+            "imports cairn:durable/state@0.1.2, which the cairn:durable/provider world does not allow",
         ),
         (
             "bad limits",

@@ -4,9 +4,9 @@
 //
 // A WIT `result<T, E>` export returns `T` or throws `E`; a variant is `{ tag, val }`.
 
-import { send } from 'cairn:durable/http@0.1.1';
-import { write } from 'cairn:durable/log@0.1.1';
-import { config } from 'cairn:durable/call-context@0.1.1';
+import { send } from 'cairn:durable/http@0.1.2';
+import { write } from 'cairn:durable/log@0.1.2';
+import { config } from 'cairn:durable/call-context@0.1.2';
 
 import { mailSend, receipt, settings, transportError } from './sendgrid.js';
 

@@ -44,6 +44,9 @@ pub trait Effects {
     fn now(&self) -> String;
     /// The operator's configuration value `name` (journaled).
     fn config(&self, name: &str) -> Option<String>;
+    /// [`Failure::cancelled`] once the operator cancelled the invocation (journaled where
+    /// found); waits report it themselves.
+    fn check_cancelled(&self) -> Result<(), Failure>;
     /// Logs a line (not journaled).
     fn log(&self, message: &str);
 }
@@ -112,6 +115,10 @@ impl Effects for HostEffects<'_> {
 
     fn config(&self, name: &str) -> Option<String> {
         self.ctx.config(name)
+    }
+
+    fn check_cancelled(&self) -> Result<(), Failure> {
+        self.ctx.check_cancelled()
     }
 
     fn log(&self, message: &str) {

@@ -18,8 +18,13 @@
 //! 3. Save it `paid`; buy a label and send the confirmation email. Both are optional: a failure
 //!    (an in-doubt call included) is recorded on the order and the flow goes on.
 //! 4. Save it `confirmed` and return it.
+//!
+//! An operator's cancellation (`cairn cancel ID`) stops the flow at the next check: before the
+//! charge, the label or the email, or while it waits for a pending charge. What was done is
+//! undone as `CancelOrder` would ([`crate::lifecycle::apply_cancel`]: a paid order refunded and
+//! its label voided, an unpaid one cancelled), and the invocation ends `cancelled`.
 
-use cairn_sdk::{Completion, Failure};
+use cairn_sdk::{Completion, Failure, Promise};
 
 use crate::bindings::cairn::commerce::types::{
     Address, ChargeRequest, EmailMessage, LabelRequest, Parcel, ProviderError,
@@ -27,6 +32,7 @@ use crate::bindings::cairn::commerce::types::{
 use crate::effects::Effects;
 use crate::events::{EventKind, OrderEvent};
 use crate::input::{MAX_PAYMENT_TIMEOUT_SECS, OrderInput, PAYMENT_TIMEOUT};
+use crate::lifecycle;
 use crate::order::{Order, OrderStatus, later};
 use core::time::Duration;
 
@@ -44,6 +50,7 @@ pub fn process_order(
     let mut resumed: Option<String> = None;
     order.set_status(OrderStatus::Pending, fx.now(), HANDLER);
     fx.save_order(&order)?;
+    stop_if_cancelled(fx, &order)?;
 
     match fx.create_charge(&charge_request(&order, input)) {
         Ok(charge) if charge.status == "pending" => {
@@ -55,7 +62,13 @@ pub fn process_order(
             fx.save_order(&order)?;
             let timeout = payment_timeout(fx, input);
             let waited_from = fx.now();
-            let outcome = match fx.wait_payment(&payment, timeout)? {
+            let waited = match fx.wait_payment(&payment, timeout) {
+                Err(failure) if failure.is_cancelled() => {
+                    return Err(cancelled_waiting(fx, &mut order, &payment, &waited_from));
+                }
+                waited => waited?,
+            };
+            let outcome = match waited {
                 Completion::TimedOut if fx.close_payment(&payment, "payment timed out") => None,
                 // Completed between the timeout and the rejection: the completion stands.
                 Completion::TimedOut => {
@@ -96,6 +109,7 @@ pub fn process_order(
         }
     }
 
+    stop_if_cancelled(fx, &order)?;
     match fx.create_label(&label_request(&order, input)) {
         Ok(label) => {
             order.label_id = Some(label.id);
@@ -104,6 +118,7 @@ pub fn process_order(
         }
         Err(err) => order.record_failure("shipping", describe(&err)),
     }
+    stop_if_cancelled(fx, &order)?;
     match fx.send_email(&confirmation_email(&order, input)) {
         Ok(_) => order.email_sent = true,
         Err(err) => order.record_failure("email", describe(&err)),
@@ -115,6 +130,55 @@ pub fn process_order(
     );
     fx.save_order(&order)?;
     Ok(order)
+}
+
+/// The operator's cancellation, if it came: `order` compensated, and the
+/// cancellation as the flow's failure.
+fn stop_if_cancelled(fx: &impl Effects, order: &Order) -> Result<(), Failure> {
+    fx.check_cancelled()
+        .map_err(|cancelled| compensate(fx, order, cancelled))
+}
+
+/// Undoes what the flow did to `order` as `CancelOrder` would; `cancelled` ends the invocation
+/// unless the compensation itself fails (a refund refused, or to retry).
+fn compensate(fx: &impl Effects, order: &Order, cancelled: Failure) -> Failure {
+    fx.log(&format!(
+        "order {}: cancelled by the operator",
+        order.order_id
+    ));
+    if matches!(
+        order.status,
+        OrderStatus::PaymentFailed | OrderStatus::PaymentInDoubt
+    ) {
+        return cancelled;
+    }
+    // What the flow holds and has not saved yet (a label bought) is undone too.
+    if let Err(failure) = fx.save_order(order) {
+        return failure;
+    }
+    match lifecycle::apply_cancel(fx, &order.order_id) {
+        Ok(_) => cancelled,
+        Err(failure) => failure,
+    }
+}
+
+/// Cancelled while waiting for a pending charge: the promise closed (a charge that succeeded
+/// first is settled, and so refunded), then [`compensate`].
+fn cancelled_waiting(
+    fx: &impl Effects,
+    order: &mut Order,
+    payment: &Promise<OrderEvent>,
+    waited_from: &str,
+) -> Failure {
+    if !fx.close_payment(payment, "cancelled by the operator") {
+        let settled = fx
+            .wait_payment(payment, Duration::ZERO)
+            .and_then(|outcome| settle_pending(fx, order, Some(outcome), waited_from.to_owned()));
+        if let Err(failure) = settled {
+            return failure;
+        }
+    }
+    compensate(fx, order, Failure::cancelled())
 }
 
 /// The order's own timeout, else the operator's `payment-timeout` (humantime: `90s`, `1h`),
@@ -313,5 +377,7 @@ pub(crate) fn describe(err: &ProviderError) -> String {
     }
 }
 
+#[cfg(test)]
+mod cancel_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -156,7 +156,9 @@ impl Context {
         target: &Target,
         input: &[u8],
     ) -> Result<O, Failure> {
-        let output = calls::call(&target.raw(), input)?;
+        let output = calls::call(&target.raw(), input);
+        self.check_cancelled()?;
+        let output = output?;
         decode(&format!("the output of {}", target.handler), &output)
     }
 
@@ -180,7 +182,9 @@ impl Context {
         promise: &Promise<T>,
         timeout: Option<Duration>,
     ) -> Result<Completion<T>, Failure> {
-        completion(promise::wait(&promise.id, timeout.map(ms)))
+        let outcome = promise::wait(&promise.id, timeout.map(ms));
+        self.check_cancelled()?;
+        completion(outcome)
     }
 
     /// Waits for the first of `promises` to complete: its position and how it completed;
@@ -191,7 +195,9 @@ impl Context {
         timeout: Option<Duration>,
     ) -> Result<Option<(usize, Completion<T>)>, Failure> {
         let ids: Vec<String> = promises.iter().map(|p| p.id.clone()).collect();
-        match promise::wait_any(&ids, timeout.map(ms)) {
+        let first = promise::wait_any(&ids, timeout.map(ms));
+        self.check_cancelled()?;
+        match first {
             Some((index, outcome)) => Ok(Some((index as usize, completion(outcome)?))),
             None => Ok(None),
         }

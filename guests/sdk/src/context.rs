@@ -85,6 +85,8 @@ pub struct Context {
     open_step: Cell<bool>,
     /// A step that failed retryably and was not recorded: the attempt must end.
     abandoned_step: RefCell<Option<String>>,
+    /// The operator's cancellation was given to the handler as a [`Failure::cancelled`].
+    cancel_reported: Cell<bool>,
 }
 
 /// What a shared handler of a keyed object may do: everything a [`Context`] can (it derefs to
@@ -289,11 +291,33 @@ impl Context {
     /// Sleeps durably for `duration`, measured from the first time this call ran: the end is
     /// journaled, so a crash or restart does not restart the wait. While it lasts, the host
     /// holds no instance of this component; it replays the handler up to here when the time
-    /// comes (an exclusive handler keeps its key meanwhile).
-    pub fn sleep(&self, duration: core::time::Duration) {
+    /// comes (an exclusive handler keeps its key meanwhile). An operator's cancellation ends it
+    /// early with [`Failure::cancelled`].
+    pub fn sleep(&self, duration: core::time::Duration) -> Result<(), Failure> {
         self.assert_can_journal("sleep");
         let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         timer::sleep(ms);
+        self.check_cancelled()
+    }
+
+    /// Whether the operator cancelled this invocation (`cairn cancel ID`): `true` from the check
+    /// that finds it on. Journaled where it was found, so a replay answers the same.
+    pub fn cancelled(&self) -> bool {
+        self.assert_can_journal("cancelled");
+        context::cancelled()
+    }
+
+    /// [`Failure::cancelled`] once, at the first check after the operator cancelled this
+    /// invocation; `Ok` before, and after it was given (so compensation runs undisturbed). The
+    /// SDK checks after every sleep, wait and call; check yourself between provider calls
+    /// where a cancellation should stop the flow. Return the failure from the handler, after
+    /// compensating, and the invocation ends `cancelled`.
+    pub fn check_cancelled(&self) -> Result<(), Failure> {
+        if self.cancel_reported.get() || !self.cancelled() {
+            return Ok(());
+        }
+        self.cancel_reported.set(true);
+        Err(Failure::cancelled())
     }
 
     /// Traps on a step inside a step, or on anything after a step failed retryably.

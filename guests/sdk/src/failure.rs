@@ -5,6 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The message of [`Failure::cancelled`].
+const CANCELLED: &str = "cancelled by the operator";
+
 /// Whether the host may retry the invocation after this failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailureKind {
@@ -59,6 +62,18 @@ impl Failure {
     pub fn is_terminal(&self) -> bool {
         self.kind == FailureKind::Terminal
     }
+
+    /// The terminal 409 that tells a handler the operator cancelled its invocation (see
+    /// [`crate::Context::check_cancelled`]); returned from the handler, after compensating, it
+    /// ends the invocation `cancelled`.
+    pub fn cancelled() -> Self {
+        Self::terminal(409, CANCELLED)
+    }
+
+    /// Whether this is [`Failure::cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        self.is_terminal() && self.code == 409 && self.message == CANCELLED
+    }
 }
 
 impl fmt::Display for Failure {
@@ -89,5 +104,7 @@ mod tests {
         assert_eq!(r.to_string(), "retryable failure 503: payments unavailable");
         assert_eq!(Failure::not_found("x").code, 404);
         assert_eq!(Failure::bad_request("x").code, 400);
+        assert!(Failure::cancelled().is_cancelled());
+        assert!(!Failure::terminal(409, "conflict").is_cancelled());
     }
 }

@@ -82,15 +82,15 @@ pub mod bindings {
 
             /// Every host capability a guest may import; only the ones called end up imported.
             world imports {
-                import cairn:durable/context@0.1.1;
-                import cairn:durable/run@0.1.1;
-                import cairn:durable/state@0.1.1;
-                import cairn:durable/http@0.1.1;
-                import cairn:durable/log@0.1.1;
-                import cairn:durable/timer@0.1.1;
-                import cairn:durable/call-context@0.1.1;
-                import cairn:durable/calls@0.1.1;
-                import cairn:durable/promise@0.1.1;
+                import cairn:durable/context@0.1.2;
+                import cairn:durable/run@0.1.2;
+                import cairn:durable/state@0.1.2;
+                import cairn:durable/http@0.1.2;
+                import cairn:durable/log@0.1.2;
+                import cairn:durable/timer@0.1.2;
+                import cairn:durable/call-context@0.1.2;
+                import cairn:durable/calls@0.1.2;
+                import cairn:durable/promise@0.1.2;
             }
         ",
         path: "../../wit/deps/durable",

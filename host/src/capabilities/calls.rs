@@ -5,6 +5,7 @@
 //! the idempotency key of the entry, so a caller re-executed after a crash finds the same callee
 //! instead of starting a second. A call then records the callee's outcome as a second entry
 //! (`result`) once there is one; until then the caller is suspended on it, holding no instance.
+//! A cancellation found before `result` cancels the callee and fails the call (409).
 
 use serde::Serialize;
 
@@ -89,6 +90,20 @@ impl Host for HostState {
             Ok(callee) => callee,
             Err(refused) => return Ok(Err(refused)),
         };
+        // Cancelled: the callee is cancelled too, and this call fails without waiting for it.
+        if svc.journal.cancelled().map_err(trap)? {
+            let runtime = svc.runtime.clone();
+            let id = callee.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::runtime::control::cancel(&runtime, &id).await {
+                    tracing::debug!(callee = %id, error = %e, "not cancelled with its caller");
+                }
+            });
+            return Ok(Err(CallError::Failed(CallFailure {
+                code: 409,
+                message: format!("cancelled while calling {callee}"),
+            })));
+        }
         let storage = svc.runtime.storage.clone();
         let journaled = callee.clone();
         svc.journal

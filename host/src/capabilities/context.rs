@@ -1,6 +1,7 @@
 //! `cairn:durable/context`: the invocation a guest is serving (deterministic: fixed for the
-//! invocation, so not journaled) and the service's operator configuration (journaled, so that a
-//! replay reads the value the first attempt read even if the operator changed it since).
+//! invocation, so not journaled), the service's operator configuration (journaled, so that a
+//! replay reads the value the first attempt read even if the operator changed it since), and
+//! the operator's cancellation (journaled where it was found: see [`crate::journal::Journal::cancelled`]).
 
 use crate::bindings::context::{Host, Invocation};
 use crate::journal::{Effect, EntryKind};
@@ -22,6 +23,13 @@ impl Host for HostState {
                 Ok(Effect::value(value))
             })
             .await
+            .map_err(trap)
+    }
+
+    async fn cancelled(&mut self) -> wasmtime::Result<bool> {
+        self.service("context.cancelled")?
+            .journal
+            .cancelled()
             .map_err(trap)
     }
 }

@@ -5,7 +5,8 @@
 //! when its timeout ends, and `waited`, recording the outcome once there is one; until then the
 //! invocation is suspended on the promises and the timeout, holding no instance. Recording the
 //! outcome keeps a replay on what the guest saw, even if the timeout fired before a late
-//! completion. `resolve`/`reject` are one entry each, and wake the waiters of this process.
+//! completion. A cancellation found before `waited` ends the wait as a timeout would.
+//! `resolve`/`reject` are one entry each, and wake the waiters of this process.
 
 use crate::bindings::promise::{Host, Outcome, PromiseError};
 use crate::journal::{Awaited, Effect, EntryKind, JournalError};
@@ -108,6 +109,10 @@ impl Host for HostState {
             )
             .await
             .map_err(trap)?;
+        // Cancelled: no outcome is waited for (the handler checks the cancellation next).
+        if svc.journal.cancelled().map_err(trap)? {
+            return Ok(None);
+        }
         let storage = svc.runtime.storage.clone();
         let args = ids.clone();
         svc.journal

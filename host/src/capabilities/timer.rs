@@ -1,7 +1,8 @@
 //! `cairn:durable/timer`: durable sleeps. The first time a sleep runs, its end is journaled;
 //! until then the call stops the attempt with [`JournalError::Suspended`], and the invoker drops
 //! the instance, waits without one, and replays the journal when the time comes. A replayed sleep
-//! answers from its entry, so it ends at the recorded time however often the host restarts.
+//! answers from its entry, so it ends at the recorded time however often the host restarts. A
+//! cancellation ends it at once.
 
 use crate::bindings::timer::Host;
 use crate::journal::{Effect, EntryKind, JournalError};
@@ -19,7 +20,8 @@ impl Host for HostState {
             })
             .await
             .map_err(trap)?;
-        if now_ms() < until_ms {
+        // Cut short by the operator's cancellation (the handler checks it next).
+        if now_ms() < until_ms && !svc.journal.cancelled().map_err(trap)? {
             return Err(trap(JournalError::Suspended {
                 until_ms: Some(until_ms),
                 on: Vec::new(),

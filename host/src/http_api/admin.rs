@@ -43,20 +43,8 @@ pub fn router(runtime: Arc<Runtime>, config: AdminConfig, bound: SocketAddr) -> 
                 .fallback(wrong_method),
         )
         .route(
-            "/invocations/{id}/kill",
-            post(control::kill).fallback(wrong_method),
-        )
-        .route(
-            "/invocations/{id}/pause",
-            post(control::pause).fallback(wrong_method),
-        )
-        .route(
-            "/invocations/{id}/resume",
-            post(control::resume).fallback(wrong_method),
-        )
-        .route(
-            "/invocations/{id}/retry",
-            post(control::retry).fallback(wrong_method),
+            "/invocations/{id}/{action}",
+            post(control::act).fallback(wrong_method),
         )
         .route(
             "/deployments",

@@ -1,6 +1,6 @@
 //! Admin routes that act on one invocation ([`crate::runtime::control`]):
-//! `POST /invocations/{id}/kill`, `/pause`, `/resume` (optionally `{"deployment": id}`),
-//! `/retry`, and `DELETE /invocations/{id}` (purge a finished one). Each answers the
+//! `POST /invocations/{id}/cancel`, `/kill`, `/pause`, `/resume` (optionally
+//! `{"deployment": id}`), `/retry`, and `DELETE /invocations/{id}` (purge a finished one). Each answers the
 //! invocation as it stands after the change; 404 for an unknown id, 409 when its status does
 //! not allow the change (with the status), 400 for a bad body. Also `GET /state/{service}/{key}`:
 //! the state of one object key.
@@ -41,23 +41,42 @@ async fn current(runtime: &Runtime, id: &str) -> Result<Json<Value>, ApiError> {
         "failure": inv.failure,
         "deploymentId": inv.deployment_id,
         "attempt": inv.attempt,
+        "cancelledAt": inv.cancelled_at,
     })))
 }
 
-pub(super) async fn kill(
-    State(runtime): State<Arc<Runtime>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    control::stop(&runtime, &id, Stop::Kill).await?;
-    current(&runtime, &id).await
+/// What an operator does to one invocation: `POST /invocations/{id}/{action}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Cancel,
+    Kill,
+    Pause,
+    Resume,
+    Retry,
 }
 
-pub(super) async fn pause(
-    State(runtime): State<Arc<Runtime>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    control::stop(&runtime, &id, Stop::Pause).await?;
-    current(&runtime, &id).await
+impl Action {
+    const ALL: [Action; 5] = [
+        Action::Cancel,
+        Action::Kill,
+        Action::Pause,
+        Action::Resume,
+        Action::Retry,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Cancel => "cancel",
+            Action::Kill => "kill",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Retry => "retry",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|action| action.as_str() == s)
+    }
 }
 
 /// The body of `POST /invocations/{id}/resume` (empty or `null`: the same deployment).
@@ -67,28 +86,40 @@ struct Resume {
     deployment: Option<String>,
 }
 
-pub(super) async fn resume(
+/// `POST /invocations/{id}/{action}`: the body is empty (or `null`), except resume's.
+pub(super) async fn act(
     State(runtime): State<Arc<Runtime>>,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body_bytes(body)?;
-    let request: Resume = if body.is_empty() {
-        Resume::default()
-    } else {
-        serde_json::from_slice::<Option<Resume>>(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
-            .unwrap_or_default()
+    let Some(action) = Action::parse(&action) else {
+        return Err(ApiError::not_found(format!(
+            "no action {action:?} on an invocation: cancel, kill, pause, resume or retry"
+        )));
     };
-    control::resume(&runtime, &id, request.deployment).await?;
-    current(&runtime, &id).await
-}
-
-pub(super) async fn retry(
-    State(runtime): State<Arc<Runtime>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    control::retry_now(&runtime, &id).await?;
+    let body = body_bytes(body)?;
+    let resume: Option<Resume> = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    if resume.is_some() && action != Action::Resume {
+        return Err(ApiError::bad_request(format!(
+            "{} takes no body (only resume takes {{\"deployment\": id}})",
+            action.as_str()
+        )));
+    }
+    match action {
+        Action::Cancel => control::cancel(&runtime, &id).await?,
+        Action::Kill => control::stop(&runtime, &id, Stop::Kill).await?,
+        Action::Pause => control::stop(&runtime, &id, Stop::Pause).await?,
+        Action::Resume => {
+            let deployment = resume.unwrap_or_default().deployment;
+            control::resume(&runtime, &id, deployment).await?;
+        }
+        Action::Retry => control::retry_now(&runtime, &id).await?,
+    }
     current(&runtime, &id).await
 }
 

@@ -506,6 +506,7 @@ fn respond(id: &str, outcome: Outcome) -> Response {
                 FailureKind::Terminal => "terminal_failure",
                 FailureKind::Diverged => "diverged",
                 FailureKind::Killed => "killed",
+                FailureKind::Cancelled => "cancelled",
                 FailureKind::Paused => "paused",
                 FailureKind::Retryable => "retries_exhausted",
             };

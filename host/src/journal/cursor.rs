@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 use super::{Entry, EntryKind, JournalError, digest_json, preview_json};
 use crate::storage::{CallMarker, StateOp, StateScope, Storage, now_ms};
 
+mod cancel;
+
 /// Longest entry name (a step's, a state key's...) a guest may give.
 const MAX_NAME_BYTES: usize = 1024;
 /// Largest result one entry records, encoded.
@@ -109,6 +111,8 @@ pub struct Journal {
     mark_next: bool,
     /// When the entry before the cursor started (Unix ms).
     last_start: Option<i64>,
+    /// The operator's cancellation: asked for, told to the handler.
+    cancel: cancel::Cancellation,
 }
 
 impl Journal {
@@ -133,6 +137,7 @@ impl Journal {
             pending: Vec::new(),
             mark_next: false,
             last_start: None,
+            cancel: Default::default(),
         }
     }
 
@@ -234,6 +239,8 @@ impl Journal {
         let args_json = serde_json::to_vec(args).map_err(|e| JournalError::Codec(e.to_string()))?;
         let args_digest = digest_json(&args_json);
         let mark = std::mem::take(&mut self.mark_next);
+        self.take_unchecked_cancel();
+        self.reset_checks();
         if let Some(recorded) = self.recorded.get(self.next as usize) {
             if recorded.kind != kind || recorded.name != name || recorded.args_digest != args_digest
             {
@@ -332,6 +339,8 @@ impl Journal {
                 "run step {name:?} started inside step {open:?}: steps do not nest"
             )));
         }
+        self.take_unchecked_cancel();
+        self.reset_checks();
         // Steps do not nest, so the first `run` entry ahead of the cursor closes this step.
         let start = self.next as usize;
         let closing = self.recorded[start.min(self.recorded.len())..]

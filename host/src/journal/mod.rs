@@ -32,6 +32,8 @@ pub enum EntryKind {
     Promise,
     /// A read of the service's operator configuration (`cairn:durable/context.config`).
     Config,
+    /// The operator's cancellation reached the handler here (see [`Journal::cancelled`]).
+    Cancel,
 }
 
 impl EntryKind {
@@ -50,6 +52,7 @@ impl EntryKind {
             EntryKind::Invoke => "invoke",
             EntryKind::Promise => "promise",
             EntryKind::Config => "config",
+            EntryKind::Cancel => "cancel",
         }
     }
 
@@ -63,6 +66,7 @@ impl EntryKind {
             "invoke" => Some(EntryKind::Invoke),
             "promise" => Some(EntryKind::Promise),
             "config" => Some(EntryKind::Config),
+            "cancel" => Some(EntryKind::Cancel),
             _ => None,
         }
     }

@@ -1,10 +1,13 @@
-//! Operator control of invocations: kill, pause, resume, retry now, purge. A stop reaches the
+//! Operator control of invocations: cancel, kill, pause, resume, retry now, purge. A cancel is
+//! recorded in storage and told to the task that runs the invocation, which wakes if it waits;
+//! the handler learns of it at its next check and may compensate. A stop reaches the
 //! task that runs the invocation in this process, which drops what it was doing (an attempt, a
 //! wait, a backoff: its instance, permit and key with it) and writes the change itself; an
 //! invocation no task of this process runs (paused, or on another host) is changed in storage
 //! directly, and its owner finds the change at its next look at the row.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,6 +60,16 @@ struct Handle {
     /// Set while the task waits out a retry's backoff; `retry_now` ends the wait.
     backoff_until: Mutex<Option<i64>>,
     retry_now: Notify,
+    /// Set when the operator cancels it (shared with each attempt's journal).
+    cancel: Arc<AtomicBool>,
+    cancelled: Notify,
+}
+
+impl Handle {
+    fn cancel(&self) {
+        self.cancel.store(true, Ordering::Release);
+        self.cancelled.notify_waiters();
+    }
 }
 
 /// The tasks of this process that run invocations, by invocation id.
@@ -73,6 +86,8 @@ impl Controls {
             stopped: Notify::new(),
             backoff_until: Mutex::new(None),
             retry_now: Notify::new(),
+            cancel: Arc::default(),
+            cancelled: Notify::new(),
         });
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.insert(id.to_string(), handle.clone());
@@ -129,6 +144,50 @@ impl Drop for Registration {
 }
 
 impl Registration {
+    /// The operator's cancellation, as each attempt's journal shares it.
+    pub(crate) fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.handle.cancel.clone()
+    }
+
+    /// Whether the operator cancelled the invocation.
+    pub(crate) fn cancel_asked(&self) -> bool {
+        self.handle.cancel.load(Ordering::Acquire)
+    }
+
+    /// Records a cancellation found in storage (made through another host, or before a restart).
+    pub(crate) fn cancelled_in(&self, inv: &Invocation) {
+        if inv.cancelled_at.is_some() && !self.cancel_asked() {
+            self.handle.cancel();
+        }
+    }
+
+    /// Completes once the operator cancelled the invocation.
+    async fn cancel_requested(&self) {
+        loop {
+            let notified = self.handle.cancelled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.cancel_asked() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits as [`super::wakes::wait`] does, or until the operator cancels the invocation
+    /// (`true`: go on, replay and tell the handler).
+    pub(crate) async fn wait(
+        &self,
+        runtime: &Runtime,
+        until_ms: Option<i64>,
+        on: &[Awaited],
+    ) -> bool {
+        tokio::select! {
+            woke = super::wakes::wait(runtime, until_ms, on) => woke,
+            () = self.cancel_requested() => true,
+        }
+    }
+
     /// Completes when an operator stops the invocation: what to do, and where to answer.
     pub(crate) async fn stopped(&self) -> StopRequest {
         loop {
@@ -160,6 +219,8 @@ impl Registration {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = now => tracing::info!(invocation = %self.id, "retried now by the operator"),
+            // The next attempt tells the handler.
+            () = self.cancel_requested() => {}
         }
         *self
             .handle
@@ -189,7 +250,7 @@ pub enum ControlError {
 
 fn refused(id: &str, status: InvocationStatus, action: &'static str) -> ControlError {
     let applies = match action {
-        "kill" => "running or paused invocations",
+        "kill" | "cancel" => "running or paused invocations",
         "pause" | "retry" => "running invocations",
         "resume" => "paused invocations",
         _ => "finished invocations",
@@ -276,7 +337,14 @@ pub(crate) async fn changed_elsewhere(runtime: &Runtime, id: &str) -> Outcome {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         match runtime.storage.invocation(id).await {
-            Ok(Some(inv)) if inv.status == InvocationStatus::Running => {}
+            Ok(Some(inv)) if inv.status == InvocationStatus::Running => {
+                if inv.cancelled_at.is_some()
+                    && let Some(handle) = runtime.controls.get(id)
+                    && !handle.cancel.load(Ordering::Acquire)
+                {
+                    handle.cancel();
+                }
+            }
             Ok(Some(inv)) => {
                 return inv
                     .outcome()
@@ -291,6 +359,35 @@ pub(crate) async fn changed_elsewhere(runtime: &Runtime, id: &str) -> Outcome {
 /// Why a paused invocation is paused (its row's failure).
 pub(crate) fn paused_failure(inv: &Invocation) -> FailureRecord {
     inv.failure.clone().unwrap_or_else(|| Stop::Pause.failure())
+}
+
+/// Cancels invocation `id`: recorded in storage first (so it survives a restart and reaches
+/// another host), then told to its task in this process; a paused one runs again, here, to be
+/// told. Its handler learns of it at its next check and ends `cancelled` after compensating.
+pub async fn cancel(runtime: &Arc<Runtime>, id: &str) -> Result<(), ControlError> {
+    let Some(inv) = runtime.storage.invocation(id).await? else {
+        return Err(ControlError::NotFound(id.to_string()));
+    };
+    if !StatusChange::Cancel.applies_to(inv.status) {
+        return Err(refused(id, inv.status, "cancel"));
+    }
+    changed(
+        id,
+        runtime
+            .storage
+            .change_status(id, &StatusChange::Cancel)
+            .await?,
+        "cancel",
+    )?;
+    tracing::info!(invocation = %id, "cancelled by the operator");
+    if let Some(handle) = runtime.controls.get(id) {
+        handle.cancel();
+    } else if inv.status == InvocationStatus::Paused
+        && let Some(resumed) = runtime.storage.invocation(id).await?
+    {
+        super::start::spawn(runtime, resumed);
+    }
+    Ok(())
 }
 
 /// Ends the backoff of invocation `id` so its next attempt starts now.

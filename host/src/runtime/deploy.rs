@@ -18,8 +18,8 @@ use crate::storage::{DeploymentRecord, StorageError, now_ms};
 
 /// Looked up semver-compatibly: a component built against `cairn:durable@0.1.0` exports
 /// `handler@0.1.0`, which these find.
-const HANDLER_EXPORT: &str = "cairn:durable/handler@0.1.1";
-const RECOVERY_EXPORT: &str = "cairn:durable/recovery@0.1.1";
+const HANDLER_EXPORT: &str = "cairn:durable/handler@0.1.2";
+const RECOVERY_EXPORT: &str = "cairn:durable/recovery@0.1.2";
 
 /// Why a component was refused. All are the deployer's fault (4xx) except storage.
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 //! and commit the outcome.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use wasmtime::Store;
 
@@ -42,6 +43,7 @@ enum Attempt {
 pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
     let id = inv.id.clone();
     let registration = runtime.controls.register(&id);
+    registration.cancelled_in(&inv);
     let shared = runtime.storage.shared();
     let request = tokio::select! {
         biased;
@@ -73,9 +75,14 @@ async fn invoke_registered(
 ) -> Outcome {
     // A delayed send waits for its time first, holding nothing (a restart resumes the wait).
     if let Some(not_before) = inv.not_before
-        && !super::wakes::wait(runtime, Some(not_before), &[]).await
+        && not_before > crate::storage::now_ms()
     {
-        return stopping(&inv.id);
+        if !registration.wait(runtime, Some(not_before), &[]).await {
+            return stopping(&inv.id);
+        }
+        if registration.cancel_asked() {
+            return cancelled_unstarted(runtime, &inv).await;
+        }
     }
     // The first attempt may know its journal already (new, or resumed after a restart).
     let known = inv.known_journal.take();
@@ -106,6 +113,30 @@ fn stopping(id: &str) -> Outcome {
         503,
         "the host is stopping; the invocation resumes when it starts again",
     ))
+}
+
+/// Ends delayed send `inv`, cancelled before its time came, without running it.
+async fn cancelled_unstarted(runtime: &Runtime, inv: &Invocation) -> Outcome {
+    let outcome = Outcome::Failed(FailureRecord::new(
+        FailureKind::Cancelled,
+        409,
+        "cancelled by the operator before it started",
+    ));
+    let scope = StateScope {
+        service: &inv.service,
+        key: inv.key.as_deref().unwrap_or_default(),
+    };
+    match runtime
+        .storage
+        .complete(&inv.id, &outcome, scope, Vec::new())
+        .await
+    {
+        Ok(()) => {
+            runtime.wakes.notify(|| Awaited::Invocation(inv.id.clone()));
+            outcome
+        }
+        Err(e) => storage_failure(&inv.id, &e),
+    }
 }
 
 /// How [`run_to_end`] stopped.
@@ -145,7 +176,7 @@ async fn run_suspending(
         let id = std::mem::take(&mut inv.id);
         drop(inv);
         tracing::debug!(invocation = %id, ?until_ms, ?on, "suspended");
-        if !super::wakes::wait(runtime, until_ms, &on).await {
+        if !registration.wait(runtime, until_ms, &on).await {
             return stopping(&id);
         }
         inv = match runtime.storage.invocation(&id).await {
@@ -153,7 +184,10 @@ async fn run_suspending(
                 return Outcome::Failed(control::paused_failure(&row));
             }
             Ok(Some(row)) => match row.outcome() {
-                None => row,
+                None => {
+                    registration.cancelled_in(&row);
+                    row
+                }
                 // Ended elsewhere meanwhile (another host took it over, or it was killed).
                 Some(outcome) => return outcome,
             },
@@ -204,8 +238,17 @@ async fn run_to_end(
         let permit = runtime.running.acquire().await;
         // Boxed: a suspended invocation keeps its task, which would otherwise be as large as
         // the attempt's future (instantiation and the guest call) for as long as it waits.
-        let (result, pending) =
-            Box::pin(run_attempt(runtime, inv, attempt, exclusive, known.take())).await;
+        let (result, pending) = Box::pin(run_attempt(
+            runtime,
+            inv,
+            Start {
+                attempt,
+                exclusive,
+                cancel: registration.cancel_flag(),
+            },
+            known.take(),
+        ))
+        .await;
         drop(permit);
         match result {
             Attempt::Output(out) => break (Outcome::Succeeded(out), pending),
@@ -336,28 +379,50 @@ fn exclusive(runtime: &Runtime, inv: &Invocation) -> bool {
 /// Entries recorded by an attempt and not yet committed.
 type Pending = Vec<(Entry, Option<StateOp>)>;
 
+/// What one attempt starts with.
+struct Start {
+    attempt: u32,
+    exclusive: bool,
+    /// The operator's cancellation, shared with the attempt's journal.
+    cancel: Arc<AtomicBool>,
+}
+
 /// Runs one attempt; returns how it ended and the entries it recorded but did not commit yet.
+/// A terminal failure after the handler was told of a cancellation is the cancellation's end.
 async fn run_attempt(
     runtime: &Arc<Runtime>,
     inv: &Invocation,
-    attempt: u32,
-    exclusive: bool,
+    start: Start,
     known: Option<Vec<Entry>>,
 ) -> (Attempt, Pending) {
     let mut store = None;
-    let result = attempt_in(runtime, inv, attempt, exclusive, known, &mut store).await;
-    let pending = match store.map(|s: Store<HostState>| s.into_data().role) {
-        Some(Role::Service(mut ctx)) => ctx.journal.take_pending(),
-        _ => Vec::new(),
+    let mut result = attempt_in(runtime, inv, start, known, &mut store).await;
+    let (pending, told) = match store.map(|s: Store<HostState>| s.into_data().role) {
+        Some(Role::Service(mut ctx)) => {
+            (ctx.journal.take_pending(), ctx.journal.cancel_delivered())
+        }
+        _ => (Vec::new(), false),
     };
+    if let Attempt::Failed {
+        retryable: false,
+        failure,
+    } = &mut result
+        && told
+        && failure.kind == FailureKind::Terminal
+    {
+        failure.kind = FailureKind::Cancelled;
+    }
     (result, pending)
 }
 
 async fn attempt_in(
     runtime: &Arc<Runtime>,
     inv: &Invocation,
-    attempt: u32,
-    exclusive: bool,
+    Start {
+        attempt,
+        exclusive,
+        cancel,
+    }: Start,
     known: Option<Vec<Entry>>,
     slot: &mut Option<Store<HostState>>,
 ) -> Attempt {
@@ -396,7 +461,8 @@ async fn attempt_in(
         runtime.storage.clone(),
         recorded,
         runtime.settings.fail_point.clone(),
-    );
+    )
+    .with_cancel(cancel);
     let ctx = ServiceCtx {
         info: context::Invocation {
             id: inv.id.clone(),

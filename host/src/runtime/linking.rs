@@ -219,15 +219,15 @@ mod tests {
             "acme:tax/calculate"
         );
         assert_eq!(unversioned("acme:tax/calculate"), "acme:tax/calculate");
-        assert!(is_host_interface("cairn:durable/recovery@0.1.1"));
+        assert!(is_host_interface("cairn:durable/recovery@0.1.2"));
         assert!(is_host_interface("wasi:io/streams@0.2.6"));
         assert!(!is_host_interface("cairn:commerce/payments@0.1.0"));
     }
 
     #[test]
     fn a_forbidden_import_is_named_with_what_the_world_allows() {
-        let err = forbidden(World::Provider, "cairn:durable/state@0.1.1").to_string();
-        assert!(err.contains("cairn:durable/state@0.1.1"), "{err}");
+        let err = forbidden(World::Provider, "cairn:durable/state@0.1.2").to_string();
+        assert!(err.contains("cairn:durable/state@0.1.2"), "{err}");
         assert!(err.contains("cairn:durable/provider"), "{err}");
         assert!(err.contains("cairn:durable/call-context"), "{err}");
     }

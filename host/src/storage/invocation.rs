@@ -59,6 +59,9 @@ pub enum FailureKind {
     Diverged,
     /// Stopped by the operator (`kill`), without compensation.
     Killed,
+    /// Cancelled by the operator: the handler was told and ended with a terminal failure
+    /// (after compensating, as it chose).
+    Cancelled,
     /// Paused: by its retry policy once the attempts ran out, or by the operator.
     Paused,
 }
@@ -70,6 +73,7 @@ impl FailureKind {
             FailureKind::Retryable => "retryable",
             FailureKind::Diverged => "diverged",
             FailureKind::Killed => "killed",
+            FailureKind::Cancelled => "cancelled",
             FailureKind::Paused => "paused",
         }
     }
@@ -155,6 +159,10 @@ pub struct Invocation {
     /// Attempts made before it was last resumed: its retry policy counts from there.
     #[serde(skip)]
     pub attempt_base: u32,
+    /// When the operator cancelled it (Unix ms): the handler is told at its next suspension
+    /// point or check, and may compensate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<i64>,
     pub idempotency_key: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -196,6 +204,7 @@ impl Invocation {
             providers: new.providers.clone(),
             attempt: 1,
             attempt_base: 0,
+            cancelled_at: None,
             idempotency_key: new.idempotency.as_ref().map(|(key, _)| key.clone()),
             created_at: at,
             updated_at: at,
@@ -216,6 +225,9 @@ pub enum StatusChange {
     /// Paused → running: a new attempt (its retry policy counting from it), on `deployment`
     /// when given (another deployment of the same service).
     Resume { deployment: Option<String> },
+    /// Running or paused → its cancellation recorded (a paused one running again, as by
+    /// `Resume`), for the handler to be told.
+    Cancel,
     /// Succeeded or failed → gone: the row, its journal, call markers, promises and the
     /// idempotency keys that name it.
     Purge,
@@ -225,7 +237,7 @@ impl StatusChange {
     /// The statuses it applies to.
     pub fn applies_to(&self, status: InvocationStatus) -> bool {
         match self {
-            StatusChange::Kill(_) => !status.is_finished(),
+            StatusChange::Kill(_) | StatusChange::Cancel => !status.is_finished(),
             StatusChange::Pause(_) => status == InvocationStatus::Running,
             StatusChange::Resume { .. } => status == InvocationStatus::Paused,
             StatusChange::Purge => status.is_finished(),

@@ -33,6 +33,11 @@ pub(crate) struct Fake {
     pub(crate) labels: RefCell<Vec<LabelRequest>>,
     pub(crate) emails: RefCell<Vec<EmailMessage>>,
     pub(crate) loads: Cell<u32>,
+    /// Cancellation checks made, and the one at which the operator's cancellation is found.
+    pub(crate) checks: Cell<u32>,
+    pub(crate) cancel_at_check: Cell<Option<u32>>,
+    /// The next wait for the payment is ended by the operator's cancellation.
+    pub(crate) cancel_wait: Cell<bool>,
 }
 
 impl Fake {
@@ -73,6 +78,9 @@ impl Fake {
             labels: RefCell::new(Vec::new()),
             emails: RefCell::new(Vec::new()),
             loads: Cell::new(0),
+            checks: Cell::new(0),
+            cancel_at_check: Cell::new(None),
+            cancel_wait: Cell::new(false),
         }
     }
 
@@ -105,6 +113,9 @@ impl Effects for Fake {
         timeout: core::time::Duration,
     ) -> Result<Completion<OrderEvent>, Failure> {
         self.timeouts.borrow_mut().push(timeout);
+        if self.cancel_wait.take() {
+            return Err(Failure::cancelled());
+        }
         Ok(self
             .waits
             .borrow_mut()
@@ -158,6 +169,14 @@ impl Effects for Fake {
     }
 
     fn log(&self, _message: &str) {}
+
+    fn check_cancelled(&self) -> Result<(), Failure> {
+        self.checks.set(self.checks.get() + 1);
+        if self.cancel_at_check.get() == Some(self.checks.get()) {
+            return Err(Failure::cancelled());
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn example_input() -> OrderInput {
@@ -439,7 +458,7 @@ fn payment_method_and_currency_reach_the_charge() {
     assert_eq!(charge.currency, "eur");
 }
 
-fn pending_charge(fake: &Fake) {
+pub(crate) fn pending_charge(fake: &Fake) {
     *fake.charge.borrow_mut() = Some(Ok(Charge {
         id: "ch_1".into(),
         amount: 5000,
@@ -448,7 +467,7 @@ fn pending_charge(fake: &Fake) {
     }));
 }
 
-fn event(id: &str, kind: EventKind) -> OrderEvent {
+pub(crate) fn event(id: &str, kind: EventKind) -> OrderEvent {
     OrderEvent {
         event_id: id.into(),
         at: Some("2026-12-02T00:00:01.000Z".into()),

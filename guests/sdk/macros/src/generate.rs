@@ -42,7 +42,7 @@ const SDK_IMPORTS: [&str; 9] = [
 ];
 
 /// The durable package these bindings are for, the one `cairn_sdk::bindings` binds.
-const DURABLE: (&str, &str, &str) = ("cairn", "durable", "0.1.1");
+const DURABLE: (&str, &str, &str) = ("cairn", "durable", "0.1.2");
 
 /// The durable WIT package, in the repository beside the SDK.
 const DURABLE_WIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../wit/deps/durable");

@@ -119,7 +119,7 @@ impl Relay {
         } = input.unwrap_or_default();
         let promise: Promise<Value> = ctx.promise();
         if let Some(ms) = sleep_ms {
-            ctx.sleep(Duration::from_millis(ms));
+            ctx.sleep(Duration::from_millis(ms))?;
         }
         let id = promise.id().to_string();
         Ok(

@@ -46,7 +46,7 @@ impl Steps {
         let mut sum = 0_u64;
         for i in 0..u64::from(input.steps) {
             if i == 1 && input.sleep_ms > 0 {
-                ctx.sleep(core::time::Duration::from_millis(input.sleep_ms));
+                ctx.sleep(core::time::Duration::from_millis(input.sleep_ms))?;
             }
             sum += ctx.run(&format!("step-{i}"), || {
                 if i == 0 && input.retry_first && ctx.invocation().attempt == 1 {

@@ -81,6 +81,20 @@ pub(super) async fn change_status(
             .execute(&mut *tx)
             .await?;
         }
+        StatusChange::Cancel => {
+            // A paused one runs again (a new attempt, as on resume) to be told.
+            sqlx::query(
+                "UPDATE invocations SET cancelled_at = COALESCE(cancelled_at, $1), \
+                 status = 'running', failure = NULL, \
+                 attempt = CASE WHEN status = 'paused' THEN attempt + 1 ELSE attempt END, \
+                 attempt_base = CASE WHEN status = 'paused' THEN attempt ELSE attempt_base END, \
+                 updated_at = $1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
         StatusChange::Purge => {
             for sql in [
                 "DELETE FROM journal WHERE invocation_id = $1",

@@ -29,6 +29,7 @@ pub(super) fn invocation(row: &PgRow) -> StorageResult<Invocation> {
         providers: json_column("providers", &providers)?,
         attempt: row.try_get::<i32, _>("attempt")? as u32,
         attempt_base: row.try_get::<i32, _>("attempt_base")? as u32,
+        cancelled_at: row.try_get("cancelled_at")?,
         idempotency_key: row.try_get("idempotency_key")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

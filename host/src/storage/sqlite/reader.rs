@@ -122,6 +122,7 @@ pub(super) fn invocation(row: &Row<'_>) -> StorageResult<Invocation> {
         providers: json_column("providers", &providers)?,
         attempt: row.get::<_, i64>("attempt")? as u32,
         attempt_base: row.get::<_, i64>("attempt_base")? as u32,
+        cancelled_at: row.get("cancelled_at")?,
         idempotency_key: row.get("idempotency_key")?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,

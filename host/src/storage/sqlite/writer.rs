@@ -396,6 +396,17 @@ fn change_status(conn: &Connection, id: &str, change: &StatusChange) -> StorageR
             )?
             .execute(params![deployment, now, id])?;
         }
+        StatusChange::Cancel => {
+            // A paused one runs again (a new attempt, as on resume) to be told.
+            conn.prepare_cached(
+                "UPDATE invocations SET cancelled_at = COALESCE(cancelled_at, ?), \
+                 status = 'running', failure = NULL, \
+                 attempt = CASE WHEN status = 'paused' THEN attempt + 1 ELSE attempt END, \
+                 attempt_base = CASE WHEN status = 'paused' THEN attempt ELSE attempt_base END, \
+                 updated_at = ? WHERE id = ?",
+            )?
+            .execute(params![now, now, id])?;
+        }
         StatusChange::Purge => {
             for sql in [
                 "DELETE FROM journal WHERE invocation_id = ?",
