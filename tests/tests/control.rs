@@ -256,9 +256,10 @@ async fn an_operator_pauses_resumes_and_hurries_a_retry() {
 }
 
 /// On PostgreSQL with two hosts: an invocation run by one host, killed through the other's
-/// admin API, stops on its owner within a poll, and its key is free there.
+/// admin API, stops on its owner within a poll, and its key is free there; a cancel reaches it
+/// the same way.
 #[tokio::test]
-async fn on_postgres_a_kill_through_another_host_stops_the_owner() {
+async fn on_postgres_a_kill_or_cancel_through_another_host_reaches_the_owner() {
     let database = cairn::storage::ScratchDatabase::create().await.unwrap();
     let options = || Options {
         database_url: Some(database.url.clone()),
@@ -292,6 +293,20 @@ async fn on_postgres_a_kill_through_another_host_stops_the_owner() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let inv = owner.admin_get(&format!("/invocations/{relay}")).await.body;
     assert_eq!(inv["failure"]["kind"], "killed", "{inv}");
+
+    // A cancel through the other host reaches the owner's sleeping invocation within a poll.
+    let sleeper = owner
+        .send("/Steps/Run", &json!({"steps": 3, "sleepMs": 60_000}))
+        .await;
+    owner.invocation_when(&sleeper, "asleep", sleeping).await;
+    let cancelled = other
+        .admin_post(&format!("/invocations/{sleeper}/cancel"), &Value::Null)
+        .await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    let inv = owner
+        .invocation_when(&sleeper, "cancelled", |inv| inv["status"] == "failed")
+        .await;
+    assert_eq!(inv["failure"]["kind"], "cancelled", "{inv}");
 }
 
 #[tokio::test]
@@ -333,4 +348,111 @@ async fn the_state_of_a_key_is_read_over_the_admin_api_and_the_cli() {
                 .is_some_and(|row| row.starts_with("order ") && row.contains("chargeId")),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn an_operator_edits_a_key_s_state_with_an_audit_entry_only_while_no_invocation_holds_it() {
+    let cairn = Cairn::start().await;
+    let input = cairn_e2e::order_input("e@example.com");
+    let reply = cairn.process_order("order-edit", &input).await;
+    assert_eq!(reply.body["status"], "confirmed", "{:?}", reply.body);
+    let path = "/state/OrderOrchestrator/order-edit";
+    let put = |body: Value| {
+        let cairn = &cairn;
+        async move {
+            let resp = cairn
+                .admin_http
+                .put(cairn.admin(&format!("{path}/note")))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = put(json!({"value": {"by": "ops"}, "reason": "ticket 42"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"]["note"], json!({"by": "ops"}), "{body}");
+    assert_eq!(body["state"]["order"]["status"], "confirmed");
+    assert_eq!(body["audit"][0]["name"], "note");
+    assert_eq!(body["audit"][0]["before"], Value::Null);
+    assert_eq!(body["audit"][0]["after"], json!({"by": "ops"}));
+    assert_eq!(body["audit"][0]["reason"], "ticket 42");
+
+    // Bad edits: a 400 that says what is wrong, and nothing written.
+    for bad in [
+        json!({"value": 1}),
+        json!({"value": 1, "reason": "  "}),
+        json!({"value": 1, "reason": "x", "by": "me"}),
+    ] {
+        let (status, body) = put(bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["message"].is_string(), "{body}");
+    }
+    let view = cairn.admin_get(path).await.body;
+    assert_eq!(view["audit"].as_array().unwrap().len(), 1, "{view}");
+
+    let cleared = cairn
+        .admin_delete(&format!("{path}/note?reason=cleanup"))
+        .await;
+    assert_eq!(cleared.status, 200, "{:?}", cleared.body);
+    assert!(
+        cleared.body["state"].get("note").is_none(),
+        "{:?}",
+        cleared.body
+    );
+    assert_eq!(cleared.body["audit"][0]["before"], json!({"by": "ops"}));
+
+    let admin = cairn.admin("");
+    let args = [
+        "state",
+        "OrderOrchestrator",
+        "order-edit",
+        "--set",
+        "note=3",
+    ];
+    let (ok, _, err) = cairn_e2e::cli(CAIRN, &admin, &args).await;
+    assert!(!ok && err.contains("--reason"), "{err}");
+    let args = [&args[..], &["--reason", "from the cli"]].concat();
+    let (ok, out, err) = cairn_e2e::cli(CAIRN, &admin, &args).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("edits") && out.contains("from the cli"),
+        "{out}"
+    );
+    assert_eq!(cairn.admin_get(path).await.body["state"]["note"], 3);
+
+    // An order waiting for its payment holds its key: the edit is refused, nothing written.
+    let mut pending = input.clone();
+    pending["paymentMethod"] = json!("pm_card_pending");
+    let id = cairn
+        .send("/OrderOrchestrator/order-busy/ProcessOrder", &pending)
+        .await;
+    cairn
+        .invocation_when(&id, "waiting for its payment", |inv| {
+            inv["journal"]
+                .as_array()
+                .is_some_and(|j| j.iter().any(|e| e["name"] == "wait"))
+        })
+        .await;
+    let resp = cairn
+        .admin_http
+        .put(cairn.admin("/state/OrderOrchestrator/order-busy/order"))
+        .json(&json!({"value": null, "reason": "force"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 409);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains(&id), "{body}");
+    let view = cairn
+        .admin_get("/state/OrderOrchestrator/order-busy")
+        .await
+        .body;
+    assert_eq!(
+        view["state"]["order"]["status"], "payment_pending",
+        "{view}"
+    );
+    assert_eq!(view["audit"], json!([]));
 }

@@ -9,12 +9,12 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
 use super::access::{AdminAccess, Guard};
 use super::error::{no_route, wrong_method};
-use super::{ApiError, bytes_to_json, control, deployments};
+use super::{ApiError, bytes_to_json, control, deployments, state};
 use crate::journal::{Entry, EntryKind};
 use crate::runtime::Runtime;
 use crate::storage::{Invocation, InvocationFilter, InvocationStatus};
@@ -61,7 +61,11 @@ pub fn router(runtime: Arc<Runtime>, config: AdminConfig, bound: SocketAddr) -> 
         .route("/services", get(list_services).fallback(wrong_method))
         .route(
             "/state/{service}/{key}",
-            get(control::state).fallback(wrong_method),
+            get(state::get).fallback(wrong_method),
+        )
+        .route(
+            "/state/{service}/{key}/{name}",
+            put(state::put).delete(state::delete).fallback(wrong_method),
         )
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(max_component_bytes))

@@ -2,8 +2,7 @@
 //! `POST /invocations/{id}/cancel`, `/kill`, `/pause`, `/resume` (optionally
 //! `{"deployment": id}`), `/retry`, and `DELETE /invocations/{id}` (purge a finished one). Each answers the
 //! invocation as it stands after the change; 404 for an unknown id, 409 when its status does
-//! not allow the change (with the status), 400 for a bad body. Also `GET /state/{service}/{key}`:
-//! the state of one object key.
+//! not allow the change (with the status), 400 for a bad body.
 
 use std::sync::Arc;
 
@@ -129,31 +128,4 @@ pub(super) async fn purge(
 ) -> Result<Json<Value>, ApiError> {
     control::purge(&runtime, &id).await?;
     Ok(Json(json!({"id": id, "purged": true})))
-}
-
-/// The most state entries `GET /state/{service}/{key}` shows.
-const MAX_STATE_ENTRIES: usize = 1000;
-
-/// `GET /state/{service}/{key}`: the state of one key of a keyed object, each value as JSON
-/// (or text), at most [`MAX_STATE_ENTRIES`] of them (`truncated` says when there are more).
-pub(super) async fn state(
-    State(runtime): State<Arc<Runtime>>,
-    Path((service, key)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    if runtime.registry().service(&service).is_none() {
-        return Err(ApiError::not_found(format!("no service {service:?}")));
-    }
-    let names = runtime.storage.state_keys(&service, &key).await?;
-    let mut state = serde_json::Map::new();
-    for name in names.iter().take(MAX_STATE_ENTRIES) {
-        if let Some(value) = runtime.storage.state_get(&service, &key, name).await? {
-            state.insert(name.clone(), super::bytes_to_json(&value));
-        }
-    }
-    Ok(Json(json!({
-        "service": service,
-        "key": key,
-        "state": state,
-        "truncated": names.len() > MAX_STATE_ENTRIES,
-    })))
 }

@@ -8,6 +8,7 @@ pub mod deployments;
 mod error;
 pub mod ingress;
 mod promises;
+mod state;
 pub mod webhooks;
 
 pub use error::ApiError;

@@ -23,6 +23,7 @@ macro_rules! entry_columns {
 mod invocation;
 mod postgres;
 mod sqlite;
+mod state_edit;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,7 @@ pub use invocation::{
 };
 pub use postgres::{PgStorage, ScratchDatabase};
 pub use sqlite::SqliteStorage;
+pub use state_edit::{StateAudit, StateEdit, StateEdited};
 
 use std::sync::Arc;
 
@@ -322,6 +324,23 @@ pub trait Storage: Send + Sync + 'static {
         name: &str,
     ) -> StorageResult<Option<Vec<u8>>>;
     async fn state_keys(&self, service: &str, key: &str) -> StorageResult<Vec<String>>;
+    /// The first `limit` state entries (name, value) of object `key` of `service`, by name.
+    async fn state_entries(
+        &self,
+        service: &str,
+        key: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<(String, Vec<u8>)>>;
+    /// An operator's edit of one state entry with its audit record, in one transaction;
+    /// [`StateEdited::Busy`] (nothing written) while an unfinished invocation of the key exists.
+    async fn edit_state(&self, edit: &StateEdit) -> StorageResult<StateEdited>;
+    /// The newest `limit` audit records of object `key` of `service`, newest first.
+    async fn state_audit(
+        &self,
+        service: &str,
+        key: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<StateAudit>>;
 
     async fn put_deployment(&self, d: &DeploymentRecord) -> StorageResult<()>;
     /// Stored deployments, the least recently activated first.

@@ -14,6 +14,7 @@ mod ending;
 mod leases;
 mod rows;
 mod scratch;
+mod state;
 
 pub use scratch::ScratchDatabase;
 
@@ -28,8 +29,9 @@ use leases::Leases;
 
 use super::{
     CallMarker, Changed, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation,
-    Outcome, PromiseCompletion, PromiseOutcome, Purged, StateOp, StateScope, StatusChange, Storage,
-    StorageError, StorageOptions, StorageResult, Table, UnfinishedScan, now_ms,
+    Outcome, PromiseCompletion, PromiseOutcome, Purged, StateAudit, StateEdit, StateEdited,
+    StateOp, StateScope, StatusChange, Storage, StorageError, StorageOptions, StorageResult, Table,
+    UnfinishedScan, now_ms,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -412,6 +414,28 @@ impl Storage for PgStorage {
         .bind(key)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn state_entries(
+        &self,
+        service: &str,
+        key: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<(String, Vec<u8>)>> {
+        state::entries(&self.pool, service, key, limit).await
+    }
+
+    async fn edit_state(&self, edit: &StateEdit) -> StorageResult<StateEdited> {
+        state::edit(&self.pool, edit).await
+    }
+
+    async fn state_audit(
+        &self,
+        service: &str,
+        key: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<StateAudit>> {
+        state::audit(&self.pool, service, key, limit).await
     }
 
     async fn put_deployment(&self, d: &DeploymentRecord) -> StorageResult<()> {

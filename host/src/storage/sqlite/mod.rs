@@ -14,14 +14,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::{
     CallMarker, Changed, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation,
-    Outcome, PromiseCompletion, PromiseOutcome, Purged, StateOp, StateScope, StatusChange, Storage,
-    StorageError, StorageResult, Table, UnfinishedScan,
+    Outcome, PromiseCompletion, PromiseOutcome, Purged, StateAudit, StateEdit, StateEdited,
+    StateOp, StateScope, StatusChange, Storage, StorageError, StorageResult, Table, UnfinishedScan,
 };
 use crate::journal::Entry;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 mod reader;
+mod state;
 mod writer;
 
 use reader::{Readers, rows};
@@ -393,6 +394,39 @@ impl Storage for SqliteStorage {
                     "SELECT name FROM state WHERE service = ? AND object_key = ? ORDER BY name";
                 rows(conn, sql, params, |row| Ok(row.get(0)?))
             })
+            .await
+    }
+
+    async fn state_entries(
+        &self,
+        service: &str,
+        key: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<(String, Vec<u8>)>> {
+        let (service, key) = (service.to_string(), key.to_string());
+        self.readers
+            .run(move |conn| state::entries(conn, &service, &key, limit))
+            .await
+    }
+
+    async fn edit_state(&self, edit: &StateEdit) -> StorageResult<StateEdited> {
+        match self.writer.write(Write::EditState(edit.clone())).await? {
+            Written::StateEdited(edited) => Ok(edited),
+            _ => Err(StorageError::Corrupt(
+                "a state edit answered nothing".into(),
+            )),
+        }
+    }
+
+    async fn state_audit(
+        &self,
+        service: &str,
+        key: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<StateAudit>> {
+        let (service, key) = (service.to_string(), key.to_string());
+        self.readers
+            .run(move |conn| state::audit(conn, &service, &key, limit))
             .await
     }
 

@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::super::{
     CallMarker, Changed, DeploymentRecord, InvocationStatus, LEGACY_KEY_RETENTION_MS,
-    NewInvocation, Outcome, PromiseOutcome, Purged, StateOp, StatusChange, StorageError,
-    StorageResult, now_ms,
+    NewInvocation, Outcome, PromiseOutcome, Purged, StateEdit, StateEdited, StateOp, StatusChange,
+    StorageError, StorageResult, now_ms,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -74,6 +74,8 @@ pub(super) enum Write {
         name: String,
         fresh: Vec<u8>,
     },
+    /// See [`super::super::Storage::edit_state`] (answers `StateEdited`).
+    EditState(StateEdit),
     /// See [`super::super::Storage::purge`] (answers `Purged`).
     Purge {
         now: i64,
@@ -96,6 +98,7 @@ pub(super) enum Written {
     Purged(Purged),
     Bytes(Vec<u8>),
     Changed(Changed),
+    StateEdited(StateEdited),
 }
 
 type Reply = oneshot::Sender<StorageResult<Written>>;
@@ -307,6 +310,7 @@ fn apply(conn: &Connection, write: &Write) -> StorageResult<Written> {
                 .execute(params![id])?;
             Ok(Written::Rows(rows as u64))
         }
+        Write::EditState(edit) => super::state::edit(conn, edit),
         Write::Purge {
             now,
             finished_before,

@@ -14,6 +14,8 @@ use super::{
 };
 use crate::journal::{Entry, EntryKind};
 
+mod operator;
+
 /// Runs `test` on a fresh SQLite storage, then on a fresh PostgreSQL one.
 async fn on_both<F, Fut>(test: F)
 where
@@ -117,93 +119,6 @@ async fn an_invocation_is_created_read_and_completed() {
         let read = storage.invocation("b").await.unwrap().unwrap();
         assert_eq!(read.status, InvocationStatus::Failed);
         assert_eq!(read.failure, Some(failure));
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn an_operator_kills_pauses_resumes_and_purges_only_from_the_statuses_that_allow_it() {
-    on_both(|storage| async move {
-        let paused = FailureRecord::new(FailureKind::Paused, 503, "paused");
-        let killed = FailureRecord::new(FailureKind::Killed, 409, "killed");
-        assert_eq!(
-            storage
-                .change_status("nope", &StatusChange::Purge)
-                .await
-                .unwrap(),
-            Changed::NotFound
-        );
-        storage.create_invocation(&invocation("p")).await.unwrap();
-        storage.append("p", &entry(0), None).await.unwrap();
-        storage.set_attempt("p", 3).await.unwrap();
-        // Running: not purged, not resumed; paused.
-        for refused in [
-            StatusChange::Purge,
-            StatusChange::Resume { deployment: None },
-        ] {
-            let changed = storage.change_status("p", &refused).await.unwrap();
-            assert_eq!(changed, Changed::Refused(InvocationStatus::Running));
-        }
-        let pause = StatusChange::Pause(paused.clone());
-        assert_eq!(
-            storage.change_status("p", &pause).await.unwrap(),
-            Changed::Applied
-        );
-        let read = storage.invocation("p").await.unwrap().unwrap();
-        assert_eq!(read.status, InvocationStatus::Paused);
-        assert_eq!(read.failure, Some(paused.clone()));
-        assert!(read.outcome().is_none(), "kept, not failed");
-        // Not resumed by a start: only running invocations are unfinished work.
-        let unfinished = storage
-            .unfinished_invocations(&mut UnfinishedScan::default(), 10)
-            .await
-            .unwrap();
-        assert!(unfinished.is_empty());
-
-        // Resumed on another deployment: a new attempt, the policy counting from it.
-        let resume = StatusChange::Resume {
-            deployment: Some("fixed".into()),
-        };
-        assert_eq!(
-            storage.change_status("p", &resume).await.unwrap(),
-            Changed::Applied
-        );
-        let read = storage.invocation("p").await.unwrap().unwrap();
-        assert_eq!(read.status, InvocationStatus::Running);
-        assert_eq!((read.attempt, read.attempt_base), (4, 3));
-        assert_eq!(read.deployment_id, "fixed");
-        assert_eq!(read.failure, None);
-
-        // Killed: its outcome stands against a late completion; the journal stays.
-        let kill = StatusChange::Kill(killed.clone());
-        assert_eq!(
-            storage.change_status("p", &kill).await.unwrap(),
-            Changed::Applied
-        );
-        let late = Outcome::Succeeded(b"late".to_vec());
-        storage
-            .complete("p", &late, SCOPE, Vec::new())
-            .await
-            .unwrap();
-        let read = storage.invocation("p").await.unwrap().unwrap();
-        assert_eq!(read.status, InvocationStatus::Failed);
-        assert_eq!(read.failure, Some(killed));
-        assert_eq!(storage.journal("p").await.unwrap().len(), 1);
-        assert_eq!(
-            storage.change_status("p", &kill).await.unwrap(),
-            Changed::Refused(InvocationStatus::Failed)
-        );
-
-        // Purged: row and journal gone.
-        assert_eq!(
-            storage
-                .change_status("p", &StatusChange::Purge)
-                .await
-                .unwrap(),
-            Changed::Applied
-        );
-        assert!(storage.invocation("p").await.unwrap().is_none());
-        assert!(storage.journal("p").await.unwrap().is_empty());
     })
     .await;
 }
