@@ -14,6 +14,7 @@ pub mod cli_admin;
 pub mod config;
 pub mod http_api;
 pub mod journal;
+pub mod metrics;
 pub mod outbound;
 pub mod runtime;
 pub mod server;

@@ -14,6 +14,7 @@ use wasmtime::component::{Linker, Val};
 
 use crate::journal::values::{self, ArgsJson, ValJson};
 use crate::journal::{Effect, EntryKind, JournalError};
+use crate::metrics::CallOutcome;
 use crate::runtime::callee::{self, Call};
 use crate::runtime::linking::unversioned;
 use crate::runtime::{HostState, misuse, trap};
@@ -64,6 +65,7 @@ impl HostState {
             svc.journal.mark_next_call();
         }
         let name = call.name.clone();
+        let name_for_metrics = name.clone();
         let args = call.params.clone();
         // Live, the callee's value itself; replaying, it is decoded from the record.
         let mut live_output: Option<Val> = None;
@@ -77,8 +79,17 @@ impl HostState {
                 &name,
                 &ArgsJson(&args),
                 |live| async move {
+                    let started = std::time::Instant::now();
                     let performed =
                         callee::perform(&runtime, &invocation_id, &deployment, &live, call).await?;
+                    let outcome = match &performed.output {
+                        _ if performed.trapped.is_some() => CallOutcome::Trap,
+                        Some(Val::Result(Err(_))) => CallOutcome::Error,
+                        _ => CallOutcome::Ok,
+                    };
+                    runtime
+                        .metrics
+                        .provider_call(&name_for_metrics, outcome, started.elapsed());
                     // A trapped call is recorded (its exchanges left the host) as a soft entry,
                     // which the next attempt performs again.
                     let soft = performed.trapped.is_some()

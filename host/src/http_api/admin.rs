@@ -59,6 +59,7 @@ pub fn router(runtime: Arc<Runtime>, config: AdminConfig, bound: SocketAddr) -> 
                 .fallback(wrong_method),
         )
         .route("/services", get(list_services).fallback(wrong_method))
+        .route("/metrics", get(metrics).fallback(wrong_method))
         .route(
             "/state/{service}/{key}",
             get(state::get).fallback(wrong_method),
@@ -75,6 +76,20 @@ pub fn router(runtime: Arc<Runtime>, config: AdminConfig, bound: SocketAddr) -> 
             super::access::guard,
         ))
         .with_state(runtime)
+}
+
+/// Prometheus metrics ([`crate::metrics`]), as OpenMetrics text.
+async fn metrics(State(runtime): State<Arc<Runtime>>) -> impl axum::response::IntoResponse {
+    let text = runtime
+        .metrics
+        .render(runtime.running_attempts(), runtime.controls.waiting());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
 }
 
 /// Liveness, and the invocation attempts running now (each holding a component instance;

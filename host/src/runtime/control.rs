@@ -7,7 +7,7 @@
 //! directly, and its owner finds the change at its next look at the row.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,6 +76,24 @@ impl Handle {
 #[derive(Default)]
 pub struct Controls {
     running: Mutex<HashMap<String, Arc<Handle>>>,
+    /// Tasks waiting without an instance (suspended, delayed, in backoff).
+    waiting: AtomicUsize,
+}
+
+/// Counts one task in [`Controls::waiting`] while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Controls {
@@ -101,6 +119,11 @@ impl Controls {
     fn get(&self, id: &str) -> Option<Arc<Handle>> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.get(id).cloned()
+    }
+
+    /// Invocations of this process waiting without an instance now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// When invocation `id` waits out a retry's backoff in this process: until when (Unix ms).
@@ -182,6 +205,7 @@ impl Registration {
         until_ms: Option<i64>,
         on: &[Awaited],
     ) -> bool {
+        let _waiting = Waiting::new(&self.controls.waiting);
         tokio::select! {
             woke = super::wakes::wait(runtime, until_ms, on) => woke,
             () = self.cancel_requested() => true,
@@ -216,6 +240,7 @@ impl Registration {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(until);
         let now = self.handle.retry_now.notified();
+        let _waiting = Waiting::new(&self.controls.waiting);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = now => tracing::info!(invocation = %self.id, "retried now by the operator"),

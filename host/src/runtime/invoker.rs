@@ -42,6 +42,7 @@ enum Attempt {
 /// instance, permit and key.
 pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
     let id = inv.id.clone();
+    let service = inv.service.clone();
     let registration = runtime.controls.register(&id);
     registration.cancelled_in(&inv);
     let shared = runtime.storage.shared();
@@ -55,6 +56,15 @@ pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
         }
     };
     let outcome = control::apply_stop(runtime, &id, request).await;
+    if let Outcome::Failed(f) = &outcome
+        && matches!(f.kind, FailureKind::Killed | FailureKind::Paused)
+    {
+        let status = match f.kind {
+            FailureKind::Paused => InvocationStatus::Paused,
+            _ => InvocationStatus::Failed,
+        };
+        runtime.metrics.ended(&service, status);
+    }
     if shared {
         release(runtime, &id).await;
     }
@@ -133,6 +143,9 @@ async fn cancelled_unstarted(runtime: &Runtime, inv: &Invocation) -> Outcome {
     {
         Ok(()) => {
             runtime.wakes.notify(|| Awaited::Invocation(inv.id.clone()));
+            runtime
+                .metrics
+                .ended(&inv.service, InvocationStatus::Failed);
             outcome
         }
         Err(e) => storage_failure(&inv.id, &e),
@@ -236,6 +249,7 @@ async fn run_to_end(
         // Bounded instances at once: only a running attempt holds a permit (and an instance);
         // one waiting for its key, a retry or a timer holds neither.
         let permit = runtime.running.acquire().await;
+        runtime.metrics.attempt(&inv.service);
         // Boxed: a suspended invocation keeps its task, which would otherwise be as large as
         // the attempt's future (instantiation and the guest call) for as long as it waits.
         let (result, pending) = Box::pin(run_attempt(
@@ -278,6 +292,7 @@ async fn run_to_end(
                         tracing::error!(invocation = %inv.id, error = %e, "could not record the attempt's last entries");
                     }
                     tracing::warn!(invocation = %inv.id, attempt, error = %failure.message, "attempt failed; retrying");
+                    runtime.metrics.retry(&inv.service);
                     registration.backoff(policy.delay(attempt)).await;
                     attempt += 1;
                     if let Err(e) = runtime.storage.set_attempt(&inv.id, attempt).await {
@@ -302,6 +317,7 @@ async fn run_to_end(
         {
             Ok(()) => {
                 runtime.wakes.notify(|| Awaited::Invocation(inv.id.clone()));
+                runtime.metrics.ended(&inv.service, outcome.status());
                 return Ran::Ended(outcome);
             }
             Err(e) if e.is_retryable() && tries < 5 => {
@@ -343,6 +359,9 @@ async fn pause(
         .await
     {
         Ok(Changed::Applied) => {
+            runtime
+                .metrics
+                .ended(&inv.service, InvocationStatus::Paused);
             tracing::warn!(invocation = %inv.id, attempts = made, error = %why.message, "attempts ran out; paused");
             Outcome::Failed(why)
         }

@@ -109,6 +109,8 @@ pub struct Runtime {
     pub wakes: wakes::Wakes,
     /// The tasks running invocations here, for an operator to stop or hurry.
     pub controls: Arc<control::Controls>,
+    /// What `GET /metrics` shows.
+    pub metrics: crate::metrics::Metrics,
     /// Permits for running invocations (`RuntimeSettings::max_running`).
     pub(crate) running: tokio::sync::Semaphore,
     /// "deployment/interface#function" → the index of that export (see [`callee`]).
@@ -183,6 +185,7 @@ impl Runtime {
             .map(|p| &*p.policy)
             .chain([&*settings.service_policy]);
         let outbound = Outbound::new(policies)?;
+        let metrics = crate::metrics::Metrics::new(storage.flush_stats());
         Ok(Arc::new(Runtime {
             engine,
             linkers,
@@ -193,6 +196,7 @@ impl Runtime {
             locks: KeyLocks::default(),
             wakes: wakes::Wakes::default(),
             controls: Arc::default(),
+            metrics,
             running: tokio::sync::Semaphore::new(settings.max_running.max(1)),
             retry_safety: Default::default(),
             callee_exports: Default::default(),

@@ -265,6 +265,14 @@ pub enum Outcome {
 type OutcomeColumns<'a> = (&'static str, Option<&'a [u8]>, Option<String>);
 
 impl Outcome {
+    /// The status it ends an invocation with.
+    pub fn status(&self) -> InvocationStatus {
+        match self {
+            Outcome::Succeeded(_) => InvocationStatus::Succeeded,
+            Outcome::Failed(_) => InvocationStatus::Failed,
+        }
+    }
+
     /// The invocation row's columns for this outcome.
     pub(super) fn columns(&self) -> StorageResult<OutcomeColumns<'_>> {
         Ok(match self {

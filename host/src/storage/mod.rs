@@ -379,6 +379,9 @@ pub trait Storage: Send + Sync + 'static {
         false
     }
 
+    /// The latency and size of its journal commits (registered as metrics by the runtime).
+    fn flush_stats(&self) -> crate::metrics::FlushStats;
+
     /// Claims `lease` (`inv:<id>`, or `key:<service>/<key>` for an exclusive turn) for invocation
     /// `id` until [`Storage::release`]: from then on every write for `id` is fenced by it.
     /// `false` while another live host holds it, or this process holds it for `id` already. A

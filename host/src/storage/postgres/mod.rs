@@ -43,6 +43,7 @@ const MAX_CONNECTIONS: u32 = 16;
 pub struct PgStorage {
     pool: PgPool,
     leases: Leases,
+    flush: crate::metrics::FlushStats,
 }
 
 impl PgStorage {
@@ -58,7 +59,11 @@ impl PgStorage {
             .await
             .map_err(|e| StorageError::Migration(e.to_string()))?;
         let leases = Leases::start(&pool, &connect, options).await?;
-        Ok(PgStorage { pool, leases })
+        Ok(PgStorage {
+            pool,
+            leases,
+            flush: Default::default(),
+        })
     }
 
     /// A transaction for a write of invocation `id`, begun with the check that this host still
@@ -80,6 +85,10 @@ pub(super) type Tx<'a> = Transaction<'a, Postgres>;
 
 #[async_trait]
 impl Storage for PgStorage {
+    fn flush_stats(&self) -> crate::metrics::FlushStats {
+        self.flush.clone()
+    }
+
     async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Created> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -291,9 +300,11 @@ impl Storage for PgStorage {
         scope: StateScope<'_>,
         entries: Vec<(Entry, Option<StateOp>)>,
     ) -> StorageResult<()> {
+        let started = std::time::Instant::now();
         let mut tx = self.fenced(id).await?;
         append_entries(&mut tx, id, &scope, &entries).await?;
         tx.commit().await?;
+        self.flush.observe(started.elapsed(), entries.len());
         Ok(())
     }
 

@@ -32,6 +32,7 @@ use writer::{Write, Writer, Written};
 pub struct SqliteStorage {
     readers: Arc<Readers>,
     writer: Writer,
+    flush: crate::metrics::FlushStats,
 }
 
 impl SqliteStorage {
@@ -49,9 +50,11 @@ impl SqliteStorage {
             .map_err(|e| StorageError::Migration(e.to_string()))?;
         pool.close().await;
         let path = options.get_filename();
+        let flush = crate::metrics::FlushStats::default();
         Ok(SqliteStorage {
             readers: Readers::new(path),
-            writer: Writer::spawn(path)?,
+            writer: Writer::spawn(path, flush.clone())?,
+            flush,
         })
     }
 }
@@ -83,6 +86,10 @@ fn owned_entries(
 
 #[async_trait]
 impl Storage for SqliteStorage {
+    fn flush_stats(&self) -> crate::metrics::FlushStats {
+        self.flush.clone()
+    }
+
     async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Created> {
         match self
             .writer

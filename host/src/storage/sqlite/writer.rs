@@ -17,6 +17,7 @@ use super::super::{
     StorageError, StorageResult, now_ms,
 };
 use crate::journal::{Entry, EntryKind};
+use crate::metrics::FlushStats;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -111,12 +112,12 @@ pub(super) struct Writer {
 impl Writer {
     /// Opens the writer's own connection to the database at `path` (migrated already) and starts
     /// its thread.
-    pub(super) fn spawn(path: &Path) -> StorageResult<Writer> {
+    pub(super) fn spawn(path: &Path, stats: FlushStats) -> StorageResult<Writer> {
         let conn = super::open_connection(path)?;
         let (queue, receiver) = mpsc::channel(4096);
         std::thread::Builder::new()
             .name("cairn-sqlite-writer".into())
-            .spawn(move || run(conn, receiver))
+            .spawn(move || run(conn, receiver, &stats))
             .map_err(|e| StorageError::Database(format!("cannot start the writer: {e}")))?;
         Ok(Writer { queue })
     }
@@ -144,7 +145,7 @@ const GATHER_FROM: usize = 4;
 /// While batches hold several writes, it first waits [`GATHER_DELAY`] for more (as PostgreSQL's
 /// `commit_delay`): every commit costs an fsync and writes each page it changed again, so a
 /// bigger batch costs less per write. A lone writer (one invocation at a time) never waits.
-fn run(mut conn: Connection, mut receiver: mpsc::Receiver<(Write, Reply)>) {
+fn run(mut conn: Connection, mut receiver: mpsc::Receiver<(Write, Reply)>, stats: &FlushStats) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last_len = 0;
     while let Some(first) = receiver.blocking_recv() {
@@ -155,7 +156,10 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<(Write, Reply)>) {
             take_queued(&mut receiver, &mut batch);
         }
         last_len = batch.len();
+        let started = std::time::Instant::now();
         let results = commit_batch(&mut conn, &batch);
+        stats.observe(started.elapsed(), batch.len());
+        stats.queued.set(receiver.len() as i64);
         for ((_, reply), result) in batch.drain(..).zip(results) {
             let _ = reply.send(result);
         }
