@@ -94,7 +94,8 @@ pub(super) struct Guard {
     token: Option<AccessToken>,
     /// `None`: any `Host` (the ingress, whose clients name it as they like).
     hosts: Option<Arc<Vec<String>>>,
-    /// A path that needs no token (`/health`), or a prefix (`/webhooks/`).
+    /// A path that needs no token (`/health`, the console's static files), or a prefix
+    /// (`/webhooks/`, `/ui/`).
     open: &'static [&'static str],
 }
 
@@ -115,7 +116,7 @@ impl Guard {
         Guard {
             token: Some(access.token.clone()),
             hosts: Some(Arc::new(hosts)),
-            open: &["/health"],
+            open: &["/health", "/ui", "/ui/"],
         }
     }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::access::{AdminAccess, Guard};
 use super::error::{no_route, wrong_method};
-use super::{ApiError, bytes_to_json, control, deployments, state};
+use super::{ApiError, bytes_to_json, control, deployments, state, ui};
 use crate::journal::{Entry, EntryKind};
 use crate::runtime::Runtime;
 use crate::storage::{Invocation, InvocationFilter, InvocationStatus};
@@ -60,6 +60,10 @@ pub fn router(runtime: Arc<Runtime>, config: AdminConfig, bound: SocketAddr) -> 
         )
         .route("/services", get(list_services).fallback(wrong_method))
         .route("/metrics", get(metrics).fallback(wrong_method))
+        .route("/ui", get(ui::index).fallback(wrong_method))
+        .route("/ui/", get(ui::index).fallback(wrong_method))
+        .route("/ui/app.js", get(ui::script).fallback(wrong_method))
+        .route("/ui/app.css", get(ui::style).fallback(wrong_method))
         .route(
             "/state/{service}/{key}",
             get(state::get).fallback(wrong_method),

@@ -9,6 +9,7 @@ mod error;
 pub mod ingress;
 mod promises;
 mod state;
+mod ui;
 pub mod webhooks;
 
 pub use error::ApiError;

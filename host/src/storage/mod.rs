@@ -193,6 +193,10 @@ pub struct InvocationFilter {
     pub status: Option<String>,
     pub service: Option<String>,
     pub key: Option<String>,
+    /// Created at or after this time (Unix ms).
+    pub since: Option<i64>,
+    /// Created before this time (Unix ms).
+    pub until: Option<i64>,
     pub limit: Option<u32>,
 }
 

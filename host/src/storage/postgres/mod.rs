@@ -202,6 +202,13 @@ impl Storage for PgStorage {
                 query.push(format!(" AND {column} = ")).push_bind(value);
             }
         }
+        for (bound, value) in [(">=", filter.since), ("<", filter.until)] {
+            if let Some(value) = value {
+                query
+                    .push(format!(" AND created_at {bound} "))
+                    .push_bind(value);
+            }
+        }
         let limit = i64::from(filter.limit.unwrap_or(100).min(10_000));
         query
             .push(" ORDER BY created_at DESC, id DESC LIMIT ")

@@ -147,6 +147,12 @@ impl Storage for SqliteStorage {
                         params.push(value);
                     }
                 }
+                for (bound, value) in [(">=", &filter.since), ("<", &filter.until)] {
+                    if let Some(value) = value {
+                        sql.push_str(&format!(" AND created_at {bound} ?"));
+                        params.push(value);
+                    }
+                }
                 // Unfiltered, newest first is the table backwards: rows are inserted by one
                 // writer, so rowid order is creation order, and no sort is needed.
                 sql.push_str(if params.is_empty() {

@@ -280,6 +280,21 @@ async fn invocations_are_listed_newest_first_by_filter() {
             ..Default::default()
         };
         assert_eq!(list(running).await, ["b"]);
+        let created = |id: &str| {
+            let storage = storage.clone();
+            let id = id.to_string();
+            async move { storage.invocation(&id).await.unwrap().unwrap().created_at }
+        };
+        let window = InvocationFilter {
+            since: Some(created("b").await),
+            until: Some(created("c").await),
+            ..Default::default()
+        };
+        assert_eq!(
+            list(window).await,
+            ["b"],
+            "since is inclusive, until is not"
+        );
     })
     .await;
 }
