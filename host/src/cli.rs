@@ -202,26 +202,30 @@ struct ServeArgs {
     /// reaches it may invoke every handler that is not internal.
     #[arg(long, env = "CAIRN_ALLOW_OPEN_INGRESS")]
     allow_open_ingress: bool,
+    /// Export spans over OTLP/HTTP to this collector (e.g. `http://127.0.0.1:4318`; the path
+    /// `/v1/traces` is added): one per ingress request, invocation, attempt, journal entry and
+    /// outbound request, with W3C `traceparent` taken from requests and sent on.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
-/// Runs the command line (the `cairn` binary's `main`).
+/// Runs the command line (the `cairn` binary's `main`). Logging (and, for `serve` with an OTLP
+/// endpoint, span export) is set up before the async runtime starts.
 pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let otlp = match &cli.command {
+        Command::Serve(args) => args.otlp_endpoint.clone(),
+        _ => None,
+    };
+    let _telemetry = crate::telemetry::init(otlp.as_deref())?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run())
+        .block_on(run(cli))
 }
 
-async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,wasmtime_cache=warn".into()),
-        )
-        // Colours only on a terminal: a log file or a collector gets plain lines.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
-    match Cli::parse().command {
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Bench(args) => crate::bench::run(*args).await,
         Command::Deploy(args) => crate::cli_admin::deploy(args).await,

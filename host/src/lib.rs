@@ -19,6 +19,7 @@ pub mod outbound;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod telemetry;
 pub mod webhooks;
 
 pub use cairn_mock as mock;

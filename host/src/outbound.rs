@@ -26,6 +26,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::bindings::http::{HttpError, Request, Response};
 
@@ -215,12 +216,24 @@ impl Outbound {
             let value = secrets::substitute(value, name, &origin, &policy.secrets)?;
             builder = builder.header(name.as_str(), value);
         }
-        let mut resp = builder
-            .body(req.body.clone())
-            .send()
+        let span = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "http",
+            otel.name = %format_args!("{} {origin}", req.method),
+            http.request.method = %req.method,
+            url.full = %req.url,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let mut request = builder.body(req.body.clone()).build().map_err(classify)?;
+        crate::telemetry::propagate(&span, request.headers_mut());
+        let mut resp = self
+            .client
+            .execute(request)
+            .instrument(span.clone())
             .await
             .map_err(classify)?;
         let status = resp.status().as_u16();
+        span.record("http.response.status_code", status);
         let grants = &policy.secrets;
         let headers = resp
             .headers()

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -195,6 +196,27 @@ pub fn router(runtime: Arc<Runtime>, config: IngressConfig) -> Router {
             guard,
             super::access::guard,
         ))
+        .layer(axum::middleware::from_fn(traced))
+}
+
+/// Runs an ingress request in its span, continuing the caller's trace (`traceparent`): the
+/// invocations it starts are its children.
+async fn traced(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "ingress",
+        otel.name = %format_args!("{} {}", request.method(), request.uri().path()),
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, request.headers());
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
 }
 
 async fn call_service(

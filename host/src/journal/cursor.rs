@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::{Entry, EntryKind, JournalError, digest_json, preview_json};
 use crate::storage::{CallMarker, StateOp, StateScope, Storage, now_ms};
@@ -273,12 +274,21 @@ impl Journal {
         let started_at = now_ms();
         let clock = Instant::now();
         let earliest_start_ms = self.last_start;
+        let span = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "journal entry",
+            otel.name = %format_args!("{} {name}", kind.as_str()),
+            kind = kind.as_str(),
+            name,
+            index,
+        );
         let effect = live(Live {
             index,
             idempotency_key: self.idempotency_key(index),
             marked,
             earliest_start_ms,
         })
+        .instrument(span)
         .await?;
         if let Some(point) = &self.fail_point
             && point.fires_at(index, true)

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use tracing::Instrument;
 use wasmtime::Store;
 
 use super::claim::{Claimed, claim};
@@ -22,6 +23,7 @@ use crate::storage::{
 };
 
 /// How one attempt ended.
+#[derive(Debug)]
 enum Attempt {
     Output(Vec<u8>),
     /// A durable sleep that ends at `until_ms` (Unix ms), or a wait for a callee or a promise
@@ -34,6 +36,20 @@ enum Attempt {
         retryable: bool,
         failure: FailureRecord,
     },
+}
+
+impl Attempt {
+    /// For the attempt's span.
+    fn name(&self) -> &'static str {
+        match self {
+            Attempt::Output(_) => "succeeded",
+            Attempt::Suspended { .. } => "suspended",
+            Attempt::Failed {
+                retryable: true, ..
+            } => "failed (retryable)",
+            Attempt::Failed { .. } => "failed",
+        }
+    }
 }
 
 /// Runs `inv` until it succeeds, fails terminally, or runs out of attempts; commits and returns
@@ -252,17 +268,32 @@ async fn run_to_end(
         runtime.metrics.attempt(&inv.service);
         // Boxed: a suspended invocation keeps its task, which would otherwise be as large as
         // the attempt's future (instantiation and the guest call) for as long as it waits.
-        let (result, pending) = Box::pin(run_attempt(
-            runtime,
-            inv,
-            Start {
-                attempt,
-                exclusive,
-                cancel: registration.cancel_flag(),
-            },
-            known.take(),
-        ))
+        let span = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "attempt",
+            otel.name = %format_args!("{}/{} attempt {attempt}", inv.service, inv.handler),
+            invocation.id = %inv.id,
+            service = %inv.service,
+            handler = %inv.handler,
+            key = inv.key.as_deref(),
+            attempt,
+            outcome = tracing::field::Empty,
+        );
+        let (result, pending) = Box::pin(
+            run_attempt(
+                runtime,
+                inv,
+                Start {
+                    attempt,
+                    exclusive,
+                    cancel: registration.cancel_flag(),
+                },
+                known.take(),
+            )
+            .instrument(span.clone()),
+        )
         .await;
+        span.record("outcome", result.name());
         drop(permit);
         match result {
             Attempt::Output(out) => break (Outcome::Succeeded(out), pending),

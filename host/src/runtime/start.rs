@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::{Registry, Runtime, invoke};
 use crate::bindings::handler::{HandlerKind, ServiceKind};
@@ -114,9 +115,22 @@ pub fn spawn_holding<T: Send + 'static>(
     held: T,
 ) -> JoinHandle<Outcome> {
     let runtime = runtime.clone();
-    tokio::spawn(async move {
-        let outcome = invoke(&runtime, invocation).await;
-        drop(held);
-        outcome
-    })
+    // A child of whatever started it (an ingress request, a caller's journal entry).
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "invocation",
+        otel.name = %format_args!("{}/{}", invocation.service, invocation.handler),
+        invocation.id = %invocation.id,
+        service = %invocation.service,
+        handler = %invocation.handler,
+        key = invocation.key.as_deref(),
+    );
+    tokio::spawn(
+        async move {
+            let outcome = invoke(&runtime, invocation).await;
+            drop(held);
+            outcome
+        }
+        .instrument(span),
+    )
 }
