@@ -6,24 +6,10 @@
 use std::time::{Duration, Instant};
 
 use cairn_e2e::invocations::sleeping;
-use cairn_e2e::{Cairn, Options, count, order_input};
+use cairn_e2e::{Cairn, count, order_input};
 use serde_json::{Value, json};
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-
-/// A host with `Steps` (under retry policy `steps_retry`) and `Relay` deployed.
-async fn host(steps_retry: &str) -> Cairn {
-    let cairn = Cairn::start_opts(Options {
-        service_retry: vec![("Steps".into(), steps_retry.into())],
-        ..Options::default()
-    })
-    .await;
-    for path in [test_artifacts::STEPS_SERVICE, test_artifacts::RELAY_SERVICE] {
-        let deployed = cairn.deploy_file(path, None).await;
-        assert_eq!(deployed.status, 201, "{:?}", deployed.body);
-    }
-    cairn
-}
 
 fn cancelled(inv: &Value) -> bool {
     inv["status"] == "failed"
@@ -47,7 +33,7 @@ fn entries(inv: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_sleeping_invocation_is_woken_by_its_cancel_and_ends_cancelled() {
-    let cairn = host("").await;
+    let (cairn, _) = Cairn::with_steps_and_relay("").await;
     let id = cairn
         .send("/Steps/Run", &json!({"steps": 3, "sleepMs": 60_000}))
         .await;
@@ -91,23 +77,8 @@ async fn a_sleeping_invocation_is_woken_by_its_cancel_and_ends_cancelled() {
 
 #[tokio::test]
 async fn a_cancelled_caller_cancels_its_callee_and_a_paused_one_runs_to_be_told() {
-    let cairn = host("max-attempts=1,on-max-attempts=pause").await;
-    // Relay k1 calls Steps, which sleeps a minute.
-    let call = json!({
-        "target": {"service": "Steps", "handler": "Run"},
-        "input": {"steps": 3, "sleepMs": 60_000},
-    });
-    let relay = cairn.send("/Relay/k1/Call", &call).await;
-    let inv = cairn
-        .invocation_when(&relay, "calling", |inv| {
-            inv["journal"][0]["name"] == "call Steps/Run"
-        })
-        .await;
-    let callee = inv["journal"][0]["result"]["Ok"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    cairn.invocation_when(&callee, "asleep", sleeping).await;
+    let (cairn, _) = Cairn::with_steps_and_relay("max-attempts=1,on-max-attempts=pause").await;
+    let (relay, callee) = cairn.relay_calling_a_sleeper("k1").await;
     let reply = cairn
         .admin_post(&format!("/invocations/{relay}/cancel"), &Value::Null)
         .await;

@@ -12,47 +12,10 @@ use serde_json::{Value, json};
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 
-/// A host with `Steps` and `Relay` deployed, `Steps` under retry policy `steps_retry`.
-async fn host(steps_retry: &str) -> (Cairn, String) {
-    let cairn = Cairn::start_opts(Options {
-        service_retry: vec![("Steps".into(), steps_retry.into())],
-        ..Options::default()
-    })
-    .await;
-    let steps = deploy_services(&cairn).await;
-    (cairn, steps)
-}
-
-/// Deploys `Steps` and `Relay`; the id of `Steps`' deployment.
-async fn deploy_services(cairn: &Cairn) -> String {
-    let mut ids = Vec::new();
-    for path in [test_artifacts::STEPS_SERVICE, test_artifacts::RELAY_SERVICE] {
-        let deployed = cairn.deploy_file(path, None).await;
-        assert_eq!(deployed.status, 201, "{:?}", deployed.body);
-        ids.push(deployed.body["id"].as_str().unwrap().to_string());
-    }
-    ids.swap_remove(0)
-}
-
 #[tokio::test]
 async fn a_killed_invocation_stops_at_once_keeps_its_journal_and_frees_its_key() {
-    let (cairn, _) = host("").await;
-    // Relay k1 (exclusive) calls Steps, which sleeps a minute: Relay holds its key meanwhile.
-    let call = json!({
-        "target": {"service": "Steps", "handler": "Run"},
-        "input": {"steps": 3, "sleepMs": 60_000},
-    });
-    let relay = cairn.send("/Relay/k1/Call", &call).await;
-    let inv = cairn
-        .invocation_when(&relay, "calling", |inv| {
-            inv["journal"][0]["name"] == "call Steps/Run"
-        })
-        .await;
-    let callee = inv["journal"][0]["result"]["Ok"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    cairn.invocation_when(&callee, "asleep", sleeping).await;
+    let (cairn, _) = Cairn::with_steps_and_relay("").await;
+    let (relay, callee) = cairn.relay_calling_a_sleeper("k1").await;
 
     let killed = cairn
         .admin_post(&format!("/invocations/{relay}/kill"), &Value::Null)
@@ -101,7 +64,7 @@ async fn a_killed_invocation_stops_at_once_keeps_its_journal_and_frees_its_key()
 
 #[tokio::test]
 async fn retries_that_run_out_pause_it_and_resume_runs_it_on_a_fixed_deployment() {
-    let (cairn, steps) = host("max-attempts=1,on-max-attempts=pause").await;
+    let (cairn, steps) = Cairn::with_steps_and_relay("max-attempts=1,on-max-attempts=pause").await;
     // Step 0 fails retryably on attempt 1, and the policy allows one attempt: paused.
     let reply = cairn
         .post("/Steps/Run", &json!({"steps": 2, "retryFirst": true}))
@@ -199,7 +162,7 @@ async fn retries_that_run_out_pause_it_and_resume_runs_it_on_a_fixed_deployment(
 #[tokio::test]
 async fn an_operator_pauses_resumes_and_hurries_a_retry() {
     // A backoff of a minute after the first attempt fails.
-    let (cairn, _) = host("initial=60s,max-delay=60s,max-attempts=3").await;
+    let (cairn, _) = Cairn::with_steps_and_relay("initial=60s,max-delay=60s,max-attempts=3").await;
     let id = cairn
         .send("/Steps/Run", &json!({"steps": 1, "retryFirst": true}))
         .await;
@@ -266,18 +229,9 @@ async fn on_postgres_a_kill_or_cancel_through_another_host_reaches_the_owner() {
         ..Options::default()
     };
     let owner = Cairn::start_opts(options()).await;
-    deploy_services(&owner).await;
+    owner.deploy_steps_and_relay().await;
     let other = Cairn::start_opts(options()).await;
-    let call = json!({
-        "target": {"service": "Steps", "handler": "Run"},
-        "input": {"steps": 3, "sleepMs": 60_000},
-    });
-    let relay = owner.send("/Relay/pg1/Call", &call).await;
-    owner
-        .invocation_when(&relay, "calling", |inv| {
-            inv["journal"][0]["name"] == "call Steps/Run"
-        })
-        .await;
+    let (relay, _) = owner.relay_calling_a_sleeper("pg1").await;
 
     let killed = other
         .admin_post(&format!("/invocations/{relay}/kill"), &Value::Null)

@@ -404,7 +404,7 @@ mod tests {
     use super::*;
     use crate::storage::SqliteStorage;
 
-    async fn storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
+    pub(super) async fn storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("j.db").display());
         let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&url).await.unwrap());
@@ -412,7 +412,7 @@ mod tests {
     }
 
     /// A cursor over invocation "inv" of service "S", key "k", replaying `recorded`.
-    fn journal(storage: &Arc<dyn Storage>, recorded: Vec<Entry>) -> Journal {
+    pub(super) fn journal(storage: &Arc<dyn Storage>, recorded: Vec<Entry>) -> Journal {
         Journal::new(
             "inv".into(),
             "S".into(),

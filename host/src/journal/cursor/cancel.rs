@@ -110,31 +110,18 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    use super::super::tests::storage;
     use super::super::{Effect, Journal};
     use crate::journal::{Entry, EntryKind};
-    use crate::storage::{SqliteStorage, Storage};
+    use crate::storage::Storage;
 
-    async fn storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("j.db").display());
-        let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&url).await.unwrap());
-        (dir, storage)
-    }
-
+    /// A cursor of the cursor's own tests ([`super::super::tests::journal`]) sharing `cancel`.
     fn journal(
         storage: &Arc<dyn Storage>,
         recorded: Vec<Entry>,
         cancel: &Arc<AtomicBool>,
     ) -> Journal {
-        Journal::new(
-            "inv".into(),
-            "S".into(),
-            "k".into(),
-            storage.clone(),
-            recorded,
-            None,
-        )
-        .with_cancel(cancel.clone())
+        super::super::tests::journal(storage, recorded).with_cancel(cancel.clone())
     }
 
     async fn step(journal: &mut Journal, name: &str) {
