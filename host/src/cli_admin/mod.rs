@@ -1,14 +1,21 @@
 //! The admin commands of the `cairn` command line: `cairn deploy PATH.wasm`, `cairn deployments`,
 //! `cairn undeploy ID`, `cairn invocations`, `cairn invocation ID`, and the controls of one
-//! invocation (`cairn cancel|kill|pause|retry|purge ID`, `cairn resume ID [--deployment D]`). They
-//! talk to a running host's
-//! admin API (`--admin URL`, `CAIRN_ADMIN_URL`, default `http://127.0.0.1:9070`) and print
-//! aligned tables (`--json` prints the API's JSON instead).
+//! invocation (`cairn cancel|kill|pause|retry|purge ID`, `cairn resume ID [--deployment D]`), and
+//! `cairn state SERVICE KEY` ([`state`]). They talk to a running host's admin API (`--admin URL`,
+//! `CAIRN_ADMIN_URL`, default `http://127.0.0.1:9070`) and print aligned tables ([`format`];
+//! `--json` prints the API's JSON instead).
 
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 use serde_json::Value;
+
+mod format;
+mod state;
+
+use format::{cut, table, text, time};
+pub use state::{StateArgs, state};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct AdminArgs {
@@ -130,26 +137,6 @@ pub struct ResumeArgs {
     pub admin: AdminArgs,
 }
 
-#[derive(clap::Args, Debug)]
-pub struct StateArgs {
-    /// The keyed object's service, e.g. `OrderOrchestrator`.
-    pub service: String,
-    /// The object key, e.g. an order id.
-    pub key: String,
-    /// Sets entry NAME to a JSON value (`--set 'order={"status":"paid"}'`); needs `--reason`.
-    /// Refused while an invocation of the key is unfinished.
-    #[arg(long, value_name = "NAME=JSON", conflicts_with = "clear")]
-    pub set: Option<String>,
-    /// Removes entry NAME; needs `--reason`.
-    #[arg(long, value_name = "NAME")]
-    pub clear: Option<String>,
-    /// Why (kept in the key's audit with the value before and after).
-    #[arg(long)]
-    pub reason: Option<String>,
-    #[command(flatten)]
-    pub admin: AdminArgs,
-}
-
 /// A control of one invocation, by its admin route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
@@ -170,11 +157,32 @@ pub struct InvocationsArgs {
     /// The object key.
     #[arg(long)]
     pub key: Option<String>,
+    /// Created since: a time ago (`15m`, `2h`, `1d`) or an RFC 3339 time
+    /// (`2026-12-02T10:00:00Z`).
+    #[arg(long, value_parser = point_in_time)]
+    pub since: Option<SystemTime>,
+    /// Created before: a time ago or an RFC 3339 time, as `--since`.
+    #[arg(long, value_parser = point_in_time)]
+    pub until: Option<SystemTime>,
     /// Most invocations listed (newest first).
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
     #[command(flatten)]
     pub admin: AdminArgs,
+}
+
+/// `--since`, `--until`: a duration before now, or a point in time.
+fn point_in_time(raw: &str) -> Result<SystemTime, String> {
+    if let Ok(ago) = humantime::parse_duration(raw) {
+        return SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("{raw} ago is before the epoch"));
+    }
+    humantime::parse_rfc3339_weak(raw).map_err(|_| {
+        format!(
+            "{raw:?}: expected a time ago (15m, 2h, 1d) or an RFC 3339 time (2026-12-02T10:00:00Z)"
+        )
+    })
 }
 
 /// Sends a request to the admin API; the JSON answer, or the API's error as an error.
@@ -274,6 +282,14 @@ pub async fn undeploy(args: IdArgs) -> anyhow::Result<()> {
 
 pub async fn invocations(args: InvocationsArgs) -> anyhow::Result<()> {
     let mut query = vec![("limit", args.limit.to_string())];
+    for (name, at) in [("since", args.since), ("until", args.until)] {
+        if let Some(at) = at {
+            let ms = at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            query.push((name, ms.to_string()));
+        }
+    }
     for (name, value) in [
         ("status", &args.status),
         ("service", &args.service),
@@ -419,70 +435,6 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cairn state SERVICE KEY`: the state of one object key, a row per entry.
-pub async fn state(args: StateArgs) -> anyhow::Result<()> {
-    let path = format!("/state/{}/{}", args.service, args.key);
-    let client = args.admin.client()?;
-    let reason = || {
-        args.reason
-            .clone()
-            .context("an edit needs --reason: it goes into the key's audit")
-    };
-    let request = match (&args.set, &args.clear) {
-        (Some(set), _) => {
-            let (name, value) = set
-                .split_once('=')
-                .context("--set takes NAME=JSON, e.g. --set 'count=3'")?;
-            let value: Value = serde_json::from_str(value)
-                .with_context(|| format!("--set {name}: the value is not JSON"))?;
-            client
-                .put(url(&args.admin, &format!("{path}/{name}")))
-                .json(&serde_json::json!({"value": value, "reason": reason()?}))
-        }
-        (None, Some(name)) => client
-            .delete(url(&args.admin, &format!("{path}/{name}")))
-            .query(&[("reason", reason()?)]),
-        (None, None) => client.get(url(&args.admin, &path)),
-    };
-    let body = call(request, &args.admin).await?;
-    if args.admin.json {
-        println!("{body:#}");
-        return Ok(());
-    }
-    let rows = body["state"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(name, value)| vec![name.clone(), cut(&value.to_string(), 120)])
-        .collect();
-    print!("{}", table(&["NAME", "VALUE"], rows));
-    if body["truncated"] == Value::Bool(true) {
-        println!("(more entries than shown)");
-    }
-    let audit: Vec<Vec<String>> = body["audit"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            vec![
-                text(&a["at"]),
-                text(&a["name"]),
-                cut(&a["before"].to_string(), 40),
-                cut(&a["after"].to_string(), 40),
-                cut(&text(&a["reason"]), 60),
-            ]
-        })
-        .collect();
-    if !audit.is_empty() {
-        println!("\nedits (newest first)");
-        print!(
-            "{}",
-            table(&["AT", "NAME", "BEFORE", "AFTER", "REASON"], audit)
-        );
-    }
-    Ok(())
-}
-
 fn print_controlled(body: &Value, admin: &AdminArgs) {
     if admin.json {
         println!("{body:#}");
@@ -535,91 +487,22 @@ fn deployments_table(deployments: &[Value]) -> String {
     )
 }
 
-/// Left-aligned columns two spaces apart, with a header row.
-pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
-        for (i, (cell, width)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<width$}  "));
-            }
-        }
-        out.trim_end().to_string() + "\n"
-    };
-    let mut out = line(headers.to_vec());
-    for row in &rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
-}
-
-/// A JSON value as plain text: strings unquoted, null empty.
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn cut(s: &str, max: usize) -> String {
-    let one_line = s.replace('\n', " ");
-    if one_line.chars().count() <= max {
-        return one_line;
-    }
-    one_line.chars().take(max - 1).collect::<String>() + "…"
-}
-
-/// Unix milliseconds as `YYYY-MM-DD HH:MM:SSZ` (UTC).
-fn time(value: &Value) -> String {
-    let Some(ms) = value.as_i64() else {
-        return String::new();
-    };
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(at)
-        .to_string()
-        .replacen('T', " ", 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn tables_align_columns() {
-        let out = table(
-            &["ID", "NAME"],
-            vec![
-                vec!["a".into(), "payments".into()],
-                vec!["abcdef".into(), "x".into()],
-            ],
-        );
-        assert_eq!(out, "ID      NAME\na       payments\nabcdef  x\n");
-    }
-
-    #[test]
-    fn times_are_utc_dates() {
-        assert_eq!(time(&json!(0)), "1970-01-01 00:00:00Z");
-        assert_eq!(time(&json!(1_764_089_101_000_i64)), "2025-11-25 16:45:01Z");
-        assert_eq!(time(&json!(951_782_400_000_i64)), "2000-02-29 00:00:00Z");
-        assert_eq!(time(&Value::Null), "");
-    }
-
-    #[test]
-    fn text_and_cut() {
-        assert_eq!(text(&json!("a")), "a");
-        assert_eq!(text(&json!(3)), "3");
-        assert_eq!(text(&Value::Null), "");
-        assert_eq!(cut("abcdef", 4), "abc…");
-        assert_eq!(cut("ab\ncd", 10), "ab cd");
+    fn since_and_until_take_a_time_ago_or_a_point_in_time() {
+        let ago = SystemTime::now()
+            .duration_since(point_in_time("15m").unwrap())
+            .unwrap();
+        assert!((899..=905).contains(&ago.as_secs()), "{ago:?}");
+        let at = point_in_time("2025-11-25T16:45:01Z").unwrap();
+        let ms = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        assert_eq!(ms, 1_764_089_101_000);
+        assert!(point_in_time("yesterday").unwrap_err().contains("RFC 3339"));
     }
 }
