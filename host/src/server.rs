@@ -11,7 +11,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
 use crate::http_api::{admin, ingress};
-use crate::runtime::{Runtime, deploy_bundled, invoke, restore};
+use crate::runtime::start::spawn_holding;
+use crate::runtime::{Runtime, deploy_bundled, restore};
 use crate::storage::{Invocation, UnfinishedScan};
 
 /// A running server.
@@ -134,11 +135,8 @@ async fn resume_unfinished(
             let Ok(slot) = ahead.clone().acquire_owned().await else {
                 return;
             };
-            let runtime = runtime.clone();
-            tokio::spawn(async move {
-                invoke(&runtime, invocation).await;
-                drop(slot);
-            });
+            // In the trace of the request that created it, as before the restart.
+            spawn_holding(&runtime, invocation, slot);
             resumed += 1;
         }
         page = loop {

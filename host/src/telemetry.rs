@@ -8,6 +8,8 @@
 //! of its span. The spans have their own target ([`TARGET`]); without an endpoint no layer wants
 //! them, and they cost nothing.
 
+use std::collections::HashMap;
+
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
@@ -94,6 +96,26 @@ pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
     }
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
     let _ = span.set_parent(parent);
+}
+
+/// Makes `span` a child of an invocation's stored W3C `traceparent`, if any.
+pub fn continue_from(span: &tracing::Span, traceparent: Option<&str>) {
+    let Some(traceparent) = traceparent.filter(|_| !span.is_disabled()) else {
+        return;
+    };
+    let carrier = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
+    let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
+}
+
+/// The W3C `traceparent` of the current span, to store; `None` when spans are not exported.
+pub fn current_traceparent() -> Option<String> {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return None;
+    }
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    carrier.remove("traceparent")
 }
 
 /// Adds the `traceparent` of `span` to `headers` (nothing when spans are not exported).

@@ -88,6 +88,7 @@ async fn a_changed_component_replaying_an_old_journal_is_reported_as_diverged() 
             providers: registry.pins(deployment),
             idempotency: None,
             not_before: None,
+            trace_parent: None,
         })
         .await
         .unwrap();

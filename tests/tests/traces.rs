@@ -2,7 +2,9 @@
 //! its spans over OTLP/HTTP to a real receiver started here, which decodes them with
 //! `opentelemetry-proto`. One order sent with a W3C `traceparent` is one trace: ingress →
 //! invocation → attempt → a journal entry per provider call (charge, label, email) → the
-//! provider's HTTP request, which reaches the fake carrying the same trace id.
+//! provider's HTTP request, which reaches the fake carrying the same trace id. The fake's webhook
+//! for the charge carries that request's `traceparent` back, so the webhook, the
+//! `WebhookProcessor` invocation it starts and the order's `OnEvent` it calls are in the trace too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,7 +58,9 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
 #[tokio::test]
 async fn one_order_is_one_trace_from_the_ingress_to_the_provider_requests() {
     let (otlp, spans) = receiver().await;
-    let mut rig = Rig::new(CAIRN, cairn::mock::MockConfig::default()).await;
+    let mut rig = Rig::new(CAIRN, cairn::mock::MockConfig::default())
+        .await
+        .with_webhooks(20, 1500);
     rig.env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp));
     rig.env.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
     let host = rig.start(0).await;
@@ -76,31 +80,16 @@ async fn one_order_is_one_trace_from_the_ingress_to_the_provider_requests() {
         .unwrap();
     assert_eq!(reply.status(), 200);
 
-    // Spans come in batches; wait for the email's HTTP request, the last of the order.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let trace: Vec<Span> = loop {
-        let trace: Vec<Span> = spans
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| hex(&s.trace_id) == trace_id)
-            .cloned()
-            .collect();
-        let entries = trace.iter().filter(|s| s.name.starts_with("call ")).count();
-        let ingress_done = trace.iter().any(|s| s.name.starts_with("POST /Order"));
-        if (entries == 3
-            && ingress_done
-            && trace
-                .iter()
-                .filter(|s| s.name.starts_with("POST http"))
-                .count()
-                >= 3)
-            || Instant::now() > deadline
-        {
-            break trace;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Spans come in batches; wait for the email's HTTP request, the last of the order, and the
+    // order's `OnEvent` for the charge's webhook.
+    let trace = wait_for_trace(&spans, trace_id, |trace| {
+        let named = |prefix: &str| trace.iter().filter(|s| s.name.starts_with(prefix)).count();
+        named("call cairn:commerce/") == 3
+            && named("POST /Order") == 1
+            && named("POST http") >= 3
+            && named("OrderOrchestrator/OnEvent") >= 1
+    })
+    .await;
     let names: Vec<&str> = trace.iter().map(|s| s.name.as_str()).collect();
     let by_id: HashMap<String, &Span> = trace.iter().map(|s| (hex(&s.span_id), s)).collect();
     let parent = |span: &Span| by_id.get(&hex(&span.parent_span_id)).copied();
@@ -161,6 +150,38 @@ async fn one_order_is_one_trace_from_the_ingress_to_the_provider_requests() {
         );
     }
 
+    // The charge's webhook, in the trace under the charge's HTTP request: the webhook request,
+    // the processor's invocation, its call to the order and the order's `OnEvent`.
+    let charge = one("call cairn:commerce/payments.create-charge");
+    let charge_request = trace
+        .iter()
+        .find(|s| s.parent_span_id == charge.span_id)
+        .expect("the charge's request");
+    let webhook = one("POST /webhooks/stripe");
+    assert_eq!(
+        webhook.parent_span_id, charge_request.span_id,
+        "the webhook continues the charge request's trace"
+    );
+    let processor = one("WebhookProcessor/Stripe");
+    assert_eq!(processor.parent_span_id, webhook.span_id);
+    let ancestors = |span: &Span| {
+        let mut names = Vec::new();
+        let mut at = parent(span);
+        while let Some(span) = at {
+            names.push(span.span_id.clone());
+            at = parent(span);
+        }
+        names
+    };
+    let on_event = trace
+        .iter()
+        .filter(|s| s.name == "OrderOrchestrator/OnEvent")
+        .find(|s| ancestors(s).contains(&processor.span_id));
+    assert!(
+        on_event.is_some_and(|s| ancestors(s).last() == Some(&ingress.span_id)),
+        "the order's OnEvent for the charge, under the processor, in the order's trace: {names:?}"
+    );
+
     // The provider's request carried the trace on to the fake.
     let requests = json_of(rig.http.get(format!(
         "{}/_mock/requests?provider=stripe",
@@ -174,6 +195,98 @@ async fn one_order_is_one_trace_from_the_ingress_to_the_provider_requests() {
         traceparent.starts_with(&format!("00-{trace_id}-")),
         "the charge's traceparent: {requests}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_recovered_after_kill_minus_nine_stays_in_its_trace() {
+    let (otlp, spans) = receiver().await;
+    let mut rig = Rig::new(CAIRN, cairn::mock::MockConfig::default())
+        .await
+        .with_webhooks(20, 4000);
+    rig.env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp));
+    rig.env.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
+    let mut host = rig.start(0).await;
+
+    // A pending charge: the order waits for its webhook, which comes after the restart.
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let mut input = order_input("r@example.com");
+    input["paymentMethod"] = serde_json::json!("pm_card_pending");
+    let sent = rig
+        .http
+        .post(format!(
+            "{}/OrderOrchestrator/trace-2/ProcessOrder/send",
+            host.ingress
+        ))
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .json(&input)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let before = wait_for_trace(&spans, trace_id, |trace| {
+        trace
+            .iter()
+            .any(|s| s.name.starts_with("POST /OrderOrchestrator"))
+            && trace
+                .iter()
+                .any(|s| s.name == "call cairn:commerce/payments.create-charge")
+    })
+    .await;
+    let ingress = before
+        .iter()
+        .find(|s| s.name.starts_with("POST /OrderOrchestrator"))
+        .expect("the ingress span, exported before the kill")
+        .span_id
+        .clone();
+    host.kill();
+
+    let _host = rig.start(1).await;
+    let trace = wait_for_trace(&spans, trace_id, |trace| {
+        trace
+            .iter()
+            .any(|s| s.name == "call cairn:commerce/email.send-email")
+    })
+    .await;
+    let names: Vec<&str> = trace.iter().map(|s| s.name.as_str()).collect();
+    let email = trace
+        .iter()
+        .find(|s| s.name == "call cairn:commerce/email.send-email")
+        .unwrap_or_else(|| panic!("the email, sent after the restart, in the trace: {names:?}"));
+    let attempt = trace
+        .iter()
+        .find(|s| s.span_id == email.parent_span_id)
+        .expect("the email's attempt");
+    let invocation = trace
+        .iter()
+        .find(|s| s.span_id == attempt.parent_span_id)
+        .expect("the attempt's invocation");
+    assert_eq!(invocation.name, "OrderOrchestrator/ProcessOrder");
+    assert_eq!(
+        invocation.parent_span_id, ingress,
+        "the recovered invocation continues under the request that created it"
+    );
+}
+
+/// The spans of `trace_id` received so far once `done` holds of them (or after 20 s).
+async fn wait_for_trace(
+    spans: &Mutex<Vec<Span>>,
+    trace_id: &str,
+    done: impl Fn(&[Span]) -> bool,
+) -> Vec<Span> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let trace: Vec<Span> = spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| hex(&s.trace_id) == trace_id)
+            .cloned()
+            .collect();
+        if done(&trace) || Instant::now() > deadline {
+            return trace;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

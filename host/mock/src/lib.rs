@@ -128,6 +128,9 @@ pub fn router(state: MockState) -> Router {
         .merge(shippo::routes())
         .merge(adyen::routes())
         .fallback(faults::not_found)
+        // Inside the gate, which runs the handler in a task of its own (the task-local goes
+        // with it).
+        .layer(axum::middleware::from_fn(webhooks::traced))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             faults::gate,

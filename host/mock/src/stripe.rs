@@ -380,11 +380,11 @@ fn charge(state: &MockState, key: &ApiKey, request: ChargeRequest, idem: Option<
     };
     let body = serde_json::to_value(&charge).unwrap_or(Value::Null);
     if pending {
-        let (state, id) = (state.clone(), id.clone());
-        tokio::spawn(async move {
+        let (state, id, trace) = (state.clone(), id.clone(), webhooks::current_trace());
+        tokio::spawn(webhooks::in_trace(trace, async move {
             tokio::time::sleep(Duration::from_millis(state.webhooks().pending_ms)).await;
             settle(&state, &id);
-        });
+        }));
     } else {
         let kind = if succeeded {
             "charge.succeeded"

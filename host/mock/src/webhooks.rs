@@ -7,6 +7,11 @@
 //! once a target is set ([`MockState::set_webhooks`], `POST /_mock/webhooks/config`), after the
 //! configured delay, each in its own task; every one sent is kept (bounded) so a test can have
 //! it redelivered (new timestamp and signature, the same event) or send a forged copy.
+//!
+//! A webhook carries the W3C `traceparent` of the API request that caused it (read by
+//! [`traced`]), so a host that exports traces shows the webhook and what it starts in the trace
+//! of the order that made the charge. Real providers send none; the fake does it so the host's
+//! trace continuation can be tested end to end.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -39,6 +44,34 @@ pub fn webhook_secret(var: &str) -> Option<String> {
         "SENDGRID_WEBHOOK_PUBLIC_KEY" => Some(SENDGRID_WEBHOOK_PUBLIC_KEY.into()),
         _ => None,
     }
+}
+
+tokio::task_local! {
+    /// The `traceparent` of the API request being served, for the webhooks it causes.
+    static TRACEPARENT: Option<String>;
+}
+
+/// Serves an API request with its `traceparent` at hand for [`emit`].
+pub(crate) async fn traced(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    TRACEPARENT.scope(traceparent, next.run(request)).await
+}
+
+/// The `traceparent` of the request being served, to carry into a task that emits later.
+pub(crate) fn current_trace() -> Option<String> {
+    TRACEPARENT.try_with(Clone::clone).ok().flatten()
+}
+
+/// Runs `task` with `trace` as the request's `traceparent` (a later webhook of that request).
+pub(crate) async fn in_trace<F: Future>(trace: Option<String>, task: F) -> F::Output {
+    TRACEPARENT.scope(trace, task).await
 }
 
 /// How many sent webhooks are kept for redelivery.
@@ -109,6 +142,9 @@ pub struct SentWebhook {
     pub body: String,
     /// The host's answer to each delivery, in order (`0`: no answer).
     pub answers: Vec<u16>,
+    /// The `traceparent` of the API request that caused it, sent with every delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Sent webhooks, oldest first.
@@ -155,40 +191,42 @@ pub(crate) fn emit(
     let delay = Duration::from_millis(config.delay_ms) * delays;
     let (event_id, body) = make();
     let body = body.to_string();
-    state.with(|w| {
-        w.webhooks.keep(SentWebhook {
-            endpoint,
-            event_id: event_id.clone(),
-            body: body.clone(),
-            answers: Vec::new(),
-        })
-    });
+    let hook = SentWebhook {
+        endpoint,
+        event_id,
+        body,
+        answers: Vec::new(),
+        traceparent: current_trace(),
+    };
+    state.with(|w| w.webhooks.keep(hook.clone()));
     let state = state.clone();
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
-        deliver(&state, endpoint, &event_id, &body, false).await;
+        deliver(&state, &hook, false).await;
     });
 }
 
 /// Sends a kept event again, signed afresh (a provider's redelivery); `None` if unknown.
 pub async fn redeliver(state: &MockState, event_id: &str) -> Option<u16> {
     let hook = state.with(|w| w.webhooks.find(event_id))?;
-    Some(deliver(state, hook.endpoint, event_id, &hook.body, false).await)
+    Some(deliver(state, &hook, false).await)
 }
 
 /// Sends `body` to `endpoint` with a wrong signature (or token); the host's answer.
 pub async fn forge(state: &MockState, endpoint: Endpoint, body: &str) -> u16 {
-    deliver(state, endpoint, "forged", body, true).await
+    let hook = SentWebhook {
+        endpoint,
+        event_id: "forged".into(),
+        body: body.into(),
+        answers: Vec::new(),
+        traceparent: None,
+    };
+    deliver(state, &hook, true).await
 }
 
 /// One signed POST; the status the host answered (0 when it did not).
-async fn deliver(
-    state: &MockState,
-    endpoint: Endpoint,
-    event_id: &str,
-    body: &str,
-    forged: bool,
-) -> u16 {
+async fn deliver(state: &MockState, hook: &SentWebhook, forged: bool) -> u16 {
+    let (endpoint, body) = (hook.endpoint, hook.body.as_str());
     let Some(target) = state.webhooks().target else {
         return 0;
     };
@@ -222,6 +260,10 @@ async fn deliver(
                 .header("X-Twilio-Email-Event-Webhook-Timestamp", now)
         }
     };
+    let request = match &hook.traceparent {
+        Some(traceparent) => request.header("traceparent", traceparent),
+        None => request,
+    };
     let status = match request
         .header("content-type", "application/json")
         .body(body.to_string())
@@ -236,7 +278,7 @@ async fn deliver(
     };
     if !forged {
         state.with(|w| {
-            w.webhooks.answer(event_id, status);
+            w.webhooks.answer(&hook.event_id, status);
             w.stats.webhooks_sent += 1;
         });
     }

@@ -30,8 +30,8 @@ use serde_json::json;
 
 use super::ApiError;
 use super::error::wrong_method;
-use crate::runtime::start::{Target, new_invocation};
-use crate::runtime::{Runtime, invoke};
+use crate::runtime::Runtime;
+use crate::runtime::start::{Target, new_invocation, spawn_holding};
 use crate::storage::{Created, now_ms};
 use crate::webhooks::endpoint::Endpoint;
 
@@ -143,12 +143,9 @@ async fn receive(
         match hooks.runtime.storage.create_invocation(&new).await? {
             Created::New(invocation) => {
                 accepted.push(json!({"eventId": event_id, "invocationId": invocation.id}));
-                // Runs to its end whatever the sender does next; its permit goes with it.
-                let (runtime, permit) = (hooks.runtime.clone(), permits.split(1));
-                tokio::spawn(async move {
-                    invoke(&runtime, invocation).await;
-                    drop(permit);
-                });
+                // Runs to its end whatever the sender does next, in the request's trace; its
+                // permit goes with it.
+                spawn_holding(&hooks.runtime, invocation, permits.split(1));
             }
             Created::Existing(existing) => {
                 duplicates.push(json!({"eventId": event_id, "invocationId": existing.id}));

@@ -99,6 +99,8 @@ pub fn new_invocation(
         providers: registry.pins(deployment),
         idempotency,
         not_before,
+        // Created in the span of what asked for it: its attempts continue that trace.
+        trace_parent: crate::telemetry::current_traceparent(),
     };
     Ok((new, exclusive))
 }
@@ -125,6 +127,7 @@ pub fn spawn_holding<T: Send + 'static>(
         handler = %invocation.handler,
         key = invocation.key.as_deref(),
     );
+    crate::telemetry::continue_from(&span, invocation.trace_parent.as_deref());
     tokio::spawn(
         async move {
             let outcome = invoke(&runtime, invocation).await;

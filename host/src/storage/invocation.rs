@@ -117,6 +117,8 @@ pub struct NewInvocation {
     pub idempotency: Option<(String, i64)>,
     /// A delayed send: not started before this time (Unix ms).
     pub not_before: Option<i64>,
+    /// The W3C `traceparent` of what created it, when spans are exported.
+    pub trace_parent: Option<String>,
 }
 
 impl NewInvocation {
@@ -169,6 +171,10 @@ pub struct Invocation {
     pub completed_at: Option<i64>,
     /// A delayed send: not started before this time (Unix ms).
     pub not_before: Option<i64>,
+    /// The W3C `traceparent` of what created it (an ingress request, a webhook, a caller's
+    /// journal entry): every attempt is exported in that trace, after a restart too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_parent: Option<String>,
     /// Its journal as already known (empty for an invocation this process just created, read
     /// with the row when resuming after a restart): the first attempt uses it instead of
     /// reading it. `None`: read it.
@@ -210,6 +216,7 @@ impl Invocation {
             updated_at: at,
             completed_at: None,
             not_before: new.not_before,
+            trace_parent: new.trace_parent.clone(),
             known_journal: Some(Vec::new()),
         }
     }

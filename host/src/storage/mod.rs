@@ -9,7 +9,7 @@ macro_rules! invocation_columns {
     () => {
         "id, service, handler, object_key, status, input, output, failure, deployment_id, \
          providers, attempt, attempt_base, idempotency_key, created_at, updated_at, completed_at, \
-         not_before, cancelled_at"
+         not_before, cancelled_at, trace_parent"
     };
 }
 

@@ -147,8 +147,8 @@ impl Storage for PgStorage {
         sqlx::query(
             "INSERT INTO invocations (id, service, handler, object_key, status, input, \
              deployment_id, providers, attempt, idempotency_key, created_at, updated_at, \
-             not_before) \
-             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, 1, $8, $9, $9, $10)",
+             not_before, trace_parent) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, 1, $8, $9, $9, $10, $11)",
         )
         .bind(&inv.id)
         .bind(&inv.service)
@@ -160,6 +160,7 @@ impl Storage for PgStorage {
         .bind(inv.idempotency.as_ref().map(|(k, _)| k))
         .bind(now)
         .bind(inv.not_before)
+        .bind(&inv.trace_parent)
         .execute(&mut *tx)
         .await?;
         // The creating host runs it: its lease is taken in the same transaction, and held

@@ -35,6 +35,7 @@ pub(super) fn invocation(row: &PgRow) -> StorageResult<Invocation> {
         updated_at: row.try_get("updated_at")?,
         completed_at: row.try_get("completed_at")?,
         not_before: row.try_get("not_before")?,
+        trace_parent: row.try_get("trace_parent")?,
         known_journal: None,
     })
 }

@@ -128,6 +128,7 @@ pub(super) fn invocation(row: &Row<'_>) -> StorageResult<Invocation> {
         updated_at: row.get("updated_at")?,
         completed_at: row.get("completed_at")?,
         not_before: row.get("not_before")?,
+        trace_parent: row.get("trace_parent")?,
         known_journal: None,
     })
 }

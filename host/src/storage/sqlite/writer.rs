@@ -476,8 +476,8 @@ fn create_invocation(conn: &Connection, inv: &NewInvocation) -> StorageResult<Wr
         serde_json::to_string(&inv.providers).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO invocations (id, service, handler, object_key, status, input, deployment_id, \
-         providers, attempt, idempotency_key, created_at, updated_at, not_before) \
-         VALUES (?, ?, ?, ?, 'running', ?, ?, ?, 1, ?, ?, ?, ?)",
+         providers, attempt, idempotency_key, created_at, updated_at, not_before, trace_parent) \
+         VALUES (?, ?, ?, ?, 'running', ?, ?, ?, 1, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         inv.id,
@@ -491,6 +491,7 @@ fn create_invocation(conn: &Connection, inv: &NewInvocation) -> StorageResult<Wr
         now,
         now,
         inv.not_before,
+        inv.trace_parent,
     ])?;
     Ok(Written::CreatedAt(now))
 }

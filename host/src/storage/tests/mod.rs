@@ -44,6 +44,7 @@ fn invocation(id: &str) -> NewInvocation {
         providers: BTreeMap::new(),
         idempotency: None,
         not_before: None,
+        trace_parent: None,
     }
 }
 
@@ -397,10 +398,12 @@ async fn a_promise_is_completed_once_and_the_first_completion_stands() {
 }
 
 #[tokio::test]
-async fn a_delayed_invocation_keeps_its_start_time() {
+async fn a_delayed_invocation_keeps_its_start_time_and_trace() {
     on_both(|storage| async move {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let new = NewInvocation {
             not_before: Some(1_700_000_000_000),
+            trace_parent: Some(traceparent.into()),
             ..invocation("inv-later")
         };
         let Created::New(created) = storage.create_invocation(&new).await.unwrap() else {
@@ -409,6 +412,7 @@ async fn a_delayed_invocation_keeps_its_start_time() {
         assert_eq!(created.not_before, Some(1_700_000_000_000));
         let read = storage.invocation("inv-later").await.unwrap().unwrap();
         assert_eq!(read.not_before, Some(1_700_000_000_000));
+        assert_eq!(read.trace_parent.as_deref(), Some(traceparent));
         let now = storage
             .create_invocation(&invocation("inv-now"))
             .await
