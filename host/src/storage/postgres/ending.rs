@@ -1,5 +1,5 @@
-//! How invocations end and leave on PostgreSQL: an outcome, an operator's status change, the
-//! retention purge.
+//! How invocations leave on PostgreSQL: an operator's status change, the retention purge (an
+//! outcome is a write of [`super::group`]).
 
 use sqlx::postgres::PgPool;
 
@@ -7,29 +7,7 @@ use super::super::{
     Changed, InvocationStatus, LEGACY_KEY_RETENTION_MS, Outcome, Purged, StatusChange,
     StorageError, StorageResult, now_ms,
 };
-use super::Tx;
-
-/// Ends invocation `id` with `outcome` (unless it ended already: a kill stands against a late
-/// completion) and drops its call markers.
-pub(super) async fn finish(tx: &mut Tx<'_>, id: &str, outcome: &Outcome) -> StorageResult<()> {
-    let (status, output, failure) = outcome.columns()?;
-    sqlx::query(
-        "UPDATE invocations SET status = $1, output = $2, failure = $3, updated_at = $4, \
-         completed_at = $4 WHERE id = $5 AND status IN ('running', 'paused')",
-    )
-    .bind(status)
-    .bind(output)
-    .bind(failure)
-    .bind(now_ms())
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("DELETE FROM call_markers WHERE invocation_id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
+use super::group::finish_all;
 
 /// See [`super::super::Storage::change_status`]: under a row lock, not fenced.
 pub(super) async fn change_status(
@@ -56,7 +34,8 @@ pub(super) async fn change_status(
         |f| serde_json::to_string(f).map_err(|e| StorageError::Corrupt(e.to_string()));
     match change {
         StatusChange::Kill(failure) => {
-            finish(&mut tx, id, &Outcome::Failed(failure.clone())).await?;
+            let killed = Outcome::Failed(failure.clone());
+            finish_all(&mut tx, &[(id, &killed)]).await?;
         }
         StatusChange::Pause(failure) => {
             sqlx::query(

@@ -2,7 +2,7 @@
 //! [`super`]): taking and giving them back, the heartbeat that extends them, the check every write
 //! makes (fencing), and the advisory lock that makes a host id one process's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
@@ -146,27 +146,54 @@ impl Leases {
     }
 
     /// Checks, in `tx`, that this host still holds every lease it took for invocation `id` (and
-    /// keeps them from being taken over until `tx` ends). They are checked in key order (`inv:`
-    /// before `key:`), the order the heartbeat takes rows in.
+    /// keeps them from being taken over until `tx` ends).
     pub(super) async fn fence(&self, tx: &mut Tx<'_>, id: &str) -> StorageResult<()> {
-        let holding = self.held().get(id).cloned().unwrap_or_default();
-        for (lease, epoch) in holding {
-            let held: Option<i64> = sqlx::query_scalar(
-                "SELECT epoch FROM leases WHERE lease_key = $1 AND owner = $2 AND epoch = $3 \
-                 FOR SHARE",
-            )
-            .bind(&lease)
-            .bind(&self.host)
-            .bind(epoch)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if held.is_none() {
-                return Err(StorageError::Fenced(format!(
-                    "invocation {id}: lease {lease} was taken over by another host"
-                )));
-            }
+        if self.fence_all(tx, &[id]).await?[0] {
+            return Ok(());
         }
-        Ok(())
+        Err(StorageError::Fenced(format!(
+            "invocation {id}: a lease was taken over by another host"
+        )))
+    }
+
+    /// [`Self::fence`] for several invocations in one statement: per id, whether this host still
+    /// holds all its leases. The rows are share-locked in key order (`inv:` before `key:`), the
+    /// order the heartbeat takes them in.
+    pub(super) async fn fence_all(
+        &self,
+        tx: &mut Tx<'_>,
+        ids: &[&str],
+    ) -> StorageResult<Vec<bool>> {
+        let wanted: Vec<Vec<(String, i64)>> = {
+            let held = self.held();
+            ids.iter()
+                .map(|id| held.get(*id).cloned().unwrap_or_default())
+                .collect()
+        };
+        let (keys, epochs): (Vec<&str>, Vec<i64>) = wanted
+            .iter()
+            .flatten()
+            .map(|(lease, epoch)| (lease.as_str(), *epoch))
+            .unzip();
+        if keys.is_empty() {
+            return Ok(vec![true; ids.len()]);
+        }
+        let found: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT l.lease_key, l.epoch FROM leases l \
+             JOIN UNNEST($1::text[], $2::int8[]) AS w(lease_key, epoch) \
+             ON l.lease_key = w.lease_key AND l.epoch = w.epoch \
+             WHERE l.owner = $3 ORDER BY l.lease_key FOR SHARE OF l",
+        )
+        .bind(&keys)
+        .bind(&epochs)
+        .bind(&self.host)
+        .fetch_all(&mut **tx)
+        .await?;
+        let found: HashSet<(String, i64)> = found.into_iter().collect();
+        Ok(wanted
+            .iter()
+            .map(|leases| leases.iter().all(|lease| found.contains(lease)))
+            .collect())
     }
 
     /// Stops extending this host's leases, as if it had died (for tests).

@@ -11,6 +11,7 @@
 //! advisory lock on its host id, so two processes cannot act as one host.
 
 mod ending;
+mod group;
 mod leases;
 mod rows;
 mod scratch;
@@ -19,12 +20,14 @@ mod state;
 pub use scratch::ScratchDatabase;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 
+use group::{Group, Then, Write};
 use leases::Leases;
 
 use super::{
@@ -33,7 +36,7 @@ use super::{
     StateOp, StateScope, StatusChange, Storage, StorageError, StorageOptions, StorageResult, Table,
     UnfinishedScan, now_ms,
 };
-use crate::journal::{Entry, EntryKind};
+use crate::journal::Entry;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -42,7 +45,9 @@ const MAX_CONNECTIONS: u32 = 16;
 
 pub struct PgStorage {
     pool: PgPool,
-    leases: Leases,
+    leases: Arc<Leases>,
+    /// Every journal append, call marker, attempt and completion (group commit).
+    group: Group,
     flush: crate::metrics::FlushStats,
 }
 
@@ -58,11 +63,14 @@ impl PgStorage {
             .run(&pool)
             .await
             .map_err(|e| StorageError::Migration(e.to_string()))?;
-        let leases = Leases::start(&pool, &connect, options).await?;
+        let leases = Arc::new(Leases::start(&pool, &connect, options).await?);
+        let flush = crate::metrics::FlushStats::default();
+        let group = Group::start(pool.clone(), leases.clone(), flush.clone());
         Ok(PgStorage {
             pool,
             leases,
-            flush: Default::default(),
+            group,
+            flush,
         })
     }
 
@@ -263,14 +271,9 @@ impl Storage for PgStorage {
     }
 
     async fn set_attempt(&self, id: &str, attempt: u32) -> StorageResult<()> {
-        let mut tx = self.fenced(id).await?;
-        sqlx::query("UPDATE invocations SET attempt = $1, updated_at = $2 WHERE id = $3")
-            .bind(attempt as i32)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
+        self.group
+            .write(Write::new(id, None, Vec::new(), Then::SetAttempt(attempt)))
             .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -285,10 +288,10 @@ impl Storage for PgStorage {
         scope: StateScope<'_>,
         entries: Vec<(Entry, Option<StateOp>)>,
     ) -> StorageResult<()> {
-        let mut tx = self.fenced(id).await?;
-        append_entries(&mut tx, id, &scope, &entries).await?;
-        ending::finish(&mut tx, id, outcome).await?;
-        tx.commit().await?;
+        let then = Then::Finish(outcome.clone());
+        self.group
+            .write(Write::new(id, Some(scope), entries, then))
+            .await?;
         Ok(())
     }
 
@@ -308,11 +311,9 @@ impl Storage for PgStorage {
         scope: StateScope<'_>,
         entries: Vec<(Entry, Option<StateOp>)>,
     ) -> StorageResult<()> {
-        let started = std::time::Instant::now();
-        let mut tx = self.fenced(id).await?;
-        append_entries(&mut tx, id, &scope, &entries).await?;
-        tx.commit().await?;
-        self.flush.observe(started.elapsed(), entries.len());
+        self.group
+            .write(Write::new(id, Some(scope), entries, Then::Nothing))
+            .await?;
         Ok(())
     }
 
@@ -323,22 +324,8 @@ impl Storage for PgStorage {
         entries: Vec<(Entry, Option<StateOp>)>,
         marker: CallMarker,
     ) -> StorageResult<bool> {
-        let mut tx = self.fenced(id).await?;
-        append_entries(&mut tx, id, &scope, &entries).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO call_markers (invocation_id, idx, name, idempotency_key, started_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (invocation_id, idx) DO NOTHING",
-        )
-        .bind(id)
-        .bind(marker.index as i32)
-        .bind(&marker.name)
-        .bind(&marker.idempotency_key)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(inserted == 0)
+        let write = Write::new(id, Some(scope), entries, Then::Mark(marker));
+        self.group.write(write).await
     }
 
     async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()> {
@@ -576,65 +563,4 @@ impl Storage for PgStorage {
     async fn release(&self, id: &str) -> StorageResult<()> {
         self.leases.release(&self.pool, id).await
     }
-}
-
-/// Appends `entries` of invocation `id` in `tx`, each with the state mutation it records.
-async fn append_entries(
-    tx: &mut Tx<'_>,
-    id: &str,
-    scope: &StateScope<'_>,
-    entries: &[(Entry, Option<StateOp>)],
-) -> StorageResult<()> {
-    for (entry, op) in entries {
-        sqlx::query(concat!(
-            "INSERT INTO journal (invocation_id, ",
-            entry_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(id)
-        .bind(entry.index as i32)
-        .bind(entry.kind.as_str())
-        .bind(&entry.name)
-        .bind(&entry.args_digest)
-        .bind(&entry.result)
-        .bind(&entry.detail)
-        .bind(entry.started_at)
-        .bind(entry.duration_us)
-        .bind(entry.soft)
-        .execute(&mut **tx)
-        .await?;
-        // As in SQLite: a soft failure may have come after the effect, so its marker stays.
-        if entry.kind == EntryKind::Call && !entry.soft {
-            sqlx::query("DELETE FROM call_markers WHERE invocation_id = $1 AND idx = $2")
-                .bind(id)
-                .bind(entry.index as i32)
-                .execute(&mut **tx)
-                .await?;
-        }
-        let Some(op) = op else { continue };
-        let (service, key) = (scope.service, scope.key);
-        let query = match op {
-            StateOp::Set { name, value } => sqlx::query(
-                "INSERT INTO state (service, object_key, name, value) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (service, object_key, name) DO UPDATE SET value = excluded.value",
-            )
-            .bind(service)
-            .bind(key)
-            .bind(name)
-            .bind(value),
-            StateOp::Clear { name } => sqlx::query(
-                "DELETE FROM state WHERE service = $1 AND object_key = $2 AND name = $3",
-            )
-            .bind(service)
-            .bind(key)
-            .bind(name),
-            StateOp::ClearAll => {
-                sqlx::query("DELETE FROM state WHERE service = $1 AND object_key = $2")
-                    .bind(service)
-                    .bind(key)
-            }
-        };
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
 }

@@ -556,8 +556,14 @@ async fn on_postgres_a_host_that_stops_is_taken_over_and_fenced() {
     assert_eq!(orphans(&b).await, ["x"]);
     assert!(b.claim("x", "inv:x").await.unwrap());
     assert!(b.claim("y", "key:S/k").await.unwrap());
-    let fenced = a.append_batch("x", SCOPE, vec![(entry(1), None)]).await;
+    // Written together (in one group commit, most likely), a's fenced write fails alone.
+    a.create_invocation(&invocation("v")).await.unwrap();
+    let (fenced, fresh) = tokio::join!(
+        a.append_batch("x", SCOPE, vec![(entry(1), None)]),
+        a.append_batch("v", SCOPE, vec![(entry(0), None)]),
+    );
     assert!(matches!(fenced, Err(StorageError::Fenced(_))), "{fenced:?}");
+    fresh.unwrap();
     let done = Outcome::Succeeded(Vec::new());
     assert!(a.complete("x", &done, SCOPE, Vec::new()).await.is_err());
     b.append_batch("x", SCOPE, vec![(entry(1), None)])
@@ -568,8 +574,8 @@ async fn on_postgres_a_host_that_stops_is_taken_over_and_fenced() {
     assert_eq!(b.journal("x").await.unwrap().len(), 2);
     assert_eq!(
         b.count_rows(Table::Invocations).await.unwrap(),
-        3,
-        "w, x and y"
+        4,
+        "v, w, x and y"
     );
 }
 
