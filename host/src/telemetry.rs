@@ -7,8 +7,16 @@
 //! journal entry (kind, name), and each outbound HTTP request, which carries the `traceparent`
 //! of its span. The spans have their own target ([`TARGET`]); without an endpoint no layer wants
 //! them, and they cost nothing.
+//!
+//! Sampling is decided at the head, before any span is made (a span costs some microseconds to
+//! build and export whether or not the SDK keeps it): a trace that comes with a `traceparent`
+//! follows its sampled flag, a new one is kept with the probability `OTEL_TRACES_SAMPLER` and
+//! `OTEL_TRACES_SAMPLER_ARG` give (`always_on` by default; `traceidratio` and
+//! `parentbased_traceidratio` with a ratio, `always_off`). Inside a kept trace every span is
+//! made, outside none ([`starts_trace`], [`recording`]).
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
@@ -22,6 +30,64 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 /// The target of the spans that are exported.
 pub const TARGET: &str = "cairn::otel";
+
+/// The share of new traces kept, set once spans are exported (see the module header).
+static SAMPLE_RATIO: OnceLock<f64> = OnceLock::new();
+
+/// The ratio of new traces to keep, from the standard OpenTelemetry variables.
+fn sample_ratio(sampler: Option<&str>, arg: Option<&str>) -> anyhow::Result<f64> {
+    let ratio = || -> anyhow::Result<f64> {
+        let Some(arg) = arg else { return Ok(1.0) };
+        match arg.trim().parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+            _ => anyhow::bail!("OTEL_TRACES_SAMPLER_ARG={arg:?}: expected a ratio from 0 to 1"),
+        }
+    };
+    match sampler.map(str::trim).unwrap_or("") {
+        "" | "always_on" | "parentbased_always_on" => Ok(1.0),
+        "always_off" | "parentbased_always_off" => Ok(0.0),
+        "traceidratio" | "parentbased_traceidratio" => ratio(),
+        other => anyhow::bail!(
+            "OTEL_TRACES_SAMPLER={other:?}: Cairn samples at the head with always_on, always_off, \
+             traceidratio or parentbased_traceidratio"
+        ),
+    }
+}
+
+/// Whether a request's span is made (a new trace may start there): continuing `parent` (a W3C
+/// `traceparent`) when its sampled flag is set; without one, with the sampling ratio. Never
+/// when spans are not exported.
+pub fn starts_trace(parent: Option<&str>) -> bool {
+    let Some(&ratio) = SAMPLE_RATIO.get() else {
+        return false;
+    };
+    match parent {
+        Some(traceparent) => sampled(traceparent),
+        None => ratio >= 1.0 || rand::random::<f64>() < ratio,
+    }
+}
+
+/// Whether an invocation's span is made: under a recorded span (the request or the call that
+/// started it), or continuing its stored `traceparent` (a restart, a resume) when that was
+/// sampled. An invocation starts no trace of its own.
+pub fn continues_trace(parent: Option<&str>) -> bool {
+    SAMPLE_RATIO.get().is_some() && (recording() || parent.is_some_and(sampled))
+}
+
+/// The sampled flag of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+fn sampled(traceparent: &str) -> bool {
+    traceparent
+        .rsplit('-')
+        .next()
+        .and_then(|flags| u8::from_str_radix(flags, 16).ok())
+        .is_some_and(|flags| flags & 1 == 1)
+}
+
+/// Whether the current span is recorded: a span inside one (an attempt, a journal entry, an
+/// outbound request) is made only then.
+pub fn recording() -> bool {
+    SAMPLE_RATIO.get().is_some() && !tracing::Span::current().is_disabled()
+}
 
 /// The exporter of this process, flushed and shut down on drop.
 pub struct Telemetry {
@@ -68,7 +134,13 @@ pub fn init(otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry> {
         .with_http()
         .with_endpoint(traces_url(endpoint))
         .build()?;
+    let ratio = sample_ratio(
+        std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+        std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+    )?;
     let provider = SdkTracerProvider::builder()
+        // Sampled at the head already (see the module header): the SDK keeps what it gets.
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
         .with_batch_exporter(exporter)
         .with_resource(
             opentelemetry_sdk::Resource::builder()
@@ -77,13 +149,22 @@ pub fn init(otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry> {
         )
         .build();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    // Only what the spans say themselves: no source location, thread or target attributes, no
+    // busy/idle clocks and no context switch on every poll of an instrumented future (the
+    // propagation reads a span's context directly). Each of those cost the order path.
     let spans = tracing_opentelemetry::layer()
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_tracer(provider.tracer("cairn"))
         .with_filter(
-            tracing_subscriber::filter::Targets::new().with_target(TARGET, tracing::Level::TRACE),
+            tracing_subscriber::filter::Targets::new().with_target(TARGET, tracing::Level::INFO),
         );
     tracing_subscriber::registry().with(logs).with(spans).init();
-    tracing::info!(endpoint = %traces_url(endpoint), "exporting spans over OTLP/HTTP");
+    let _ = SAMPLE_RATIO.set(ratio);
+    tracing::info!(endpoint = %traces_url(endpoint), sample = ratio, "exporting spans over OTLP/HTTP");
     Ok(Telemetry {
         provider: Some(provider),
     })
@@ -128,7 +209,31 @@ pub fn propagate(span: &tracing::Span, headers: &mut axum::http::HeaderMap) {
 
 #[cfg(test)]
 mod tests {
-    use super::traces_url;
+    use super::{sample_ratio, traces_url};
+
+    #[test]
+    fn the_sampler_variables_give_the_ratio_of_new_traces_kept() {
+        assert_eq!(sample_ratio(None, None).unwrap(), 1.0);
+        assert_eq!(sample_ratio(Some("always_off"), None).unwrap(), 0.0);
+        assert_eq!(
+            sample_ratio(Some("parentbased_traceidratio"), Some("0.1")).unwrap(),
+            0.1
+        );
+        assert_eq!(sample_ratio(Some("traceidratio"), None).unwrap(), 1.0);
+        let error = sample_ratio(Some("traceidratio"), Some("2")).unwrap_err();
+        assert!(error.to_string().contains("from 0 to 1"), "{error}");
+        let error = sample_ratio(Some("jaeger_remote"), None).unwrap_err();
+        assert!(error.to_string().contains("at the head"), "{error}");
+    }
+
+    #[test]
+    fn a_traceparent_is_sampled_by_its_flags() {
+        let id = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+        assert!(super::sampled(&format!("{id}-01")));
+        assert!(super::sampled(&format!("{id}-03")));
+        assert!(!super::sampled(&format!("{id}-00")));
+        assert!(!super::sampled(&format!("{id}-zz")));
+    }
 
     #[test]
     fn a_base_endpoint_gets_the_traces_path() {

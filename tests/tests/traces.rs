@@ -5,6 +5,8 @@
 //! provider's HTTP request, which reaches the fake carrying the same trace id. The fake's webhook
 //! for the charge carries that request's `traceparent` back, so the webhook, the
 //! `WebhookProcessor` invocation it starts and the order's `OnEvent` it calls are in the trace too.
+//! An order recovered after kill -9 stays in its trace, and sampling is decided once, at the
+//! head: an unsampled order makes no span at all.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -265,6 +267,66 @@ async fn an_order_recovered_after_kill_minus_nine_stays_in_its_trace() {
         invocation.parent_span_id, ingress,
         "the recovered invocation continues under the request that created it"
     );
+}
+
+#[tokio::test]
+async fn sampling_is_decided_at_the_head_and_followed_by_the_whole_trace() {
+    let (otlp, spans) = receiver().await;
+    let mut rig = Rig::new(CAIRN, cairn::mock::MockConfig::default()).await;
+    rig.env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp));
+    rig.env.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
+    // No new trace is kept: only a caller's sampled one is followed.
+    rig.env
+        .push(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into()));
+    rig.env.push(("OTEL_TRACES_SAMPLER_ARG", "0".into()));
+    let host = rig.start(0).await;
+    let order = |key: &str, traceparent: Option<String>| {
+        let mut request = rig
+            .http
+            .post(format!(
+                "{}/OrderOrchestrator/{key}/ProcessOrder",
+                host.ingress
+            ))
+            .json(&order_input("s@example.com"));
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        request.send()
+    };
+    let kept = "5b8efff798038103d269b633813fc60c";
+    let dropped = "6b8efff798038103d269b633813fc60c";
+    for (key, traceparent) in [
+        ("sampled-no", None),
+        (
+            "sampled-off",
+            Some(format!("00-{dropped}-eee19b7ec3c1b174-00")),
+        ),
+        ("sampled-on", Some(format!("00-{kept}-eee19b7ec3c1b174-01"))),
+    ] {
+        assert_eq!(order(key, traceparent).await.unwrap().status(), 200);
+    }
+    let trace = wait_for_trace(&spans, kept, |trace| {
+        trace
+            .iter()
+            .any(|s| s.name == "call cairn:commerce/email.send-email")
+            && trace.iter().any(|s| s.name.starts_with("POST /Order"))
+    })
+    .await;
+    assert!(
+        trace
+            .iter()
+            .any(|s| s.name == "OrderOrchestrator/ProcessOrder attempt 1"),
+        "the sampled caller's order is traced whole"
+    );
+    // Whatever was exported by now is the sampled order's: nothing of the other two.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = spans.lock().unwrap();
+    let others: Vec<&str> = all
+        .iter()
+        .filter(|s| hex(&s.trace_id) != kept)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(others.is_empty(), "spans of unsampled orders: {others:?}");
 }
 
 /// The spans of `trace_id` received so far once `done` holds of them (or after 20 s).

@@ -4,10 +4,12 @@
 //! run-step overhead, call and promise round trips, the email call with a Rust and a JavaScript
 //! provider, CPU per order (host and fake, each read from `/proc`), verified webhook events per
 //! second into the webhook processor, the host's peak RSS,
-//! and recovery after kill -9 with many unfinished invocations. Prints a table and writes JSON.
+//! and recovery after kill -9 with many unfinished invocations; with `--traces` the host exports
+//! its spans over OTLP to a sink in this process. Prints a table and writes JSON.
 //! See docs/benchmarks.md.
 
 mod calls;
+mod otlp;
 mod process;
 mod providers;
 mod webhooks;
@@ -50,6 +52,14 @@ pub struct BenchArgs {
     /// instead of SQLite in the data dir, e.g. postgres://postgres@127.0.0.1:5432/test.
     #[arg(long)]
     postgres: Option<String>,
+    /// Have the host export its spans over OTLP/HTTP to a sink in this process (the cost of
+    /// tracing; compare with a run without).
+    #[arg(long)]
+    traces: bool,
+    /// With `--traces`: the share of orders traced (the host's `OTEL_TRACES_SAMPLER_ARG`, with
+    /// `parentbased_traceidratio`), e.g. 0.1.
+    #[arg(long, default_value_t = 1.0, requires = "traces")]
+    trace_sample: f64,
 }
 
 fn order(email: &str) -> Value {
@@ -130,12 +140,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(server) => Some(crate::storage::ScratchDatabase::create_on(server).await?),
         None => None,
     };
+    let sink = match args.traces {
+        true => Some(otlp::Sink::start().await?),
+        false => None,
+    };
     let run = Run {
         exe: &exe,
         data: &data,
         components: &components,
         http: &http,
         database_url: database.as_ref().map(|d| d.url.as_str()),
+        otlp_endpoint: sink.as_ref().map(|(_, endpoint)| endpoint.as_str()),
+        trace_sample: args.trace_sample,
     };
     let fake = Fake::start(&exe, &data, 0, &http).await?;
     let (host, _) = Host::start(&run, &fake).await?;
@@ -225,6 +241,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Last before recovery: it makes the JavaScript provider the active email provider.
     results["languages"] = providers::email_call(&http, &host, &components, &args.js_email).await?;
     results["peak_rss_mib"] = json!(host.proc.peak_rss_mib());
+    if let Some((sink, _)) = &sink {
+        results["traces"] = sink.report();
+        results["traces"]["sample"] = json!(args.trace_sample);
+    }
 
     if args.recovery > 0 {
         results["recovery"] = recovery(&run, host, fake, args.recovery).await?;
@@ -339,6 +359,9 @@ pub(super) struct Run<'a> {
     pub(super) http: &'a reqwest::Client,
     /// PostgreSQL instead of SQLite in the data dir.
     pub(super) database_url: Option<&'a str>,
+    /// Where the host exports its spans, if it does, and the share of traces kept.
+    pub(super) otlp_endpoint: Option<&'a str>,
+    pub(super) trace_sample: f64,
 }
 
 /// `count` orders accepted but unfinished (the fake holds every provider call), kill -9, restart
@@ -534,6 +557,12 @@ fn print_table(r: &Value) {
             lang["javascript"]["email_call"]["p50"],
             lang["javascript"]["bytes"],
             lang["javascript"]["deploy_ms"]
+        );
+    }
+    if r["traces"].is_object() {
+        println!(
+            "spans exported over OTLP: {} batches, {} KiB (sample {})",
+            r["traces"]["exports"], r["traces"]["kib"], r["traces"]["sample"]
         );
     }
     let rec = &r["recovery"];

@@ -146,6 +146,13 @@ impl Host {
             Some(url) => command.env("DATABASE_URL", url),
             None => command.env_remove("DATABASE_URL"),
         };
+        match run.otlp_endpoint {
+            Some(url) => command
+                .env("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+                .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+                .env("OTEL_TRACES_SAMPLER_ARG", run.trace_sample.to_string()),
+            None => command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        };
         let (data, components) = (run.data, run.components);
         let proc = Proc::spawn(
             command

@@ -274,14 +274,18 @@ impl Journal {
         let started_at = now_ms();
         let clock = Instant::now();
         let earliest_start_ms = self.last_start;
-        let span = tracing::info_span!(
-            target: crate::telemetry::TARGET,
-            "journal entry",
-            otel.name = %format_args!("{} {name}", kind.as_str()),
-            kind = kind.as_str(),
-            name,
-            index,
-        );
+        let span = if crate::telemetry::recording() {
+            tracing::info_span!(
+                target: crate::telemetry::TARGET,
+                "journal entry",
+                otel.name = %format_args!("{} {name}", kind.as_str()),
+                kind = kind.as_str(),
+                name,
+                index,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let effect = live(Live {
             index,
             idempotency_key: self.idempotency_key(index),
