@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use sqlx::postgres::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{Connection, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Tx;
@@ -95,15 +97,19 @@ async fn run(
     mut writes: mpsc::Receiver<(Write, Reply)>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Its own connection, kept between batches: the pool tests a connection with a round trip
+    // each time it is given back. Dropped after an error, and taken again for the next batch.
+    let mut conn: Option<PoolConnection<Postgres>> = None;
     while writes.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let started = std::time::Instant::now();
         let (batch_writes, replies): (Vec<Write>, Vec<Reply>) = batch.drain(..).unzip();
-        let answers = match commit(&pool, &leases, &batch_writes).await {
+        let answers = match commit(&pool, &mut conn, &leases, &batch_writes).await {
             Ok(answers) => answers,
             Err(_) if batch_writes.len() > 1 => {
                 let mut answers = Vec::with_capacity(batch_writes.len());
                 for write in &batch_writes {
-                    let alone = commit(&pool, &leases, std::slice::from_ref(write)).await;
+                    let one = std::slice::from_ref(write);
+                    let alone = commit(&pool, &mut conn, &leases, one).await;
                     answers.push(alone.and_then(|mut one| one.remove(0)));
                 }
                 answers
@@ -117,13 +123,29 @@ async fn run(
     }
 }
 
-/// Writes `writes` in one transaction: per write, fenced or whether its marker was there.
+/// Writes `writes` in one transaction on `conn` (taken from `pool` if there is none; dropped
+/// after an error): per write, fenced or whether its marker was there.
 async fn commit(
     pool: &PgPool,
+    conn: &mut Option<PoolConnection<Postgres>>,
     leases: &Leases,
     writes: &[Write],
 ) -> StorageResult<Vec<StorageResult<bool>>> {
-    let mut tx = pool.begin().await?;
+    let mut taken = match conn.take() {
+        Some(taken) => taken,
+        None => pool.acquire().await?,
+    };
+    let answers = commit_on(&mut taken, leases, writes).await?;
+    *conn = Some(taken);
+    Ok(answers)
+}
+
+async fn commit_on(
+    conn: &mut PgConnection,
+    leases: &Leases,
+    writes: &[Write],
+) -> StorageResult<Vec<StorageResult<bool>>> {
+    let mut tx = conn.begin().await?;
     let ids: Vec<&str> = writes.iter().map(|w| w.id.as_str()).collect();
     let held = leases.fence_all(&mut tx, &ids).await?;
     let live: Vec<&Write> = writes

@@ -30,6 +30,18 @@ const TAKE_LEASE: &str = "INSERT INTO leases (lease_key, owner, epoch, expires_a
      WHERE leases.owner = EXCLUDED.owner OR leases.expires_at < cairn_now_ms() \
      RETURNING epoch";
 
+/// Inserts an invocation (`$1`..`$11`, in [`super::PgStorage::create_invocation`]'s order) and
+/// takes its lease for owner `$12` for `$13` ms in the same statement, atomic on its own; the
+/// lease's epoch. A fresh id has no lease yet; a leftover row of one is taken over.
+pub(super) const CREATE_LEASED: &str = "WITH created AS (INSERT INTO invocations (id, service, \
+     handler, object_key, status, input, deployment_id, providers, attempt, idempotency_key, \
+     created_at, updated_at, not_before, trace_parent) \
+     VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, 1, $8, $9, $9, $10, $11) RETURNING id) \
+     INSERT INTO leases (lease_key, owner, epoch, expires_at) \
+     SELECT 'inv:' || id, $12, 1, cairn_now_ms() + $13 FROM created \
+     ON CONFLICT (lease_key) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1, \
+     expires_at = EXCLUDED.expires_at RETURNING epoch";
+
 /// Leases held by this process, by invocation: (lease key, epoch).
 type Held = std::sync::Mutex<HashMap<String, Vec<(String, i64)>>>;
 
@@ -90,17 +102,25 @@ impl Leases {
         self.held().contains_key(id)
     }
 
-    /// Takes, in `tx`, the lease of invocation `id` being created, and holds it at once.
-    pub(super) async fn take_new(&self, tx: &mut Tx<'_>, id: &str) -> StorageResult<()> {
-        let lease = format!("inv:{id}");
-        let epoch: i64 = sqlx::query_scalar(TAKE_LEASE)
-            .bind(&lease)
-            .bind(&self.host)
-            .bind(self.ttl_ms)
-            .fetch_one(&mut **tx)
-            .await?;
-        self.held().insert(id.to_string(), vec![(lease, epoch)]);
-        Ok(())
+    /// Holds the lease of invocation `id` being created by [`CREATE_LEASED`], from before the
+    /// statement runs (so that this host's orphan scan never takes it); its epoch is set by
+    /// [`Self::created`] once the statement has taken it, or it is [`Self::forget`]-ten.
+    pub(super) fn creating(&self, id: &str) {
+        self.held()
+            .insert(id.to_string(), vec![(format!("inv:{id}"), 0)]);
+    }
+
+    /// The lease of invocation `id` was taken at `epoch` (see [`Self::creating`]).
+    pub(super) fn created(&self, id: &str, epoch: i64) {
+        if let Some(leases) = self.held().get_mut(id) {
+            for (_, held) in leases.iter_mut() {
+                *held = epoch;
+            }
+        }
+    }
+
+    pub(super) fn ttl_ms(&self) -> i64 {
+        self.ttl_ms
     }
 
     /// Forgets the leases of `id` without giving them back (their transaction did not commit).
@@ -134,14 +154,19 @@ impl Leases {
     /// Gives back every lease held for invocation `id`.
     pub(super) async fn release(&self, pool: &PgPool, id: &str) -> StorageResult<()> {
         let leases = self.held().remove(id).unwrap_or_default();
-        for (lease, epoch) in leases {
-            sqlx::query("DELETE FROM leases WHERE lease_key = $1 AND owner = $2 AND epoch = $3")
-                .bind(&lease)
-                .bind(&self.host)
-                .bind(epoch)
-                .execute(pool)
-                .await?;
+        if leases.is_empty() {
+            return Ok(());
         }
+        let (keys, epochs): (Vec<String>, Vec<i64>) = leases.into_iter().unzip();
+        sqlx::query(
+            "DELETE FROM leases l USING UNNEST($1::text[], $2::int8[]) AS g(lease_key, epoch) \
+             WHERE l.lease_key = g.lease_key AND l.epoch = g.epoch AND l.owner = $3",
+        )
+        .bind(&keys)
+        .bind(&epochs)
+        .bind(&self.host)
+        .execute(pool)
+        .await?;
         Ok(())
     }
 
