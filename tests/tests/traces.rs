@@ -22,6 +22,14 @@ use prost::Message;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 
+/// The fake without its random declines: every order here must be charged.
+fn no_declines() -> cairn::mock::MockConfig {
+    cairn::mock::MockConfig {
+        decline_rate: 0.0,
+        ..Default::default()
+    }
+}
+
 /// An OTLP/HTTP receiver on loopback: every span it was sent.
 async fn receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
     let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
@@ -60,9 +68,7 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
 #[tokio::test]
 async fn one_order_is_one_trace_from_the_ingress_to_the_provider_requests() {
     let (otlp, spans) = receiver().await;
-    let mut rig = Rig::new(CAIRN, cairn::mock::MockConfig::default())
-        .await
-        .with_webhooks(20, 1500);
+    let mut rig = Rig::new(CAIRN, no_declines()).await.with_webhooks(20, 1500);
     rig.env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp));
     rig.env.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
     let host = rig.start(0).await;
@@ -202,9 +208,7 @@ async fn one_order_is_one_trace_from_the_ingress_to_the_provider_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_recovered_after_kill_minus_nine_stays_in_its_trace() {
     let (otlp, spans) = receiver().await;
-    let mut rig = Rig::new(CAIRN, cairn::mock::MockConfig::default())
-        .await
-        .with_webhooks(20, 4000);
+    let mut rig = Rig::new(CAIRN, no_declines()).await.with_webhooks(20, 4000);
     rig.env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp));
     rig.env.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
     let mut host = rig.start(0).await;
@@ -272,7 +276,7 @@ async fn an_order_recovered_after_kill_minus_nine_stays_in_its_trace() {
 #[tokio::test]
 async fn sampling_is_decided_at_the_head_and_followed_by_the_whole_trace() {
     let (otlp, spans) = receiver().await;
-    let mut rig = Rig::new(CAIRN, cairn::mock::MockConfig::default()).await;
+    let mut rig = Rig::new(CAIRN, no_declines()).await;
     rig.env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp));
     rig.env.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
     // No new trace is kept: only a caller's sampled one is followed.
