@@ -74,6 +74,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let admin_addr = admin_listener.local_addr()?;
     let mut tasks = Vec::new();
     if runtime.storage.shared() {
+        crate::runtime::wakes::follow_notices(&runtime);
         let period = config.storage.lease_ttl / 2;
         let taking_over = take_over_unfinished(runtime.clone(), scan, first, period);
         let mut stopping = stopped.clone();

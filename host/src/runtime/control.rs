@@ -16,8 +16,8 @@ use tokio::sync::{Notify, oneshot};
 use super::Runtime;
 use crate::journal::Awaited;
 use crate::storage::{
-    Changed, FailureKind, FailureRecord, Invocation, InvocationStatus, Outcome, StatusChange,
-    StorageError,
+    Changed, ChangedElsewhere, FailureKind, FailureRecord, Invocation, InvocationStatus, Outcome,
+    StatusChange, StorageError,
 };
 
 /// How an operator stops a running invocation.
@@ -63,6 +63,8 @@ struct Handle {
     /// Set when the operator cancels it (shared with each attempt's journal).
     cancel: Arc<AtomicBool>,
     cancelled: Notify,
+    /// Told by the host's watcher when the row is not running any more (another host).
+    elsewhere: Notify,
 }
 
 impl Handle {
@@ -78,6 +80,10 @@ pub struct Controls {
     running: Mutex<HashMap<String, Arc<Handle>>>,
     /// Tasks waiting without an instance (suspended, delayed, in backoff).
     waiting: AtomicUsize,
+    /// Whether the watcher of changes made through other hosts runs ([`changed_elsewhere`]).
+    watching: std::sync::OnceLock<()>,
+    /// Tells the watcher to look now (another host notified a change).
+    look: Notify,
 }
 
 /// Counts one task in [`Controls::waiting`] while it lives.
@@ -106,6 +112,7 @@ impl Controls {
             retry_now: Notify::new(),
             cancel: Arc::default(),
             cancelled: Notify::new(),
+            elsewhere: Notify::new(),
         });
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.insert(id.to_string(), handle.clone());
@@ -114,6 +121,16 @@ impl Controls {
             id: id.to_string(),
             handle,
         }
+    }
+
+    /// Has the watcher of changes made through other hosts look at once.
+    pub(crate) fn look_now(&self) {
+        self.look.notify_one();
+    }
+
+    fn running_ids(&self) -> Vec<String> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.keys().cloned().collect()
     }
 
     fn get(&self, id: &str) -> Option<Arc<Handle>> {
@@ -355,28 +372,79 @@ pub(crate) async fn apply_stop(runtime: &Runtime, id: &str, request: StopRequest
     outcome
 }
 
+/// How often a host looks at the rows of the invocations it runs, all in one query, for changes
+/// made through another host (a shared storage only).
+const ELSEWHERE_POLL: Duration = Duration::from_secs(1);
+
 /// Completes when invocation `id`, run by this task, is not running in storage any more
 /// (stopped through another host, or taken over): how it stands there. Only on a shared
-/// storage; an embedded one is changed through the task itself.
-pub(crate) async fn changed_elsewhere(runtime: &Runtime, id: &str) -> Outcome {
+/// storage; an embedded one is changed through the task itself. The host's watcher (started by
+/// the first call) looks for all its invocations at once and passes on a cancel.
+pub(crate) async fn changed_elsewhere(runtime: &Arc<Runtime>, id: &str) -> Outcome {
+    let weak = Arc::downgrade(runtime);
+    runtime
+        .controls
+        .watching
+        .get_or_init(|| drop(tokio::spawn(watch_elsewhere(weak))));
+    let Some(handle) = runtime.controls.get(id) else {
+        return std::future::pending().await;
+    };
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        handle.elsewhere.notified().await;
         match runtime.storage.invocation(id).await {
-            Ok(Some(inv)) if inv.status == InvocationStatus::Running => {
-                if inv.cancelled_at.is_some()
-                    && let Some(handle) = runtime.controls.get(id)
-                    && !handle.cancel.load(Ordering::Acquire)
-                {
-                    handle.cancel();
-                }
-            }
+            Ok(Some(inv)) if inv.status == InvocationStatus::Running => {}
             Ok(Some(inv)) => {
                 return inv
                     .outcome()
                     .unwrap_or_else(|| Outcome::Failed(paused_failure(&inv)));
             }
             Ok(None) => return Outcome::Failed(Stop::Kill.failure()),
-            Err(e) => tracing::debug!(invocation = %id, error = %e, "reading the row"),
+            Err(e) => {
+                tracing::debug!(invocation = %id, error = %e, "reading the row");
+                handle.elsewhere.notify_one();
+                tokio::time::sleep(ELSEWHERE_POLL).await;
+            }
+        }
+    }
+}
+
+/// The host's watcher: every [`ELSEWHERE_POLL`], or at once when another host notifies a
+/// change ([`Controls::look_now`]), the rows of every invocation it runs in one look; a cancel
+/// is passed to the task, a row not running any more wakes it. Ends with the runtime.
+async fn watch_elsewhere(weak: std::sync::Weak<Runtime>) {
+    loop {
+        let Some(runtime) = weak.upgrade() else {
+            return;
+        };
+        // Not holding the runtime while it waits (a notice that came meanwhile is kept).
+        let controls = runtime.controls.clone();
+        drop(runtime);
+        let _ = tokio::time::timeout(ELSEWHERE_POLL, controls.look.notified()).await;
+        let Some(runtime) = weak.upgrade() else {
+            return;
+        };
+        let ids = runtime.controls.running_ids();
+        if ids.is_empty() {
+            continue;
+        }
+        let changed = match runtime.storage.changed_elsewhere(&ids).await {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::debug!(error = %e, "looking for changes made through other hosts");
+                continue;
+            }
+        };
+        for (id, change) in changed {
+            let Some(handle) = runtime.controls.get(&id) else {
+                continue;
+            };
+            match change {
+                ChangedElsewhere::Cancelled if !handle.cancel.load(Ordering::Acquire) => {
+                    handle.cancel();
+                }
+                ChangedElsewhere::Cancelled => {}
+                ChangedElsewhere::NotRunning => handle.elsewhere.notify_one(),
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, watch};
 
 use super::Runtime;
 use crate::journal::Awaited;
-use crate::storage::{StorageResult, now_ms};
+use crate::storage::{Notice, StorageResult, now_ms};
 
 /// How often a waiter checks storage itself: often on a shared database (another host may
 /// complete what it waits for), rarely as a safety net on an embedded one.
@@ -76,6 +76,34 @@ impl Wakes {
             }
         }
     }
+}
+
+/// On a shared storage: passes what the other hosts notify (an invocation ended, a promise
+/// resolved, an operator's change) to what waits for it here, at once; the polls stay as the
+/// backstop. Ends with the storage.
+pub fn follow_notices(runtime: &Arc<Runtime>) {
+    let Some(mut notices) = runtime.storage.notices() else {
+        return;
+    };
+    let runtime = Arc::downgrade(runtime);
+    tokio::spawn(async move {
+        loop {
+            let notice = match notices.recv().await {
+                Ok(notice) => notice,
+                // Missed some: the polls find them.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let Some(runtime) = runtime.upgrade() else {
+                return;
+            };
+            match notice {
+                Notice::Ended(id) => runtime.wakes.notify(|| Awaited::Invocation(id)),
+                Notice::Resolved(id) => runtime.wakes.notify(|| Awaited::Promise(id)),
+                Notice::Changed(_) => runtime.controls.look_now(),
+            }
+        }
+    });
 }
 
 /// Waits until `until_ms` (Unix ms) passes or one of `on` completes, whichever comes first;

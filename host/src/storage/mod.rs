@@ -232,10 +232,52 @@ impl DeploymentRecord {
     }
 }
 
+/// What another host changed in the row of an invocation this host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ChangedElsewhere {
+    /// Still running, and an operator asked to cancel it.
+    Cancelled,
+    /// Not running any more (stopped, ended elsewhere, or purged).
+    NotRunning,
+}
+
+/// What another host did that this one may be waiting for (see [`Storage::notices`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Invocation `id` ended.
+    Ended(String),
+    /// Promise `id` was resolved or rejected.
+    Resolved(String),
+    /// An operator changed invocation `id` (cancel, kill, pause, resume, purge).
+    Changed(String),
+}
+
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Created>;
     async fn invocation(&self, id: &str) -> StorageResult<Option<Invocation>>;
+    /// Of invocations `ids`, run by this process, those whose rows were changed through
+    /// another host (cancelled, or not running any more); the rest are left out. One look for
+    /// all of them: a host runs many.
+    async fn changed_elsewhere(
+        &self,
+        ids: &[String],
+    ) -> StorageResult<Vec<(String, ChangedElsewhere)>> {
+        let mut changed = Vec::new();
+        for id in ids {
+            match self.invocation(id).await? {
+                Some(inv) if inv.status != InvocationStatus::Running => {
+                    changed.push((id.clone(), ChangedElsewhere::NotRunning));
+                }
+                Some(inv) if inv.cancelled_at.is_some() => {
+                    changed.push((id.clone(), ChangedElsewhere::Cancelled));
+                }
+                Some(_) => {}
+                None => changed.push((id.clone(), ChangedElsewhere::NotRunning)),
+            }
+        }
+        Ok(changed)
+    }
     async fn list_invocations(&self, filter: &InvocationFilter) -> StorageResult<Vec<Invocation>>;
     /// The next page (at most `limit`) of `scan`, in creation order; empty once it is over. On a
     /// storage one host owns, each comes with its journal ([`Invocation::known_journal`]); on a
@@ -381,6 +423,12 @@ pub trait Storage: Send + Sync + 'static {
     /// the time, not only at start.
     fn shared(&self) -> bool {
         false
+    }
+
+    /// On a shared storage, what the other hosts did that this one may wait for, as it
+    /// happens; `None` where there are no other hosts.
+    fn notices(&self) -> Option<tokio::sync::broadcast::Receiver<Notice>> {
+        None
     }
 
     /// The latency and size of its journal commits (registered as metrics by the runtime).

@@ -86,6 +86,15 @@ pub(super) async fn change_status(
             }
         }
     }
+    // The host that runs it is told at the commit (see [`super::notices`]).
+    sqlx::query(concat!(
+        "SELECT pg_notify('",
+        notice_channel!(),
+        "', 'c:' || $1)"
+    ))
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(Changed::Applied)
 }

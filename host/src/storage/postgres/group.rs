@@ -442,5 +442,14 @@ pub(super) async fn finish_all(tx: &mut Tx<'_>, ended: &[(&str, &Outcome)]) -> S
         .bind(&ids)
         .execute(&mut **tx)
         .await?;
+    // Callers and waiters on other hosts are told at the commit (see [`super::notices`]).
+    sqlx::query(concat!(
+        "SELECT pg_notify('",
+        notice_channel!(),
+        "', 'e:' || id) FROM UNNEST($1::text[]) AS id"
+    ))
+    .bind(&ids)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

@@ -10,9 +10,17 @@
 //! taken over cannot write for the invocation any more. Each host process holds a session
 //! advisory lock on its host id, so two processes cannot act as one host.
 
+/// The channel of the hosts' notices (see [`notices`]), for SQL built with `concat!`.
+macro_rules! notice_channel {
+    () => {
+        "cairn"
+    };
+}
+
 mod ending;
 mod group;
 mod leases;
+mod notices;
 mod rows;
 mod scratch;
 mod state;
@@ -31,10 +39,10 @@ use group::{Group, Then, Write};
 use leases::Leases;
 
 use super::{
-    CallMarker, Changed, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation,
-    Outcome, PromiseCompletion, PromiseOutcome, Purged, StateAudit, StateEdit, StateEdited,
-    StateOp, StateScope, StatusChange, Storage, StorageError, StorageOptions, StorageResult, Table,
-    UnfinishedScan, now_ms,
+    CallMarker, Changed, ChangedElsewhere, Created, DeploymentRecord, Invocation, InvocationFilter,
+    InvocationStatus, NewInvocation, Notice, Outcome, PromiseCompletion, PromiseOutcome, Purged,
+    StateAudit, StateEdit, StateEdited, StateOp, StateScope, StatusChange, Storage, StorageError,
+    StorageOptions, StorageResult, Table, UnfinishedScan, now_ms,
 };
 use crate::journal::Entry;
 
@@ -48,6 +56,8 @@ pub struct PgStorage {
     leases: Arc<Leases>,
     /// Every journal append, call marker, attempt and completion (group commit).
     group: Group,
+    /// What the other hosts notify (`LISTEN`).
+    notices: notices::Notices,
     flush: crate::metrics::FlushStats,
 }
 
@@ -70,10 +80,12 @@ impl PgStorage {
         let leases = Arc::new(Leases::start(&pool, &connect, options).await?);
         let flush = crate::metrics::FlushStats::default();
         let group = Group::start(pool.clone(), leases.clone(), flush.clone());
+        let notices = notices::Notices::start(&pool);
         Ok(PgStorage {
             pool,
             leases,
             group,
+            notices,
             flush,
         })
     }
@@ -205,6 +217,33 @@ impl Storage for PgStorage {
             .await?
             .map(|row| rows::invocation(&row))
             .transpose()
+    }
+
+    async fn changed_elsewhere(
+        &self,
+        ids: &[String],
+    ) -> StorageResult<Vec<(String, ChangedElsewhere)>> {
+        let rows: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT id, status, cancelled_at IS NOT NULL FROM invocations WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut gone: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut changed = Vec::new();
+        for (id, status, cancelled) in rows {
+            gone.remove(id.as_str());
+            if status != InvocationStatus::Running.as_str() {
+                changed.push((id, ChangedElsewhere::NotRunning));
+            } else if cancelled {
+                changed.push((id, ChangedElsewhere::Cancelled));
+            }
+        }
+        changed.extend(
+            gone.into_iter()
+                .map(|id| (id.to_string(), ChangedElsewhere::NotRunning)),
+        );
+        Ok(changed)
     }
 
     async fn list_invocations(&self, filter: &InvocationFilter) -> StorageResult<Vec<Invocation>> {
@@ -382,12 +421,16 @@ impl Storage for PgStorage {
     ) -> StorageResult<PromiseCompletion> {
         let (status, value) = outcome.columns();
         // Completed, or the row as it stands: one round trip either way.
-        let row = sqlx::query(
+        // Resolved: the hosts are told at the commit (a waiter may run on another).
+        let row = sqlx::query(concat!(
             "WITH done AS (UPDATE promises SET status = $2, value = $3, completed_at = \
-             cairn_now_ms() WHERE id = $1 AND status = 'pending' RETURNING id) \
-             SELECT (SELECT count(*) FROM done) AS completed, p.status, p.value \
-             FROM (SELECT 1) one LEFT JOIN promises p ON p.id = $1",
-        )
+             cairn_now_ms() WHERE id = $1 AND status = 'pending' RETURNING id), \
+             told AS (SELECT pg_notify('",
+            notice_channel!(),
+            "', 'p:' || id) FROM done) \
+             SELECT (SELECT count(*) FROM done) AS completed, (SELECT count(*) FROM told), \
+             p.status, p.value FROM (SELECT 1) one LEFT JOIN promises p ON p.id = $1"
+        ))
         .bind(id)
         .bind(status)
         .bind(value)
@@ -566,6 +609,10 @@ impl Storage for PgStorage {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn notices(&self) -> Option<tokio::sync::broadcast::Receiver<Notice>> {
+        Some(self.notices.subscribe())
     }
 
     async fn claim(&self, id: &str, lease: &str) -> StorageResult<bool> {

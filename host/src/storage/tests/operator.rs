@@ -3,7 +3,7 @@
 //! audit, refused while an invocation of the key is unfinished.
 
 use super::*;
-use crate::storage::{StateEdit, StateEdited};
+use crate::storage::{ChangedElsewhere, Notice, StateEdit, StateEdited};
 
 #[tokio::test]
 async fn an_operator_kills_pauses_resumes_and_purges_only_from_the_statuses_that_allow_it() {
@@ -236,4 +236,66 @@ async fn a_state_edit_is_audited_and_refused_while_an_invocation_holds_the_key()
         assert_eq!(storage.state_audit("S", "k", 1).await.unwrap().len(), 1);
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_invocations_changed_through_another_host_are_found_in_one_look() {
+    on_both(|storage| async move {
+        for id in ["runs", "cancelled", "killed"] {
+            storage.create_invocation(&invocation(id)).await.unwrap();
+        }
+        let cancel = StatusChange::Cancel;
+        let kill = StatusChange::Kill(FailureRecord::new(FailureKind::Killed, 409, "killed"));
+        assert_eq!(
+            storage.change_status("cancelled", &cancel).await.unwrap(),
+            Changed::Applied
+        );
+        assert_eq!(
+            storage.change_status("killed", &kill).await.unwrap(),
+            Changed::Applied
+        );
+        let ids = ["runs", "cancelled", "killed", "purged"].map(String::from);
+        let mut changed = storage.changed_elsewhere(&ids).await.unwrap();
+        changed.sort();
+        assert_eq!(
+            changed,
+            [
+                ("cancelled".to_string(), ChangedElsewhere::Cancelled),
+                ("killed".to_string(), ChangedElsewhere::NotRunning),
+                ("purged".to_string(), ChangedElsewhere::NotRunning),
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn on_postgres_the_other_hosts_hear_of_endings_resolutions_and_changes() {
+    let database = ScratchDatabase::create().await.unwrap();
+    let a = pg_host(&database.url, "a").await.unwrap();
+    let b = pg_host(&database.url, "b").await.unwrap();
+    let mut heard = b.notices().expect("a shared storage has notices");
+    // The listener connects in the background: a first notice may come before it listens.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    a.create_invocation(&invocation("x")).await.unwrap();
+    a.create_promise("p1", "x").await.unwrap();
+    let done = Outcome::Succeeded(Vec::new());
+    a.complete_promise("p1", &PromiseOutcome::Resolved(b"1".to_vec()))
+        .await
+        .unwrap();
+    a.change_status("x", &StatusChange::Cancel).await.unwrap();
+    a.complete("x", &done, SCOPE, Vec::new()).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), heard.recv());
+        got.push(next.await.expect("a notice within 5 s").unwrap());
+    }
+    assert_eq!(
+        got,
+        [
+            Notice::Resolved("p1".into()),
+            Notice::Changed("x".into()),
+            Notice::Ended("x".into()),
+        ]
+    );
 }
