@@ -4,7 +4,8 @@
 //! task that runs the invocation in this process, which drops what it was doing (an attempt, a
 //! wait, a backoff: its instance, permit and key with it) and writes the change itself; an
 //! invocation no task of this process runs (paused, or on another host) is changed in storage
-//! directly, and its owner finds the change at its next look at the row.
+//! directly, and its owner finds the change at once when notified, else at its watcher's next
+//! look at the rows of all it runs ([`changed_elsewhere`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

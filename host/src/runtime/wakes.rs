@@ -1,7 +1,8 @@
 //! Wake-ups for suspended invocations. Whoever completes an invocation or a promise in this
 //! process says so here, and the invocations waiting on it replay at once; on a shared database
-//! another host may complete it, so a waiter also polls storage (a lost notification costs at
-//! most one poll). A waiter holds no instance: only its task, its rows and a [`Notify`].
+//! another host may complete it: its notice comes through the storage ([`follow_notices`]), and
+//! a waiter also polls storage (a lost notice costs at most one poll). A waiter holds no
+//! instance: only its task, its rows and a [`Notify`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
