@@ -216,18 +216,14 @@ impl Outbound {
             let value = secrets::substitute(value, name, &origin, &policy.secrets)?;
             builder = builder.header(name.as_str(), value);
         }
-        let span = if crate::telemetry::recording() {
-            tracing::info_span!(
-                target: crate::telemetry::TARGET,
-                "http",
-                otel.name = %format_args!("{} {origin}", req.method),
-                http.request.method = %req.method,
-                url.full = %req.url,
-                http.response.status_code = tracing::field::Empty,
-            )
-        } else {
-            tracing::Span::none()
-        };
+        let span = crate::telemetry::otel_span!(
+            crate::telemetry::recording(),
+            "http",
+            otel.name = %format_args!("{} {origin}", req.method),
+            http.request.method = %req.method,
+            url.full = %req.url,
+            http.response.status_code = tracing::field::Empty,
+        );
         let mut request = builder.body(req.body.clone()).build().map_err(classify)?;
         crate::telemetry::propagate(&span, request.headers_mut());
         let mut resp = self

@@ -31,6 +31,20 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// The target of the spans that are exported.
 pub const TARGET: &str = "cairn::otel";
 
+/// A span of [`TARGET`] (`tracing::info_span!` arguments after the condition) when `$made`
+/// holds, else `Span::none()`: a span outside a sampled trace is never built (see the module
+/// header).
+macro_rules! otel_span {
+    ($made:expr, $($span:tt)+) => {
+        if $made {
+            tracing::info_span!(target: $crate::telemetry::TARGET, $($span)+)
+        } else {
+            tracing::Span::none()
+        }
+    };
+}
+pub(crate) use otel_span;
+
 /// The share of new traces kept, set once spans are exported (see the module header).
 static SAMPLE_RATIO: OnceLock<f64> = OnceLock::new();
 
@@ -179,9 +193,10 @@ pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
     let _ = span.set_parent(parent);
 }
 
-/// Makes `span` a child of an invocation's stored W3C `traceparent`, if any.
+/// Makes `span` a child of an invocation's stored W3C `traceparent`, if any, when nothing here
+/// is its parent already (a restart, a resume: the span that created it is gone).
 pub fn continue_from(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(traceparent) = traceparent.filter(|_| !span.is_disabled()) else {
+    let Some(traceparent) = traceparent.filter(|_| !span.is_disabled() && !recording()) else {
         return;
     };
     let carrier = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);

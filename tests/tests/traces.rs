@@ -30,6 +30,12 @@ fn no_declines() -> cairn::mock::MockConfig {
     }
 }
 
+/// Has the rig's hosts export their spans to `otlp`, in batches sent every 100 ms.
+fn export_to(rig: &mut Rig, otlp: String) {
+    rig.env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp));
+    rig.env.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
+}
+
 /// An OTLP/HTTP receiver on loopback: every span it was sent.
 async fn receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
     let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
@@ -69,8 +75,7 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
 async fn one_order_is_one_trace_from_the_ingress_to_the_provider_requests() {
     let (otlp, spans) = receiver().await;
     let mut rig = Rig::new(CAIRN, no_declines()).await.with_webhooks(20, 1500);
-    rig.env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp));
-    rig.env.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
+    export_to(&mut rig, otlp);
     let host = rig.start(0).await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -209,8 +214,7 @@ async fn one_order_is_one_trace_from_the_ingress_to_the_provider_requests() {
 async fn an_order_recovered_after_kill_minus_nine_stays_in_its_trace() {
     let (otlp, spans) = receiver().await;
     let mut rig = Rig::new(CAIRN, no_declines()).await.with_webhooks(20, 4000);
-    rig.env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp));
-    rig.env.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
+    export_to(&mut rig, otlp);
     let mut host = rig.start(0).await;
 
     // A pending charge: the order waits for its webhook, which comes after the restart.
@@ -277,8 +281,7 @@ async fn an_order_recovered_after_kill_minus_nine_stays_in_its_trace() {
 async fn sampling_is_decided_at_the_head_and_followed_by_the_whole_trace() {
     let (otlp, spans) = receiver().await;
     let mut rig = Rig::new(CAIRN, no_declines()).await;
-    rig.env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp));
-    rig.env.push(("OTEL_BSP_SCHEDULE_DELAY", "100".into()));
+    export_to(&mut rig, otlp);
     // No new trace is kept: only a caller's sampled one is followed.
     rig.env
         .push(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into()));

@@ -209,18 +209,14 @@ async fn traced(
         .headers()
         .get("traceparent")
         .and_then(|v| v.to_str().ok());
-    let span = if crate::telemetry::starts_trace(parent) {
-        tracing::info_span!(
-            target: crate::telemetry::TARGET,
-            "ingress",
-            otel.name = %format_args!("{} {}", request.method(), request.uri().path()),
-            http.request.method = %request.method(),
-            url.path = %request.uri().path(),
-            http.response.status_code = tracing::field::Empty,
-        )
-    } else {
-        tracing::Span::none()
-    };
+    let span = crate::telemetry::otel_span!(
+        crate::telemetry::starts_trace(parent),
+        "ingress",
+        otel.name = %format_args!("{} {}", request.method(), request.uri().path()),
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
     crate::telemetry::continue_trace(&span, request.headers());
     let response = next.run(request).instrument(span.clone()).await;
     span.record("http.response.status_code", response.status().as_u16());

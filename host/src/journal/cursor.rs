@@ -274,18 +274,14 @@ impl Journal {
         let started_at = now_ms();
         let clock = Instant::now();
         let earliest_start_ms = self.last_start;
-        let span = if crate::telemetry::recording() {
-            tracing::info_span!(
-                target: crate::telemetry::TARGET,
-                "journal entry",
-                otel.name = %format_args!("{} {name}", kind.as_str()),
-                kind = kind.as_str(),
-                name,
-                index,
-            )
-        } else {
-            tracing::Span::none()
-        };
+        let span = crate::telemetry::otel_span!(
+            crate::telemetry::recording(),
+            "journal entry",
+            otel.name = %format_args!("{} {name}", kind.as_str()),
+            kind = kind.as_str(),
+            name,
+            index,
+        );
         let effect = live(Live {
             index,
             idempotency_key: self.idempotency_key(index),

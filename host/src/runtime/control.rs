@@ -382,11 +382,10 @@ const ELSEWHERE_POLL: Duration = Duration::from_secs(1);
 /// storage; an embedded one is changed through the task itself. The host's watcher (started by
 /// the first call) looks for all its invocations at once and passes on a cancel.
 pub(crate) async fn changed_elsewhere(runtime: &Arc<Runtime>, id: &str) -> Outcome {
-    let weak = Arc::downgrade(runtime);
     runtime
         .controls
         .watching
-        .get_or_init(|| drop(tokio::spawn(watch_elsewhere(weak))));
+        .get_or_init(|| drop(tokio::spawn(watch_elsewhere(Arc::downgrade(runtime)))));
     let Some(handle) = runtime.controls.get(id) else {
         return std::future::pending().await;
     };

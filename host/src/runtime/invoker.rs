@@ -268,21 +268,17 @@ async fn run_to_end(
         runtime.metrics.attempt(&inv.service);
         // Boxed: a suspended invocation keeps its task, which would otherwise be as large as
         // the attempt's future (instantiation and the guest call) for as long as it waits.
-        let span = if crate::telemetry::recording() {
-            tracing::info_span!(
-                target: crate::telemetry::TARGET,
-                "attempt",
-                otel.name = %format_args!("{}/{} attempt {attempt}", inv.service, inv.handler),
-                invocation.id = inv.id.as_str(),
-                service = inv.service.as_str(),
-                handler = inv.handler.as_str(),
-                key = inv.key.as_deref(),
-                attempt,
-                outcome = tracing::field::Empty,
-            )
-        } else {
-            tracing::Span::none()
-        };
+        let span = crate::telemetry::otel_span!(
+            crate::telemetry::recording(),
+            "attempt",
+            otel.name = %format_args!("{}/{} attempt {attempt}", inv.service, inv.handler),
+            invocation.id = inv.id.as_str(),
+            service = inv.service.as_str(),
+            handler = inv.handler.as_str(),
+            key = inv.key.as_deref(),
+            attempt,
+            outcome = tracing::field::Empty,
+        );
         let (result, pending) = Box::pin(
             run_attempt(
                 runtime,

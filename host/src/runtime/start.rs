@@ -118,19 +118,15 @@ pub fn spawn_holding<T: Send + 'static>(
 ) -> JoinHandle<Outcome> {
     let runtime = runtime.clone();
     // A child of whatever started it (an ingress request, a caller's journal entry).
-    let span = if crate::telemetry::continues_trace(invocation.trace_parent.as_deref()) {
-        tracing::info_span!(
-            target: crate::telemetry::TARGET,
-            "invocation",
-            otel.name = %format_args!("{}/{}", invocation.service, invocation.handler),
-            invocation.id = invocation.id.as_str(),
-            service = invocation.service.as_str(),
-            handler = invocation.handler.as_str(),
-            key = invocation.key.as_deref(),
-        )
-    } else {
-        tracing::Span::none()
-    };
+    let span = crate::telemetry::otel_span!(
+        crate::telemetry::continues_trace(invocation.trace_parent.as_deref()),
+        "invocation",
+        otel.name = %format_args!("{}/{}", invocation.service, invocation.handler),
+        invocation.id = invocation.id.as_str(),
+        service = invocation.service.as_str(),
+        handler = invocation.handler.as_str(),
+        key = invocation.key.as_deref(),
+    );
     crate::telemetry::continue_from(&span, invocation.trace_parent.as_deref());
     tokio::spawn(
         async move {

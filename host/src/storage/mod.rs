@@ -241,6 +241,17 @@ pub enum ChangedElsewhere {
     NotRunning,
 }
 
+impl ChangedElsewhere {
+    /// What a row (`None`: gone) says of an invocation this host runs.
+    pub fn of(row: Option<(InvocationStatus, bool)>) -> Option<ChangedElsewhere> {
+        match row {
+            Some((InvocationStatus::Running, false)) => None,
+            Some((InvocationStatus::Running, true)) => Some(ChangedElsewhere::Cancelled),
+            Some(_) | None => Some(ChangedElsewhere::NotRunning),
+        }
+    }
+}
+
 /// What another host did that this one may be waiting for (see [`Storage::notices`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
@@ -265,15 +276,10 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<Vec<(String, ChangedElsewhere)>> {
         let mut changed = Vec::new();
         for id in ids {
-            match self.invocation(id).await? {
-                Some(inv) if inv.status != InvocationStatus::Running => {
-                    changed.push((id.clone(), ChangedElsewhere::NotRunning));
-                }
-                Some(inv) if inv.cancelled_at.is_some() => {
-                    changed.push((id.clone(), ChangedElsewhere::Cancelled));
-                }
-                Some(_) => {}
-                None => changed.push((id.clone(), ChangedElsewhere::NotRunning)),
+            let row = self.invocation(id).await?;
+            let row = row.map(|inv| (inv.status, inv.cancelled_at.is_some()));
+            if let Some(change) = ChangedElsewhere::of(row) {
+                changed.push((id.clone(), change));
             }
         }
         Ok(changed)

@@ -229,21 +229,19 @@ impl Storage for PgStorage {
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        let mut gone: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-        let mut changed = Vec::new();
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
         for (id, status, cancelled) in rows {
-            gone.remove(id.as_str());
-            if status != InvocationStatus::Running.as_str() {
-                changed.push((id, ChangedElsewhere::NotRunning));
-            } else if cancelled {
-                changed.push((id, ChangedElsewhere::Cancelled));
-            }
+            let status = InvocationStatus::parse(&status)
+                .ok_or_else(|| StorageError::Corrupt(format!("unknown status {status:?}")))?;
+            found.insert(id, (status, cancelled));
         }
-        changed.extend(
-            gone.into_iter()
-                .map(|id| (id.to_string(), ChangedElsewhere::NotRunning)),
-        );
-        Ok(changed)
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let change = ChangedElsewhere::of(found.get(id).copied())?;
+                Some((id.clone(), change))
+            })
+            .collect())
     }
 
     async fn list_invocations(&self, filter: &InvocationFilter) -> StorageResult<Vec<Invocation>> {
