@@ -193,10 +193,10 @@ pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
     let _ = span.set_parent(parent);
 }
 
-/// Makes `span` a child of an invocation's stored W3C `traceparent`, if any, when nothing here
-/// is its parent already (a restart, a resume: the span that created it is gone).
+/// Makes `span` a child of an invocation's stored W3C `traceparent`, if any: the span that
+/// created it, whatever span it is started in (a restart, a resume by an operator).
 pub fn continue_from(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(traceparent) = traceparent.filter(|_| !span.is_disabled() && !recording()) else {
+    let Some(traceparent) = traceparent.filter(|_| !span.is_disabled()) else {
         return;
     };
     let carrier = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
