@@ -51,6 +51,9 @@ async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> 
     runtime.retry.initial_delay = std::time::Duration::from_millis(10);
     runtime.retry.max_delay = std::time::Duration::from_millis(100);
     runtime.retry.max_attempts = options.max_attempts;
+    if let Some(wall) = options.wall_limit {
+        runtime.wall_limit = wall;
+    }
     // Many test hosts share one process: keep each instance pool small.
     runtime.max_running = 64;
     for (service, name, value) in &options.service_config {
@@ -177,6 +180,8 @@ pub struct Options {
     pub database_url: Option<String>,
     /// Services' operator configuration, (service, name, value): `--service-config`.
     pub service_config: Vec<(String, String, String)>,
+    /// Wall-clock time per call and attempt (default: the host's, 30 s): `--wall-limit-ms`.
+    pub wall_limit: Option<std::time::Duration>,
 }
 
 impl Default for Options {
@@ -197,6 +202,7 @@ impl Default for Options {
             deploy_dir: None,
             database_url: None,
             service_config: Vec::new(),
+            wall_limit: None,
         }
     }
 }

@@ -81,6 +81,9 @@ pub fn spawn_host_with(
         .env("SHIPPO_API_KEY", "shippo_test_crash")
         .env("SHIPPO_CARRIER_ACCOUNT", "crash_carrier")
         .env("CAIRN_ADMIN_TOKEN", crate::ADMIN_TOKEN)
+        // A call left in doubt by a kill is looked up once its wall-clock limit (and a second)
+        // has passed since its marker: 5 s, not 30, keeps recoveries within the tests' bounds.
+        .env("CAIRN_WALL_LIMIT_MS", "5000")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())

@@ -263,10 +263,9 @@ async fn a_call_killed_while_the_callee_runs_finishes_with_one_effect_each() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
+    // The label request the dead host sent may still be at the fake (150-250 ms): the restart
+    // looks it up only once it cannot be in flight (see the test below).
     host.kill();
-    // The label request the dead host sent may still be at the fake (150-250 ms): let it end
-    // before the restart looks it up. A lookup racing a request still in flight is issue 16's.
-    tokio::time::sleep(Duration::from_millis(400)).await;
 
     let host = rig.start(21).await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -375,5 +374,92 @@ async fn a_promise_wait_and_a_delayed_send_survive_kill_minus_nine() {
         count(&stats, "/charges/by_order/order-kill-later"),
         1,
         "{stats}"
+    );
+}
+
+/// A label purchase still at the fake when its host is SIGKILLed (Shippo has no idempotency
+/// key): the restarted host, finding the call in doubt, looks it up only once the request can no
+/// longer be in flight (Shippo's wall-clock limit since the call's marker), so it finds the
+/// label the dead host's request bought as that request ends, and buys no second one. Looked up
+/// at once, it would find nothing yet and buy again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_in_flight_at_a_kill_is_looked_up_only_once_its_request_has_ended() {
+    let mut rig = rig(MockConfig {
+        decline_rate: 0.0,
+        delay_ms: (1_500, 1_500),
+    })
+    .await;
+    rig.env.push(("CAIRN_WALL_LIMIT_MS", "4000".into()));
+    let http = &rig.http;
+    let mut host = rig.start(30).await;
+    let sent = http
+        .post(format!(
+            "{}/OrderOrchestrator/order-flight/ProcessOrder/send",
+            host.ingress
+        ))
+        .json(&cairn_e2e::order_input("f@example.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let id = sent.json::<Value>().await.unwrap()["invocationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Kill the host as its label request reaches the fake; the request goes on there for 1.5 s.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !rig
+        .mock
+        .state()
+        .requests(Some(cairn::mock::Provider::Shippo))
+        .iter()
+        .any(|r| r.method == "POST")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no label request reached the fake"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    host.kill();
+    let killed = Instant::now();
+    let stats = |rig: &process::Rig| serde_json::to_value(rig.mock.stats()).unwrap();
+    assert_eq!(count(&stats(&rig), "/labels/total"), 0, "killed too late");
+    // The lookup answers at once: only the purchase in flight is slow.
+    rig.mock.state().set_config(MockConfig {
+        decline_rate: 0.0,
+        delay_ms: (0, 0),
+    });
+
+    let host = rig.start(31).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let finished = loop {
+        let inv = json_of(http.get(format!("{}/invocations/{id}", host.admin))).await;
+        if inv["status"] != "running" {
+            break inv;
+        }
+        assert!(Instant::now() < deadline, "the order never finished: {inv}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    // Counted once the purchase in flight at the kill has surely ended at the fake.
+    tokio::time::sleep_until((killed + Duration::from_secs(2)).into()).await;
+    let stats = stats(&rig);
+    assert_eq!(count(&stats, "/labels/total"), 1, "one label: {stats}");
+    let label = finished["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "cairn:commerce/shipping.create-label")
+        .unwrap_or_else(|| panic!("the label entry: {finished}"));
+    assert_eq!(
+        label["detail"]["effect"]["recovery"], "in doubt: found by lookup",
+        "{label}"
+    );
+    assert!(
+        killed.elapsed() >= Duration::from_secs(4),
+        "looked up before the request's wall-clock limit had passed: {:?}",
+        killed.elapsed()
     );
 }

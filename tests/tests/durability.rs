@@ -496,6 +496,9 @@ async fn a_call_left_in_doubt_by_a_crash_never_takes_effect_twice() {
     for entry in [CHARGE_ENTRY, LABEL_ENTRY, EMAIL_ENTRY] {
         let cairn = Cairn::start_opts(Options {
             fail_before_recording: Some(entry),
+            // The label in doubt is looked up once its request cannot be in flight: a second
+            // (and a margin) after its marker.
+            wall_limit: Some(Duration::from_secs(1)),
             ..Options::default()
         })
         .await;

@@ -160,6 +160,8 @@ pub async fn perform(
             );
             let mut decided = false;
             if let RetrySafety::Lookup(finder) = &safety {
+                let wall = callee.store.data().limits.limits().wall;
+                out_of_flight(runtime, invocation_id, live, wall).await?;
                 callee.ctx().in_doubt_since = live.earliest_start_ms;
                 match find(runtime, deployment_id, &mut callee, finder, &call).await? {
                     Found::Effect(v) => {
@@ -433,6 +435,49 @@ async fn retry_safety(
         .unwrap_or_else(|p| p.into_inner())
         .insert(cache_key, safety.clone());
     Ok(safety)
+}
+
+/// Added to an in-doubt call's wall-clock limit before it is looked up: the instantiation and
+/// the retry-safety question between its marker and the call (microseconds: the instance is
+/// pre-linked, the answer cached), and the clocks of hosts sharing a database.
+const IN_FLIGHT_MARGIN_MS: i64 = 1_000;
+
+/// Suspends the invocation until the in-doubt call of entry `live.index` can no longer be in
+/// flight: its wall-clock limit `wall` (and [`IN_FLIGHT_MARGIN_MS`]) since its marker. Until then a
+/// host that lost the invocation (paused, cut off) may still be in the call, or the provider
+/// still serving the request of one that died, and a lookup could miss the effect it is about to
+/// have, and buy again. Suspended, not slept: the wait holds no instance and does not count
+/// against the caller's own wall-clock limit; the entry is run again when it ends.
+async fn out_of_flight(
+    runtime: &Runtime,
+    invocation_id: &str,
+    live: &Live,
+    wall: std::time::Duration,
+) -> Result<(), JournalError> {
+    let Some(marked_at) = runtime
+        .storage
+        .call_marked_at(invocation_id, live.index)
+        .await?
+    else {
+        return Ok(());
+    };
+    let until = marked_at
+        .saturating_add(i64::try_from(wall.as_millis()).unwrap_or(i64::MAX))
+        .saturating_add(IN_FLIGHT_MARGIN_MS);
+    let left = until.saturating_sub(crate::storage::now_ms());
+    if left <= 0 {
+        return Ok(());
+    }
+    tracing::info!(
+        invocation = invocation_id,
+        entry = live.index,
+        wait_ms = left,
+        "the call in doubt may still be in flight: looked up once it cannot be"
+    );
+    Err(JournalError::Suspended {
+        until_ms: Some(until),
+        on: Vec::new(),
+    })
 }
 
 /// What a lookup of an in-doubt call found.

@@ -355,6 +355,10 @@ pub trait Storage: Send + Sync + 'static {
         self.append_and_mark(id, scope, Vec::new(), marker).await
     }
 
+    /// When (Unix ms) the marker of entry `index` of invocation `id` was written, if it was: the
+    /// earliest time the call it marks can have started.
+    async fn call_marked_at(&self, id: &str, index: u32) -> StorageResult<Option<i64>>;
+
     /// Removes the entries from `from_index` on (a soft failure closing a failed attempt).
     async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()>;
 

@@ -377,6 +377,16 @@ impl Storage for PgStorage {
         self.group.write(write).await
     }
 
+    async fn call_marked_at(&self, id: &str, index: u32) -> StorageResult<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT started_at FROM call_markers WHERE invocation_id = $1 AND idx = $2",
+        )
+        .bind(id)
+        .bind(index as i32)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()> {
         let mut tx = self.fenced(id).await?;
         sqlx::query("DELETE FROM journal WHERE invocation_id = $1 AND idx >= $2")

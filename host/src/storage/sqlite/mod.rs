@@ -317,6 +317,19 @@ impl Storage for SqliteStorage {
         Ok(matches!(written, Written::AlreadyMarked(true)))
     }
 
+    async fn call_marked_at(&self, id: &str, index: u32) -> StorageResult<Option<i64>> {
+        let id = id.to_string();
+        self.readers
+            .run_lookup(move |conn| {
+                let sql = "SELECT started_at FROM call_markers WHERE invocation_id = ? AND idx = ?";
+                Ok(conn
+                    .prepare_cached(sql)?
+                    .query_row(rusqlite::params![id, i64::from(index)], |row| row.get(0))
+                    .optional()?)
+            })
+            .await
+    }
+
     async fn truncate_journal(&self, id: &str, from_index: u32) -> StorageResult<()> {
         self.writer
             .write(Write::TruncateJournal {

@@ -10,7 +10,7 @@ use super::{
     CallMarker, Changed, Created, DeploymentRecord, FailureKind, FailureRecord, InvocationFilter,
     InvocationStatus, NewInvocation, Outcome, PgStorage, PromiseCompletion, PromiseOutcome,
     ScratchDatabase, SqliteStorage, StateOp, StateScope, StatusChange, Storage, StorageError,
-    StorageOptions, Table, UnfinishedScan,
+    StorageOptions, Table, UnfinishedScan, now_ms,
 };
 use crate::journal::{Entry, EntryKind};
 
@@ -215,10 +215,23 @@ async fn entries_and_their_state_are_written_together_and_truncated() {
 async fn a_call_marker_stays_until_the_call_is_recorded() {
     on_both(|storage| async move {
         storage.create_invocation(&invocation("a")).await.unwrap();
+        assert_eq!(storage.call_marked_at("a", 0).await.unwrap(), None);
+        let before = now_ms();
         assert!(!storage.mark_call_started("a", marker(0)).await.unwrap());
+        let marked_at = storage
+            .call_marked_at("a", 0)
+            .await
+            .unwrap()
+            .expect("marked");
+        assert!((before..=now_ms()).contains(&marked_at), "{marked_at}");
         assert!(
             storage.mark_call_started("a", marker(0)).await.unwrap(),
             "a second start of the same call is in doubt"
+        );
+        assert_eq!(
+            storage.call_marked_at("a", 0).await.unwrap(),
+            Some(marked_at),
+            "the first start is when the call may have begun"
         );
         // A soft failure may have come after the effect: the marker stays.
         storage.append("a", &call(0, true), None).await.unwrap();
