@@ -5,6 +5,7 @@ pub mod components;
 pub mod echo;
 pub mod invocations;
 pub mod logs;
+pub mod pg_server;
 pub mod process;
 
 use std::path::{Path, PathBuf};

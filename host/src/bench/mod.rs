@@ -183,7 +183,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Throughput at N clients for a fixed time.
     let mut throughput = Vec::new();
     for &clients in &args.clients {
-        let cpu_before = (host.proc.cpu(), fake.proc.cpu());
+        let cpu_before = (host.proc.cpu(), fake.proc.cpu(), process::postgres_cpu());
         let deadline = Instant::now() + Duration::from_secs(args.seconds);
         let started = Instant::now();
         let workers: Vec<_> = (0..clients)
@@ -227,6 +227,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         row["cpu_ms_per_order"] = json!(per_order(host_cpu + fake_cpu));
         row["host_cpu_ms_per_order"] = json!(per_order(host_cpu));
         row["fake_cpu_ms_per_order"] = json!(per_order(fake_cpu));
+        if database.is_some() {
+            row["postgres_cpu_ms_per_order"] =
+                json!(per_order(process::postgres_cpu() - cpu_before.2));
+        }
         row["peak_rss_mib"] = json!(host.proc.peak_rss_mib());
         row["fake_peak_rss_mib"] = json!(fake.proc.peak_rss_mib());
         throughput.push(row);
@@ -515,10 +519,16 @@ fn print_table(r: &Value) {
             row["errors"],
             row["declines"],
             row["cpu_ms_per_order"],
-            format!(
-                "({}, {})",
-                row["host_cpu_ms_per_order"], row["fake_cpu_ms_per_order"]
-            ),
+            match &row["postgres_cpu_ms_per_order"] {
+                Value::Null => format!(
+                    "({}, {})",
+                    row["host_cpu_ms_per_order"], row["fake_cpu_ms_per_order"]
+                ),
+                postgres => format!(
+                    "({}, {}; PostgreSQL {postgres})",
+                    row["host_cpu_ms_per_order"], row["fake_cpu_ms_per_order"]
+                ),
+            },
             row["peak_rss_mib"]
         );
     }

@@ -35,17 +35,7 @@ impl Proc {
     pub(super) fn cpu(&self) -> Duration {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields
-            .get(11..13)
-            .map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
-        Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+        stat_ticks(&stat, 11..13)
     }
 
     /// Peak resident memory of the process, in MiB.
@@ -65,6 +55,42 @@ impl Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The clock ticks in `fields` (indices after the parenthesised command name: utime and stime
+/// are 11 and 12, the waited-for children's cutime and cstime 13 and 14) of a `/proc/PID/stat`.
+fn stat_ticks(stat: &str, fields: std::ops::Range<usize>) -> Duration {
+    let after_name: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = after_name
+        .get(fields)
+        .map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// CPU time of the PostgreSQL server on this machine so far: every `postgres` process's own and
+/// that of the backends it has reaped (the postmaster's children's times), for the database's
+/// share of an order when the bench's PostgreSQL is local.
+pub(super) fn postgres_cpu() -> Duration {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    procs
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| stat.contains("(postgres)"))
+        .map(|stat| stat_ticks(&stat, 11..15))
+        .sum()
 }
 
 impl Drop for Proc {
