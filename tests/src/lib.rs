@@ -3,10 +3,12 @@
 
 pub mod components;
 pub mod echo;
+pub mod host_group;
 pub mod invocations;
 pub mod logs;
 pub mod pg_server;
 pub mod process;
+pub mod tcp_proxy;
 
 use std::path::{Path, PathBuf};
 

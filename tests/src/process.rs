@@ -192,6 +192,11 @@ impl OrderLoad {
         }
     }
 
+    /// Orders accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.lock().unwrap().len()
+    }
+
     /// Stops the workers; returns the accepted and the unknown orders.
     pub async fn stop(self) -> (Vec<String>, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);

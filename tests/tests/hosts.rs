@@ -5,17 +5,21 @@
 //! fake saw at most one charge, label and email, in agreement with the stored order.
 //!
 //! The same under a PostgreSQL restart (`pg_ctl restart` of a server of the test's own): the
-//! hosts reconnect, what was in flight is retried, nothing is lost or done twice.
+//! hosts reconnect, what was in flight is retried, nothing is lost or done twice. And with three
+//! hosts, one killed, one paused past its lease (SIGSTOP, SIGCONT) and one cut off from the
+//! database (a proxy that drops its connections) and healed, under load: the paused host's
+//! writes for what was taken from it are refused (fenced), the dead host's invocations are taken
+//! over within two leases, and each order still has at most one charge, label and email.
 
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant, SystemTime};
 
 use cairn::mock::{MockConfig, MockServer};
 use cairn::storage::ScratchDatabase;
+use cairn_e2e::host_group::HostGroup;
 use cairn_e2e::pg_server::PgServer;
-use cairn_e2e::process::{
-    Checked, Killed, OrderLoad, check_orders, free_port, json_of, spawn_host, wait_healthy,
-    wait_settled,
-};
+use cairn_e2e::process::{Checked, OrderLoad, check_orders, json_of, wait_settled};
+use cairn_e2e::tcp_proxy::TcpProxy;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 const WORKERS: usize = 8;
@@ -33,35 +37,9 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
     .await
     .unwrap();
     let http = cairn_e2e::process::client(Some(Duration::from_secs(20)));
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let ports = [(free_port(), free_port()), (free_port(), free_port())];
-    let mut children: Vec<_> = (0..2)
-        .map(|i| {
-            let (ingress, admin) = ports[i];
-            let url = Some(database.url.as_str());
-            let child = spawn_host(
-                CAIRN,
-                dirs[i].path(),
-                url,
-                &mock.base_url(),
-                ingress,
-                admin,
-                0,
-            );
-            Killed(child)
-        })
-        .collect();
-    let ingress: Vec<String> = ports
-        .iter()
-        .map(|(ingress, _)| format!("http://127.0.0.1:{ingress}"))
-        .collect();
-    let admin: Vec<String> = ports
-        .iter()
-        .map(|(_, admin)| format!("http://127.0.0.1:{admin}"))
-        .collect();
-    for admin in &admin {
-        wait_healthy(&http, admin).await;
-    }
+    let url = database.url.as_str();
+    let mut hosts = HostGroup::start(&http, CAIRN, &[url, url], &mock.base_url()).await;
+    let (ingress, admin) = (hosts.ingress.clone(), hosts.admin.clone());
 
     // Orders go to both hosts in turn; every fourth to both at once (one key, two hosts: its
     // exclusive turns are taken one host at a time).
@@ -75,16 +53,12 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
 
     // Host 0 dies under load; host 1 goes on alone.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    children[0].0.kill().expect("SIGKILL");
-    children[0].0.wait().unwrap();
+    hosts.signal(0, "-KILL");
     let killed = Instant::now();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (accepted, unknown) = load.stop().await;
 
-    let host_log = |i: usize| std::fs::read_to_string(dirs[i].path().join("host-0.log"));
-    if let Ok(Some(exit)) = children[1].0.try_wait() {
-        panic!("host 1 exited ({exit}):\n{:?}", host_log(1));
-    }
+    hosts.assert_running(1);
     // The leases last a second: host 1 finishes everything host 0 left, well within 30 s.
     wait_settled(&http, &admin[1], killed + Duration::from_secs(30)).await;
     let settled = killed.elapsed();
@@ -104,7 +78,7 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
             .all(|s| s == "confirmed" || s == "payment_in_doubt"),
         "{statuses:?}"
     );
-    let log = host_log(1).unwrap();
+    let log = hosts.log(1);
     assert!(
         log.contains("taking over the invocations of a host that stopped"),
         "host 1 never took anything over:\n{log}"
@@ -134,34 +108,9 @@ async fn on_postgres_a_restart_under_load_loses_nothing_and_does_nothing_twice()
     .await
     .unwrap();
     let http = cairn_e2e::process::client(Some(Duration::from_secs(20)));
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let ports = [(free_port(), free_port()), (free_port(), free_port())];
-    let mut children: Vec<_> = (0..2)
-        .map(|i| {
-            let (ingress, admin) = ports[i];
-            let child = spawn_host(
-                CAIRN,
-                dirs[i].path(),
-                Some(&postgres.url),
-                &mock.base_url(),
-                ingress,
-                admin,
-                0,
-            );
-            Killed(child)
-        })
-        .collect();
-    let ingress: Vec<String> = ports
-        .iter()
-        .map(|(ingress, _)| format!("http://127.0.0.1:{ingress}"))
-        .collect();
-    let admin: Vec<String> = ports
-        .iter()
-        .map(|(_, admin)| format!("http://127.0.0.1:{admin}"))
-        .collect();
-    for admin in &admin {
-        wait_healthy(&http, admin).await;
-    }
+    let url = postgres.url.as_str();
+    let mut hosts = HostGroup::start(&http, CAIRN, &[url, url], &mock.base_url()).await;
+    let (ingress, admin) = (hosts.ingress.clone(), hosts.admin.clone());
 
     let load = OrderLoad::start(&http, WORKERS, "pg-restart", {
         let ingress = ingress.clone();
@@ -177,12 +126,8 @@ async fn on_postgres_a_restart_under_load_loses_nothing_and_does_nothing_twice()
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (accepted, unknown) = load.stop().await;
 
-    let host_log = |i: usize| std::fs::read_to_string(dirs[i].path().join("host-0.log"));
-    for (i, child) in children.iter_mut().enumerate() {
-        if let Ok(Some(exit)) = child.0.try_wait() {
-            panic!("host {i} exited ({exit}):\n{:?}", host_log(i));
-        }
-    }
+    hosts.assert_running(0);
+    hosts.assert_running(1);
     for admin in &admin {
         wait_settled(&http, admin, restarted + Duration::from_secs(30)).await;
     }
@@ -219,8 +164,8 @@ async fn on_postgres_a_restart_under_load_loses_nothing_and_does_nothing_twice()
     // The restart cut what was in flight: those attempts failed and ran again.
     let retried: usize = (0..2)
         .map(|i| {
-            host_log(i)
-                .unwrap()
+            hosts
+                .log(i)
                 .lines()
                 .filter(|l| {
                     l.contains("attempt failed; retrying") && l.contains("database unavailable")
@@ -237,4 +182,157 @@ async fn on_postgres_a_restart_under_load_loses_nothing_and_does_nothing_twice()
         unknown.len(),
         cairn_e2e::count(&stats, "/charges/succeeded"),
     );
+}
+
+/// The lease `spawn_host` gives hosts on PostgreSQL (`CAIRN_LEASE_TTL_MS`).
+const LEASE: Duration = Duration::from_millis(1000);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_three_hosts_under_kill_pause_and_partition_run_each_order_once() {
+    let database = ScratchDatabase::create().await.unwrap();
+    let mut through_proxy = url::Url::parse(&database.url).unwrap();
+    let upstream: SocketAddr = (
+        through_proxy.host_str().unwrap(),
+        through_proxy.port().unwrap_or(5432),
+    )
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = TcpProxy::start(upstream).await;
+    through_proxy.set_host(Some("127.0.0.1")).unwrap();
+    through_proxy.set_port(Some(proxy.addr.port())).unwrap();
+    let mock = MockServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockConfig {
+            decline_rate: 0.0,
+            delay_ms: (5, 30),
+        },
+    )
+    .await
+    .unwrap();
+    let http = cairn_e2e::process::client(Some(Duration::from_secs(20)));
+    let url = database.url.as_str();
+    let urls = [url, url, through_proxy.as_str()];
+    let mut hosts = HostGroup::start(&http, CAIRN, &urls, &mock.base_url()).await;
+
+    // Orders over the three ingress ports in turn; every fourth to two of them at once.
+    let load = OrderLoad::start(&http, WORKERS, "three", {
+        let ingress = hosts.ingress.clone();
+        move |n| {
+            let at = |i: u64| ingress[(i % 3) as usize].clone();
+            match n % 4 {
+                0 => vec![at(n / 4), at(n / 4 + 1)],
+                _ => vec![at(n)],
+            }
+        }
+    });
+    // Host 0 dies; the others take its invocations over.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    hosts.signal(0, "-KILL");
+    let killed = SystemTime::now();
+    // Host 1 stops for three leases, its invocations are taken from it, and it goes on.
+    tokio::time::sleep(LEASE * 5 / 2).await;
+    hosts.signal(1, "-STOP");
+    tokio::time::sleep(LEASE * 3).await;
+    hosts.signal(1, "-CONT");
+    // Host 2 is cut off from the database for three leases, then healed.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    proxy.cut();
+    tokio::time::sleep(LEASE * 3).await;
+    proxy.heal();
+    // On for a while after the heal, and until 1,000 orders were accepted in all.
+    let healed = Instant::now();
+    while healed.elapsed() < Duration::from_millis(1500) || load.accepted() < 1000 {
+        assert!(
+            healed.elapsed() < Duration::from_secs(60),
+            "only {} orders accepted in a minute after the heal",
+            load.accepted()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (accepted, unknown) = load.stop().await;
+
+    hosts.assert_running(1);
+    hosts.assert_running(2);
+    let settled = Instant::now() + Duration::from_secs(30);
+    for admin in &hosts.admin[1..] {
+        wait_settled(&http, admin, settled).await;
+    }
+    let Checked {
+        checked,
+        statuses,
+        stats,
+    } = check_orders(
+        &http,
+        &hosts.ingress[1],
+        &mock.control_url(),
+        &accepted,
+        &unknown,
+    )
+    .await;
+    assert!(
+        accepted.len() >= 1000,
+        "the test drove too few orders: {}",
+        accepted.len()
+    );
+    assert!(
+        statuses
+            .keys()
+            .all(|s| s == "confirmed" || s == "payment_in_doubt"),
+        "{statuses:?}"
+    );
+
+    // The dead host's invocations were taken over within two leases of the kill.
+    let takeover = [1, 2]
+        .iter()
+        .flat_map(|&i| {
+            hosts
+                .log(i)
+                .lines()
+                .filter(|l| l.contains("taking over the invocations of a host that stopped"))
+                .filter_map(|l| seconds_after(killed, l))
+                .collect::<Vec<f64>>()
+        })
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        takeover <= 2.0 * LEASE.as_secs_f64(),
+        "the dead host's invocations were taken over {takeover:.2} s after the kill"
+    );
+    // The paused host went on writing for invocations taken from it: refused.
+    let fenced = |i: usize| hosts.log(i).matches("fenced:").count();
+    assert!(
+        fenced(1) > 0,
+        "no write of the paused host was refused:\n{}",
+        hosts.log(1)
+    );
+    eprintln!(
+        "three hosts: {} orders accepted, {} unanswered, {checked} stored; statuses \
+         {statuses:?}; taken over {takeover:.2} s after the kill; writes refused: {} of the \
+         paused host, {} of the cut-off one ({} connections refused while cut); at the fake: {} \
+         charges",
+        accepted.len(),
+        unknown.len(),
+        fenced(1),
+        fenced(2),
+        proxy.refused(),
+        cairn_e2e::count(&stats, "/charges/succeeded"),
+    );
+}
+
+/// Seconds from `since` to the time a host's log `line` starts with (UTC,
+/// `2026-12-03T13:05:58.938791Z ...`), if it is later (within the same twelve hours).
+fn seconds_after(since: SystemTime, line: &str) -> Option<f64> {
+    let time = line.split_whitespace().next()?.split_once('T')?.1;
+    let mut parts = time.trim_end_matches('Z').split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    let of_day =
+        h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?;
+    let since = since
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64()
+        % 86_400.0;
+    let after = (of_day - since).rem_euclid(86_400.0);
+    (after < 43_200.0).then_some(after)
 }
