@@ -12,6 +12,7 @@ mod calls;
 mod otlp;
 mod process;
 mod providers;
+mod throughput;
 mod webhooks;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,10 @@ pub struct BenchArgs {
     /// `parentbased_traceidratio`), e.g. 0.1.
     #[arg(long, default_value_t = 1.0, requires = "traces")]
     trace_sample: f64,
+    /// With `--postgres`: hosts sharing the database in the throughput runs (the clients spread
+    /// over their ingress ports; CPU per order summed over them). The other parts use the first.
+    #[arg(long, default_value_t = 1, requires = "postgres")]
+    hosts: usize,
 }
 
 fn order(email: &str) -> Value {
@@ -180,62 +185,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     results["sequential"] = percentiles(samples);
 
-    // Throughput at N clients for a fixed time.
-    let mut throughput = Vec::new();
-    for &clients in &args.clients {
-        let cpu_before = (host.proc.cpu(), fake.proc.cpu(), process::postgres_cpu());
-        let deadline = Instant::now() + Duration::from_secs(args.seconds);
-        let started = Instant::now();
-        let workers: Vec<_> = (0..clients)
-            .map(|_| {
-                let (http, ingress) = (http.clone(), host.ingress.clone());
-                tokio::spawn(async move {
-                    let mut out = (Vec::new(), 0u64, 0u64);
-                    while Instant::now() < deadline {
-                        let (latency, status) =
-                            process_order(&http, &ingress, &fresh_key("tp")).await;
-                        match status.as_deref() {
-                            Some("confirmed") => out.0.push(latency),
-                            Some(_) => out.2 += 1,
-                            None => out.1 += 1,
-                        }
-                    }
-                    out
-                })
-            })
-            .collect();
-        let (mut samples, mut errors, mut declines) = (Vec::new(), 0, 0);
-        for worker in workers {
-            let (s, e, d) = worker.await?;
-            samples.extend(s);
-            errors += e;
-            declines += d;
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let orders = samples.len() as f64;
-        let per_order = |cpu: Duration| {
-            let ms = cpu.as_secs_f64() * 1000.0 / orders.max(1.0);
-            (ms * 100.0).round() / 100.0
-        };
-        let host_cpu = host.proc.cpu() - cpu_before.0;
-        let fake_cpu = fake.proc.cpu() - cpu_before.1;
-        let mut row = percentiles(samples);
-        row["clients"] = json!(clients);
-        row["orders_per_s"] = json!((orders / elapsed).round());
-        row["errors"] = json!(errors);
-        row["declines"] = json!(declines);
-        row["cpu_ms_per_order"] = json!(per_order(host_cpu + fake_cpu));
-        row["host_cpu_ms_per_order"] = json!(per_order(host_cpu));
-        row["fake_cpu_ms_per_order"] = json!(per_order(fake_cpu));
-        if database.is_some() {
-            row["postgres_cpu_ms_per_order"] =
-                json!(per_order(process::postgres_cpu() - cpu_before.2));
-        }
-        row["peak_rss_mib"] = json!(host.proc.peak_rss_mib());
-        row["fake_peak_rss_mib"] = json!(fake.proc.peak_rss_mib());
-        throughput.push(row);
-    }
-    results["throughput"] = json!(throughput);
+    // Throughput at N clients for a fixed time, spread over every host.
+    let extra = start_more_hosts(&run, &fake, args.hosts).await?;
+    let hosts: Vec<&Host> = std::iter::once(&host).chain(&extra).collect();
+    results["throughput"] = throughput::throughput(
+        &http,
+        &hosts,
+        &fake,
+        &args.clients,
+        args.seconds,
+        database.is_some(),
+    )
+    .await?;
+    drop(extra);
 
     results["one_key"] = one_key(&http, &host, &fake).await?;
     results["webhooks"] =
@@ -264,6 +226,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
+}
+
+/// `count - 1` more hosts on the database of `run`, each on a data dir (and host id) of its own.
+async fn start_more_hosts(run: &Run<'_>, fake: &Fake, count: usize) -> anyhow::Result<Vec<Host>> {
+    let mut hosts = Vec::new();
+    for i in 1..count.max(1) {
+        let data = run.data.join(format!("host-{i}"));
+        std::fs::create_dir_all(&data)?;
+        let (host, _) = Host::start(
+            &Run {
+                data: &data,
+                ..*run
+            },
+            fake,
+        )
+        .await?;
+        hosts.push(host);
+    }
+    Ok(hosts)
 }
 
 /// 200 concurrent ProcessOrder on one new key: one answer, one charge.
@@ -497,6 +478,9 @@ fn print_table(r: &Value) {
         seq["p90"],
         seq["p99"]
     );
+    if let Some(hosts) = r["throughput"][0]["hosts"].as_u64().filter(|&n| n > 1) {
+        println!("\nthroughput on {hosts} hosts sharing the database (CPU: all hosts together)");
+    }
     println!(
         "\n{:<8} {:>9} {:>8} {:>8} {:>7} {:>9} {:>14} {:>13} {:>13}",
         "clients",
