@@ -132,6 +132,12 @@ struct ServeArgs {
         value_delimiter = ';'
     )]
     service_retry: Vec<String>,
+    /// Retries of a call into a component that answered a transient error (`unavailable`,
+    /// `rate-limited`), `INTERFACE.FUNCTION=SPEC` or `*=SPEC` for every call (a retry spec as
+    /// `--retry`'s; default `*=initial=200ms,factor=2,max-delay=2s,max-attempts=3`; repeat the
+    /// flag, the variable separates with `;`).
+    #[arg(long = "call-retry", env = "CAIRN_CALL_RETRY", value_delimiter = ';')]
+    call_retry: Vec<String>,
     /// What to do with a call into a component that a crash left in doubt and that can be neither
     /// deduplicated nor looked up, `INTERFACE.FUNCTION=at-most-once|at-least-once`, e.g.
     /// `cairn:commerce/email.send-email=at-least-once` (default: at-least-once, but at-most-once
@@ -325,6 +331,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crate::runtime::Grantable::parse_all(args.grantable_secrets.iter().map(String::as_str))
             .map_err(|e| anyhow::anyhow!("CAIRN_GRANTABLE_SECRETS / --grantable-secret {e}"))?;
     runtime.secret_env = crate::runtime::SecretEnv::process(grantable);
+    runtime.call_retry = runtime
+        .call_retry
+        .with(&args.call_retry)
+        .map_err(|e| anyhow::anyhow!("CAIRN_CALL_RETRY / --call-retry: {e}"))?;
     runtime.in_doubt = crate::bundled::in_doubt_defaults();
     for item in args.in_doubt.iter().filter(|i| !i.trim().is_empty()) {
         let policy = item

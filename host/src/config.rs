@@ -171,6 +171,7 @@ pub fn runtime_settings(
         max_running: 512,
         retry: RetryPolicy::default(),
         service_retry: BTreeMap::new(),
+        call_retry: crate::runtime::call_retry::CallRetry::default(),
         cache_dir,
         in_doubt: BTreeMap::new(),
         fail_point: None,

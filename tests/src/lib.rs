@@ -54,6 +54,10 @@ async fn start_server(mock: &MockServer, data_dir: &Path, options: &Options) -> 
     runtime.retry.initial_delay = std::time::Duration::from_millis(10);
     runtime.retry.max_delay = std::time::Duration::from_millis(100);
     runtime.retry.max_attempts = options.max_attempts;
+    runtime.call_retry = runtime
+        .call_retry
+        .with(&options.call_retry)
+        .expect("call retry specs");
     if let Some(wall) = options.wall_limit {
         runtime.wall_limit = wall;
     }
@@ -185,6 +189,8 @@ pub struct Options {
     pub service_config: Vec<(String, String, String)>,
     /// Wall-clock time per call and attempt (default: the host's, 30 s): `--wall-limit-ms`.
     pub wall_limit: Option<std::time::Duration>,
+    /// Retries of calls answered with a transient error, `NAME=SPEC` items: `--call-retry`.
+    pub call_retry: Vec<String>,
 }
 
 impl Default for Options {
@@ -206,6 +212,7 @@ impl Default for Options {
             database_url: None,
             service_config: Vec::new(),
             wall_limit: None,
+            call_retry: Vec::new(),
         }
     }
 }

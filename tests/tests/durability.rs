@@ -132,8 +132,11 @@ async fn a_changed_component_replaying_an_old_journal_is_reported_as_diverged() 
     );
 }
 
+/// A provider that answers 503 twice then succeeds: the host calls it again with the same
+/// idempotency key (a `RetryPolicy` per call, before the caller sees the error), so the order
+/// is confirmed in its first attempt, with one charge.
 #[tokio::test]
-async fn a_provider_that_fails_twice_then_succeeds_takes_three_attempts_and_one_effect() {
+async fn a_provider_that_fails_twice_then_succeeds_is_called_again_with_the_same_key() {
     let cairn = Cairn::start().await;
     cairn
         .fault(json!({"stripe": {"fail_next": 2, "status": 503}}))
@@ -144,17 +147,82 @@ async fn a_provider_that_fails_twice_then_succeeds_takes_three_attempts_and_one_
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(reply.body["status"], "confirmed");
     let inv = cairn.invocation(&reply).await;
-    assert_eq!(inv["attempt"], 3, "{inv}");
+    assert_eq!(inv["attempt"], 1, "{inv}");
     let stats = cairn.stats().await;
     assert_eq!(count(&stats, "/requests/stripe"), 3, "{stats}");
     assert_eq!(count(&stats, "/charges/total"), 1, "{stats}");
     assert_eq!(count(&stats, "/charges/by_order/order-flaky"), 1, "{stats}");
+    let keys: Vec<Value> = cairn
+        .requests("stripe")
+        .await
+        .iter()
+        .map(|r| r["headers"]["idempotency-key"].clone())
+        .collect();
+    assert!(
+        keys[0].is_string() && keys.iter().all(|k| *k == keys[0]),
+        "{keys:?}"
+    );
+}
+
+/// The email, an optional step, retried like the rest: 503, 503, 202 gives one email sent and
+/// `emailSent: true`; the three requests are the same.
+#[tokio::test]
+async fn an_email_answered_503_twice_is_sent_on_the_third_try() {
+    let cairn = Cairn::start().await;
+    cairn
+        .fault(json!({"sendgrid": {"fail_next": 2, "status": 503}}))
+        .await;
+    let reply = cairn
+        .process_order("order-mail", &order_input("mail@example.com"))
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body["emailSent"], true, "{:?}", reply.body);
+    let stats = cairn.stats().await;
+    assert_eq!(count(&stats, "/emails/total"), 1, "{stats}");
+    let requests = cairn.requests("sendgrid").await;
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert!(requests.iter().all(|r| r["body"] == requests[0]["body"]));
+    // One journal entry, its three exchanges, one idempotency key.
+    let inv = cairn.invocation(&reply).await;
+    let email = &inv["journal"][EMAIL_ENTRY as usize];
+    assert_eq!(email["name"], "cairn:commerce/email.send-email", "{inv}");
+    let statuses: Vec<&Value> = email["detail"]["effect"]["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| &x["response"]["status"])
+        .collect();
+    assert_eq!(statuses, [&json!(503), &json!(503), &json!(202)], "{email}");
+}
+
+/// A 429 with `Retry-After: 1`: the email is sent again no sooner than a second later.
+#[tokio::test]
+async fn a_rate_limited_email_is_sent_again_after_its_retry_after() {
+    let cairn = Cairn::start().await;
+    cairn
+        .fault(json!({"sendgrid": {"fail_next": 1, "status": 429}}))
+        .await;
+    let reply = cairn
+        .process_order("order-limit", &order_input("limit@example.com"))
+        .await;
+    assert_eq!(reply.body["emailSent"], true, "{:?}", reply.body);
+    assert_eq!(count(&cairn.stats().await, "/emails/total"), 1);
+    assert_eq!(cairn.requests("sendgrid").await.len(), 2);
+    let inv = cairn.invocation(&reply).await;
+    let email = &inv["journal"][EMAIL_ENTRY as usize];
+    let took_us = email["durationUs"].as_u64().unwrap();
+    assert!(
+        took_us >= 1_000_000,
+        "sent again after {took_us} µs: {email}"
+    );
 }
 
 #[tokio::test]
 async fn retries_run_out_and_the_invocation_fails_with_its_last_error() {
     let cairn = Cairn::start_opts(Options {
         max_attempts: 3,
+        // One try per call: the invocation's attempts alone.
+        call_retry: vec!["*=max-attempts=1".into()],
         ..Options::default()
     })
     .await;
@@ -186,6 +254,7 @@ async fn a_service_retry_policy_overrides_the_global_one() {
             "OrderOrchestrator".into(),
             "max-attempts=2,initial=5ms".into(),
         )],
+        call_retry: vec!["*=max-attempts=1".into()],
         ..Options::default()
     })
     .await;

@@ -10,6 +10,7 @@ use wasmtime::Store;
 use wasmtime::component::types::ComponentFunc;
 use wasmtime::component::{Func, Instance, Val};
 
+use super::call_retry::again;
 use super::limits::describe_trap;
 use super::linking::unversioned;
 use super::registry::{DeploymentKind, Linked};
@@ -198,12 +199,33 @@ pub async fn perform(
             }
         }
     }
-    match invoke(&mut callee, &func, &call.params, call.ty.results().len()).await {
-        Ok(output) => Ok(done(callee, output, recovery)),
-        Err(e) => Ok(Performed {
-            trapped: Some(trapped(e)),
-            ..done(callee, None, recovery)
-        }),
+    let policy = runtime.settings.call_retry.policy(&call.name).clone();
+    let mut tries = 1;
+    loop {
+        match invoke(&mut callee, &func, &call.params, call.ty.results().len()).await {
+            Ok(output) => {
+                let wait = output.as_ref().and_then(|v| again(&policy, tries, v));
+                let Some(wait) = wait else {
+                    return Ok(done(callee, output, recovery));
+                };
+                tracing::info!(
+                    invocation = invocation_id,
+                    entry = live.index,
+                    call = %call.name,
+                    tries,
+                    wait_ms = wait.as_millis() as u64,
+                    "transient answer; calling again with the same key"
+                );
+                tokio::time::sleep(wait).await;
+                tries += 1;
+            }
+            Err(e) => {
+                return Ok(Performed {
+                    trapped: Some(trapped(e)),
+                    ..done(callee, None, recovery)
+                });
+            }
+        }
     }
 }
 

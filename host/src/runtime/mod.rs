@@ -1,6 +1,7 @@
 //! The component runtime: the wasmtime engine, one linker per world, the deployed components,
 //! the invoker that runs one invocation, and the callee side of calls between components.
 
+pub mod call_retry;
 pub mod callee;
 mod claim;
 mod clock;
@@ -86,6 +87,8 @@ pub struct RuntimeSettings {
     pub service_retry: BTreeMap<String, RetryPolicy>,
     /// Where compiled components are cached across restarts.
     pub cache_dir: Option<PathBuf>,
+    /// Retries of a call whose callee answered a transient error, per `interface.function`.
+    pub call_retry: call_retry::CallRetry,
     /// In-doubt policy per `interface.function` (`cairn:commerce/email.send-email`); see
     /// [`callee::InDoubtPolicy`].
     pub in_doubt: BTreeMap<String, callee::InDoubtPolicy>,
