@@ -326,10 +326,26 @@ fn classify(e: reqwest::Error) -> HttpError {
     } else if e.is_timeout() {
         HttpError::Timeout
     } else if e.is_builder() {
-        HttpError::InvalidRequest(e.to_string())
+        HttpError::InvalidRequest(with_causes(&e))
     } else {
-        HttpError::Transport(e.to_string())
+        HttpError::Transport(with_causes(&e))
     }
+}
+
+/// `e` and its sources, `: `-separated: reqwest's own text ("error sending request for url")
+/// says nothing of why (connection refused, DNS, TLS); its sources do.
+fn with_causes(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Why a guest may not set header `name`, or `None` when it may: the connection's own headers
@@ -526,5 +542,28 @@ mod tests {
         assert_eq!(result.unwrap().body, b"ok");
         let result = lenient.send(&explicit, &get(&format!("{by_ip}/x"))).await;
         assert_eq!(result.unwrap().status, 200);
+    }
+
+    #[tokio::test]
+    async fn a_transport_error_says_its_cause() {
+        // A port nothing listens on (bound, then closed).
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let origin = Origin::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let policy = Policy {
+            allow: vec![origin.clone()],
+            allow_private: vec![origin.clone()],
+            ..Policy::deny_all()
+        };
+        let outbound = Outbound::new([&policy]).unwrap();
+        match outbound.send(&policy, &get(&format!("{origin}/x"))).await {
+            Err(HttpError::Transport(message)) => assert!(
+                message.to_ascii_lowercase().contains("connection refused"),
+                "{message}"
+            ),
+            other => panic!("expected a transport error, got {other:?}"),
+        }
     }
 }
