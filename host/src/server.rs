@@ -75,6 +75,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let mut tasks = Vec::new();
     if runtime.storage.shared() {
         crate::runtime::wakes::follow_notices(&runtime);
+        crate::runtime::follow_elsewhere(&runtime);
         let period = config.storage.lease_ttl / 2;
         let taking_over = take_over_unfinished(runtime.clone(), scan, first, period);
         let mut stopping = stopped.clone();

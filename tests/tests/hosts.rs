@@ -184,6 +184,136 @@ async fn on_postgres_a_restart_under_load_loses_nothing_and_does_nothing_twice()
     );
 }
 
+/// What one host writes, another reads: a deployment made through host 0's admin API runs on
+/// host 1; an ingress idempotency key used at host 0 answers the same invocation at host 1; and
+/// a promise wait and a delayed send made on host 0, which then dies, are finished by host 1
+/// (the promise resolved through host 1's ingress, the delayed order run at its time, once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_deployments_keys_promises_and_delayed_sends_are_shared_by_hosts() {
+    let database = ScratchDatabase::create().await.unwrap();
+    let mock = MockServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockConfig {
+            decline_rate: 0.0,
+            delay_ms: (0, 0),
+        },
+    )
+    .await
+    .unwrap();
+    let http = cairn_e2e::process::client(Some(Duration::from_secs(20)));
+    let url = database.url.as_str();
+    let mut hosts = HostGroup::start(&http, CAIRN, &[url, url], &mock.base_url()).await;
+    let (ingress, admin) = (hosts.ingress.clone(), hosts.admin.clone());
+
+    let deployed = http
+        .post(format!("{}/deployments", admin[0]))
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(test_artifacts::RELAY_SERVICE).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        deployed.status().is_success(),
+        "{}",
+        deployed.text().await.unwrap()
+    );
+    // Host 1 runs the service deployed at host 0 (told by NOTIFY, or its next look).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let waiter = loop {
+        let sent = http
+            .post(format!("{}/Relay/w/Await/send", ingress[1]))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        if sent.status().as_u16() == 202 {
+            break sent.json::<serde_json::Value>().await.unwrap()["invocationId"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "host 1 never ran the deployment: {sent:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // One idempotency key, two hosts: one invocation.
+    let send = |i: usize, key: &'static str| {
+        http.post(format!(
+            "{}/OrderOrchestrator/order-shared-key/ProcessOrder/send",
+            ingress[i]
+        ))
+        .header("idempotency-key", key)
+        .json(&cairn_e2e::order_input("k@example.com"))
+    };
+    let first = json_of(send(0, "shared-1")).await;
+    let again = json_of(send(1, "shared-1")).await;
+    assert!(first["invocationId"].is_string(), "{first}");
+    assert_eq!(
+        first["invocationId"], again["invocationId"],
+        "{first} {again}"
+    );
+
+    // A promise wait (Relay/v, run by host 0) and a delayed order sent at host 0; host 0 dies.
+    let sent = json_of(
+        http.post(format!("{}/Relay/v/Await/send", ingress[0]))
+            .json(&serde_json::json!({})),
+    )
+    .await;
+    let waiting = sent["invocationId"].as_str().unwrap().to_string();
+    let delayed = json_of(
+        http.post(format!(
+            "{}/OrderOrchestrator/order-shared-later/ProcessOrder/send?delay=2s",
+            ingress[0]
+        ))
+        .json(&cairn_e2e::order_input("d@example.com")),
+    )
+    .await;
+    let delayed = delayed["invocationId"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let promise = loop {
+        let inv = json_of(http.get(format!("{}/invocations/{waiting}", admin[1]))).await;
+        if inv["journal"][1]["name"] == "wait" {
+            break inv["journal"][0]["result"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no wait recorded: {inv}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    hosts.signal(0, "-KILL");
+
+    let resolved = http
+        .post(format!("{}/promises/{promise}/resolve", ingress[1]))
+        .json(&serde_json::json!("at the other host"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resolved.status().as_u16(), 200);
+    let output = json_of(http.get(format!("{}/invocations/{waiting}/output", ingress[1]))).await;
+    assert_eq!(
+        output,
+        serde_json::json!({"promise": promise, "resolved": "at the other host"})
+    );
+    let later = json_of(http.get(format!("{}/invocations/{delayed}/output", ingress[1]))).await;
+    assert_eq!(later["status"], "confirmed", "{later}");
+    let stats = json_of(http.get(format!("{}/_mock/stats", mock.control_url()))).await;
+    assert_eq!(
+        cairn_e2e::count(&stats, "/charges/by_order/order-shared-later"),
+        1,
+        "{stats}"
+    );
+    assert_eq!(
+        cairn_e2e::count(&stats, "/charges/by_order/order-shared-key"),
+        1,
+        "{stats}"
+    );
+    hosts.assert_running(1);
+    // The first waiter, sent at host 1, still waits for its promise.
+    let first_waiter = json_of(http.get(format!("{}/invocations/{waiter}", admin[1]))).await;
+    assert_eq!(first_waiter["status"], "running", "{first_waiter}");
+}
+
 /// The lease `spawn_host` gives hosts on PostgreSQL (`CAIRN_LEASE_TTL_MS`).
 const LEASE: Duration = Duration::from_millis(1000);
 

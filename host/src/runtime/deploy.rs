@@ -208,30 +208,98 @@ pub async fn restore(runtime: &Arc<Runtime>) -> anyhow::Result<usize> {
     records.sort_by_key(|r| r.kind == "service");
     let count = records.len();
     for record in records {
-        let limits: Limits = column(&record.id, "limits", &record.limits)?.unwrap_or_default();
-        let given: Option<ProviderOverrides> =
-            column(&record.id, "provider settings", &record.provider_settings)?;
-        let mut deployment = load(
-            runtime,
-            &record.id,
-            &record.component,
-            record.created_at,
-            limits,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("stored deployment {}: {e}", record.id))?;
-        // Secret values are read from the environment again; a missing one is logged.
-        deployment.own = given
-            .map(|given| {
-                given
-                    .resolve(&runtime.settings.secret_env, true)
-                    .map(|resolved| OwnSettings { given, resolved })
-            })
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("stored deployment {}: {e}", record.id))?;
-        activate(runtime, Arc::new(deployment));
+        activate(runtime, Arc::new(load_record(runtime, &record).await?));
     }
     Ok(count)
+}
+
+/// How often a host on a shared database looks for deployments made at the others.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// How far the clocks of hosts sharing a database may disagree: activation times are theirs.
+const CLOCK_SKEW_MS: i64 = 10_000;
+
+/// On a database shared with other hosts, loads what they deploy or activate again, looking
+/// every [`LOOK_EVERY`]: a deployment made through one host's admin API runs at all of them,
+/// a second later at most.
+pub fn follow_elsewhere(runtime: &Arc<Runtime>) {
+    if !runtime.storage.shared() {
+        return;
+    }
+    let runtime = Arc::downgrade(runtime);
+    tokio::spawn(async move {
+        let mut seen: std::collections::HashMap<String, i64> = Default::default();
+        let mut since = now_ms();
+        loop {
+            tokio::time::sleep(LOOK_EVERY).await;
+            let Some(runtime) = runtime.upgrade() else {
+                return;
+            };
+            let mut records = match runtime
+                .storage
+                .deployments_activated_since(since - CLOCK_SKEW_MS)
+                .await
+            {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::warn!(error = %e, "looking for deployments made at other hosts");
+                    continue;
+                }
+            };
+            records.retain(|r| seen.get(&r.id) != Some(&r.activated_at));
+            records.sort_by_key(|r| r.kind == "service");
+            for record in records {
+                since = since.max(record.activated_at);
+                seen.insert(record.id.clone(), record.activated_at);
+                let known = {
+                    let registry = runtime.registry();
+                    let known = registry.deployments.get(&record.id).cloned();
+                    known.map(|d| (registry.is_active(&d.id), d))
+                };
+                match known {
+                    Some((true, _)) => {}
+                    Some((false, deployment)) => activate(&runtime, deployment),
+                    None => match load_record(&runtime, &record).await {
+                        Ok(deployment) => {
+                            tracing::info!(id = %record.id, name = %record.name, "deployed at another host: loaded");
+                            activate(&runtime, Arc::new(deployment));
+                        }
+                        Err(e) => {
+                            tracing::warn!(id = %record.id, error = %e, "a deployment made at another host did not load");
+                        }
+                    },
+                }
+            }
+        }
+    });
+}
+
+/// The deployment a stored `record` describes, compiled (or from the cache) and linked.
+async fn load_record(
+    runtime: &Arc<Runtime>,
+    record: &DeploymentRecord,
+) -> anyhow::Result<Deployment> {
+    let limits: Limits = column(&record.id, "limits", &record.limits)?.unwrap_or_default();
+    let given: Option<ProviderOverrides> =
+        column(&record.id, "provider settings", &record.provider_settings)?;
+    let mut deployment = load(
+        runtime,
+        &record.id,
+        &record.component,
+        record.created_at,
+        limits,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("stored deployment {}: {e}", record.id))?;
+    // Secret values are read from the environment again; a missing one is logged.
+    deployment.own = given
+        .map(|given| {
+            given
+                .resolve(&runtime.settings.secret_env, true)
+                .map(|resolved| OwnSettings { given, resolved })
+        })
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("stored deployment {}: {e}", record.id))?;
+    Ok(deployment)
 }
 
 /// Reads a stored JSON column of deployment `id`.

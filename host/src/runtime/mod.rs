@@ -21,7 +21,7 @@ mod state;
 mod undeploy;
 pub mod wakes;
 
-pub use deploy::{DeployError, Deployed, deploy, deploy_bundled, restore};
+pub use deploy::{DeployError, Deployed, deploy, deploy_bundled, follow_elsewhere, restore};
 pub use invoker::invoke;
 pub use keylocks::KeyLocks;
 pub use limits::Limits;

@@ -398,6 +398,18 @@ pub trait Storage: Send + Sync + 'static {
         limit: u32,
     ) -> StorageResult<Vec<StateAudit>>;
 
+    /// The deployments made or activated again after `since` (Unix ms, by the activating
+    /// host's clock), least recently activated first: what another host sharing the database
+    /// did since this one last looked.
+    async fn deployments_activated_since(
+        &self,
+        since: i64,
+    ) -> StorageResult<Vec<DeploymentRecord>> {
+        let mut all = self.deployments().await?;
+        all.retain(|d| d.activated_at > since);
+        Ok(all)
+    }
+
     async fn put_deployment(&self, d: &DeploymentRecord) -> StorageResult<()>;
     /// Stored deployments, the least recently activated first.
     async fn deployments(&self) -> StorageResult<Vec<DeploymentRecord>>;

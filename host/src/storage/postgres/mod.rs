@@ -17,6 +17,7 @@ macro_rules! notice_channel {
     };
 }
 
+mod deployments;
 mod ending;
 mod group;
 mod leases;
@@ -508,36 +509,18 @@ impl Storage for PgStorage {
     }
 
     async fn put_deployment(&self, d: &DeploymentRecord) -> StorageResult<()> {
-        let [describe, limits, provider_settings] = d.json_columns();
-        sqlx::query(
-            "INSERT INTO deployments (id, kind, name, size, describe, component, created_at, \
-             limits, provider_settings, activated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&d.id)
-        .bind(&d.kind)
-        .bind(&d.name)
-        .bind(d.size)
-        .bind(describe)
-        .bind(&d.component)
-        .bind(d.created_at)
-        .bind(limits)
-        .bind(provider_settings)
-        .bind(d.activated_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        deployments::put(&self.pool, d).await
     }
 
     async fn deployments(&self) -> StorageResult<Vec<DeploymentRecord>> {
-        let found = sqlx::query(
-            "SELECT id, kind, name, size, describe, component, created_at, limits, \
-             provider_settings, COALESCE(activated_at, created_at) AS activated_at \
-             FROM deployments ORDER BY COALESCE(activated_at, created_at), created_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        found.iter().map(rows::deployment).collect()
+        deployments::all(&self.pool, None).await
+    }
+
+    async fn deployments_activated_since(
+        &self,
+        since: i64,
+    ) -> StorageResult<Vec<DeploymentRecord>> {
+        deployments::all(&self.pool, Some(since)).await
     }
 
     async fn activate_deployment(
@@ -547,26 +530,11 @@ impl Storage for PgStorage {
         provider_settings: Option<&serde_json::Value>,
         at: i64,
     ) -> StorageResult<()> {
-        sqlx::query(
-            "UPDATE deployments SET activated_at = $1, limits = COALESCE($2, limits), \
-             provider_settings = COALESCE($3, provider_settings) WHERE id = $4",
-        )
-        .bind(at)
-        .bind(limits.map(serde_json::Value::to_string))
-        .bind(provider_settings.map(serde_json::Value::to_string))
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        deployments::activate(&self.pool, id, limits, provider_settings, at).await
     }
 
     async fn delete_deployment(&self, id: &str) -> StorageResult<bool> {
-        let deleted = sqlx::query("DELETE FROM deployments WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(deleted > 0)
+        deployments::delete(&self.pool, id).await
     }
 
     async fn running_invocations_pinned_to(
