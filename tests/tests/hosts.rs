@@ -185,7 +185,8 @@ async fn on_postgres_a_restart_under_load_loses_nothing_and_does_nothing_twice()
 }
 
 /// What one host writes, another reads: a deployment made through host 0's admin API runs on
-/// host 1; an ingress idempotency key used at host 0 answers the same invocation at host 1; and
+/// host 1; an ingress idempotency key used at host 0 answers the same invocation at host 1,
+/// and a request at host 1 for an invocation host 0 runs gets its output when it ends; and
 /// a promise wait and a delayed send made on host 0, which then dies, are finished by host 1
 /// (the promise resolved through host 1's ingress, the delayed order run at its time, once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,6 +255,45 @@ async fn on_postgres_deployments_keys_promises_and_delayed_sends_are_shared_by_h
     assert_eq!(
         first["invocationId"], again["invocationId"],
         "{first} {again}"
+    );
+
+    // A request at host 1 for an invocation host 0 runs (one idempotency key): host 1 waits
+    // for host 0 to finish it and answers with its output.
+    let at_host_0 = json_of(
+        http.post(format!("{}/Relay/u/Await/send", ingress[0]))
+            .header("idempotency-key", "shared-2")
+            .json(&serde_json::json!({})),
+    )
+    .await;
+    let elsewhere = at_host_0["invocationId"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let its_promise = loop {
+        let inv = json_of(http.get(format!("{}/invocations/{elsewhere}", admin[0]))).await;
+        if inv["journal"][1]["name"] == "wait" {
+            break inv["journal"][0]["result"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no wait recorded: {inv}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let asked_at_host_1 = tokio::spawn(
+        http.post(format!("{}/Relay/u/Await", ingress[1]))
+            .header("idempotency-key", "shared-2")
+            .json(&serde_json::json!({}))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resolved = http
+        .post(format!("{}/promises/{its_promise}/resolve", ingress[0]))
+        .json(&serde_json::json!("run at host 0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resolved.status().as_u16(), 200);
+    let answer = asked_at_host_1.await.unwrap().unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(
+        answer.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"promise": its_promise, "resolved": "run at host 0"})
     );
 
     // A promise wait (Relay/v, run by host 0) and a delayed order sent at host 0; host 0 dies.
