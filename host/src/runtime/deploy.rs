@@ -246,10 +246,18 @@ pub fn follow_elsewhere(runtime: &Arc<Runtime>) {
                 }
             };
             records.retain(|r| seen.get(&r.id) != Some(&r.activated_at));
+            for r in &records {
+                since = since.max(r.activated_at);
+                seen.insert(r.id.clone(), r.activated_at);
+            }
+            // The last activated of each name is the one active: activating the earlier ones
+            // on the way would make them active for a moment.
+            let mut names = std::collections::HashSet::new();
+            records.reverse();
+            records.retain(|r| names.insert(r.name.clone()));
+            records.reverse();
             records.sort_by_key(|r| r.kind == "service");
             for record in records {
-                since = since.max(record.activated_at);
-                seen.insert(record.id.clone(), record.activated_at);
                 let known = {
                     let registry = runtime.registry();
                     let known = registry.deployments.get(&record.id).cloned();
