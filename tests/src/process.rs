@@ -14,12 +14,28 @@ use tokio::task::JoinHandle;
 
 use crate::{count, order_input};
 
+/// A loopback port free now, below the kernel's ephemeral range: a host killed and started
+/// again on the same port must find it free, and a port of the ephemeral range can be taken in
+/// between as the local port of any outgoing connection (hosts to the fake, tests to hosts) or by
+/// any `bind(0)`. Ports are handed out in turn from a start that depends on the process id, so
+/// parallel tests of one binary never get the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    const LOWEST: u64 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(LOWEST).max(1_000);
+    let start = (u64::from(std::process::id()) * 7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOWEST + (start + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {ephemeral}");
 }
 
 /// `cairn serve` (the binary at `exe`) over `data_dir` and, with `database_url`, that database
