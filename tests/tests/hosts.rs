@@ -24,32 +24,40 @@ use cairn_e2e::tcp_proxy::TcpProxy;
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 const WORKERS: usize = 8;
 
+/// The fake (no declines, `delay_ms` of latency) and a client that gives up after 20 s.
+async fn fake_and_client(delay_ms: (u64, u64)) -> (MockServer, reqwest::Client) {
+    let config = MockConfig {
+        decline_rate: 0.0,
+        delay_ms,
+    };
+    let mock = MockServer::start("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    (
+        mock,
+        cairn_e2e::process::client(Some(Duration::from_secs(20))),
+    )
+}
+
+/// Orders to two hosts in turn; every fourth to both at once (one key, two hosts: its exclusive
+/// turns are taken one host at a time).
+fn in_turn_and_both(ingress: &[String]) -> impl Fn(u64) -> Vec<String> + Send + Sync + 'static {
+    let ingress = ingress.to_vec();
+    move |n| match n % 4 {
+        0 => ingress.clone(),
+        _ => vec![ingress[(n % 2) as usize].clone()],
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_left() {
     let database = ScratchDatabase::create().await.unwrap();
-    let mock = MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockConfig {
-            decline_rate: 0.0,
-            delay_ms: (5, 30),
-        },
-    )
-    .await
-    .unwrap();
-    let http = cairn_e2e::process::client(Some(Duration::from_secs(20)));
+    let (mock, http) = fake_and_client((5, 30)).await;
     let url = database.url.as_str();
     let mut hosts = HostGroup::start(&http, CAIRN, &[url, url], &mock.base_url()).await;
     let (ingress, admin) = (hosts.ingress.clone(), hosts.admin.clone());
 
-    // Orders go to both hosts in turn; every fourth to both at once (one key, two hosts: its
-    // exclusive turns are taken one host at a time).
-    let load = OrderLoad::start(&http, WORKERS, "hosts", {
-        let ingress = ingress.clone();
-        move |n| match n % 4 {
-            0 => ingress.clone(),
-            _ => vec![ingress[(n % 2) as usize].clone()],
-        }
-    });
+    let load = OrderLoad::start(&http, WORKERS, "hosts", in_turn_and_both(&ingress));
 
     // Host 0 dies under load; host 1 goes on alone.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -98,27 +106,12 @@ async fn on_postgres_two_hosts_share_orders_and_one_finishes_what_a_killed_one_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_restart_under_load_loses_nothing_and_does_nothing_twice() {
     let postgres = PgServer::start();
-    let mock = MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockConfig {
-            decline_rate: 0.0,
-            delay_ms: (5, 30),
-        },
-    )
-    .await
-    .unwrap();
-    let http = cairn_e2e::process::client(Some(Duration::from_secs(20)));
+    let (mock, http) = fake_and_client((5, 30)).await;
     let url = postgres.url.as_str();
     let mut hosts = HostGroup::start(&http, CAIRN, &[url, url], &mock.base_url()).await;
     let (ingress, admin) = (hosts.ingress.clone(), hosts.admin.clone());
 
-    let load = OrderLoad::start(&http, WORKERS, "pg-restart", {
-        let ingress = ingress.clone();
-        move |n| match n % 4 {
-            0 => ingress.clone(),
-            _ => vec![ingress[(n % 2) as usize].clone()],
-        }
-    });
+    let load = OrderLoad::start(&http, WORKERS, "pg-restart", in_turn_and_both(&ingress));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let restarted = Instant::now();
     tokio::task::block_in_place(|| postgres.restart());
@@ -192,16 +185,7 @@ async fn on_postgres_a_restart_under_load_loses_nothing_and_does_nothing_twice()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_deployments_keys_promises_and_delayed_sends_are_shared_by_hosts() {
     let database = ScratchDatabase::create().await.unwrap();
-    let mock = MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockConfig {
-            decline_rate: 0.0,
-            delay_ms: (0, 0),
-        },
-    )
-    .await
-    .unwrap();
-    let http = cairn_e2e::process::client(Some(Duration::from_secs(20)));
+    let (mock, http) = fake_and_client((0, 0)).await;
     let url = database.url.as_str();
     let mut hosts = HostGroup::start(&http, CAIRN, &[url, url], &mock.base_url()).await;
     let (ingress, admin) = (hosts.ingress.clone(), hosts.admin.clone());
@@ -372,16 +356,7 @@ async fn on_postgres_three_hosts_under_kill_pause_and_partition_run_each_order_o
     let proxy = TcpProxy::start(upstream).await;
     through_proxy.set_host(Some("127.0.0.1")).unwrap();
     through_proxy.set_port(Some(proxy.addr.port())).unwrap();
-    let mock = MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockConfig {
-            decline_rate: 0.0,
-            delay_ms: (5, 30),
-        },
-    )
-    .await
-    .unwrap();
-    let http = cairn_e2e::process::client(Some(Duration::from_secs(20)));
+    let (mock, http) = fake_and_client((5, 30)).await;
     let url = database.url.as_str();
     let urls = [url, url, through_proxy.as_str()];
     let mut hosts = HostGroup::start(&http, CAIRN, &urls, &mock.base_url()).await;
