@@ -12,8 +12,10 @@ mod calls;
 mod otlp;
 mod process;
 mod providers;
+mod report;
 mod throughput;
 mod webhooks;
+mod wrk;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,8 +36,21 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Client counts of the throughput runs.
-    #[arg(long, value_delimiter = ',', default_value = "32,128")]
+    #[arg(long, value_delimiter = ',', default_value = "32,128,512")]
     clients: Vec<usize>,
+    /// Who sends the throughput runs' orders: the bench's own clients, or `wrk` (Debian's, a
+    /// process of its own, with `host/src/bench/order.lua`; connections over two threads).
+    #[arg(long, value_enum, default_value_t = LoadKind::Builtin)]
+    load: LoadKind,
+    /// Point the host at a fake provider API running elsewhere (its base URL, e.g. an
+    /// independent fake in another language) instead of starting `cairn mock-providers`; its CPU
+    /// is read from `/proc` when it listens on this machine. The recovery part still starts
+    /// fakes of its own (it needs one that holds every call).
+    #[arg(long)]
+    fake_url: Option<String>,
+    /// With `--fake-url`: the base URL of its `/_mock/stats` (charges counted at the fake).
+    #[arg(long, requires = "fake_url")]
+    fake_control_url: Option<String>,
     /// Unfinished invocations for the recovery run (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     recovery: usize,
@@ -65,6 +80,13 @@ pub struct BenchArgs {
     /// over their ingress ports; CPU per order summed over them). The other parts use the first.
     #[arg(long, default_value_t = 1, requires = "postgres")]
     hosts: usize,
+}
+
+/// Who sends the throughput runs' orders.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LoadKind {
+    Builtin,
+    Wrk,
 }
 
 fn order(email: &str) -> Value {
@@ -158,11 +180,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         otlp_endpoint: sink.as_ref().map(|(_, endpoint)| endpoint.as_str()),
         trace_sample: args.trace_sample,
     };
-    let fake = Fake::start(&exe, &data, 0, &http).await?;
+    anyhow::ensure!(
+        args.load == LoadKind::Builtin || args.hosts == 1,
+        "--load wrk drives one host (--hosts 1)"
+    );
+    let wrk = match args.load {
+        LoadKind::Wrk => Some(wrk::Wrk::prepare(&data)?),
+        LoadKind::Builtin => None,
+    };
+    let fake = match &args.fake_url {
+        Some(url) => Fake::elsewhere(url, args.fake_control_url.as_deref())?,
+        None => Fake::start(&exe, &data, 0, &http).await?,
+    };
     let (host, _) = Host::start(&run, &fake).await?;
     let mut results = json!({
         "machine": machine(),
         "database": if database.is_some() { "postgres" } else { "sqlite" },
+        "load": if wrk.is_some() { "wrk" } else { "builtin" },
+        "fake": if args.fake_url.is_some() { "elsewhere" } else { "cairn mock-providers" },
     });
 
     // Warm up (first instantiations, connection pools).
@@ -188,8 +223,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Throughput at N clients for a fixed time, spread over every host.
     let extra = start_more_hosts(&run, &fake, args.hosts).await?;
     let hosts: Vec<&Host> = std::iter::once(&host).chain(&extra).collect();
+    let load = match &wrk {
+        Some(wrk) => throughput::Load::Wrk(wrk),
+        None => throughput::Load::Builtin(&http),
+    };
     results["throughput"] = throughput::throughput(
         &http,
+        &load,
         &hosts,
         &fake,
         &args.clients,
@@ -218,7 +258,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         drop((host, fake));
     }
 
-    print_table(&results);
+    report::print_table(&results);
     let text = serde_json::to_string_pretty(&results)?;
     println!("{text}");
     if let Some(path) = &args.json {
@@ -264,12 +304,12 @@ async fn one_key(http: &reqwest::Client, host: &Host, fake: &Fake) -> anyhow::Re
         bodies.push(resp?.text().await?);
     }
     let elapsed = started.elapsed();
-    let stats = get_json(http, format!("{}/_mock/stats", fake.control)).await?;
+    let stats = fake.stats(http).await?;
     Ok(json!({
         "calls": 200,
         "ms": elapsed.as_millis(),
         "identical": bodies.iter().all(|b| *b == bodies[0]),
-        "charges": stats["charges"]["by_order"][&key],
+        "charges": stats.map(|s| s["charges"]["by_order"][&key].clone()),
     }))
 }
 
@@ -459,116 +499,4 @@ fn calibrate() -> f64 {
         .min()
         .unwrap_or_default();
     (best.as_secs_f64() * 10_000.0).round() / 10.0
-}
-
-fn print_table(r: &Value) {
-    let seq = &r["sequential"];
-    println!(
-        "\ncairn bench ({} cores, {} GiB; SHA-256 of 64 MiB on one core: {} ms)",
-        r["machine"]["cores"], r["machine"]["memory_gib"], r["machine"]["sha256_ms"]
-    );
-    println!(
-        "{:<34} {:>10} {:>10} {:>10}",
-        "", "p50 ms", "p90 ms", "p99 ms"
-    );
-    println!(
-        "{:<34} {:>10} {:>10} {:>10}",
-        format!("sequential ProcessOrder (n={})", seq["n"]),
-        seq["p50"],
-        seq["p90"],
-        seq["p99"]
-    );
-    if let Some(hosts) = r["throughput"][0]["hosts"].as_u64().filter(|&n| n > 1) {
-        println!("\nthroughput on {hosts} hosts sharing the database (CPU: all hosts together)");
-    }
-    println!(
-        "\n{:<8} {:>9} {:>8} {:>8} {:>7} {:>9} {:>14} {:>13} {:>13}",
-        "clients",
-        "orders/s",
-        "p50 ms",
-        "p99 ms",
-        "errors",
-        "declines",
-        "CPU ms/order",
-        "(host, fake)",
-        "RSS MiB host"
-    );
-    for row in r["throughput"].as_array().into_iter().flatten() {
-        println!(
-            "{:<8} {:>9} {:>8} {:>8} {:>7} {:>9} {:>14} {:>13} {:>13}",
-            row["clients"],
-            row["orders_per_s"],
-            row["p50"],
-            row["p99"],
-            row["errors"],
-            row["declines"],
-            row["cpu_ms_per_order"],
-            match &row["postgres_cpu_ms_per_order"] {
-                Value::Null => format!(
-                    "({}, {})",
-                    row["host_cpu_ms_per_order"], row["fake_cpu_ms_per_order"]
-                ),
-                postgres => format!(
-                    "({}, {}; PostgreSQL {postgres})",
-                    row["host_cpu_ms_per_order"], row["fake_cpu_ms_per_order"]
-                ),
-            },
-            row["peak_rss_mib"]
-        );
-    }
-    let hooks = &r["webhooks"];
-    println!(
-        "\nwebhooks ({} clients): {} verified events/s accepted, {} events/s processed, {} host CPU ms/event",
-        hooks["clients"],
-        hooks["accepted_per_s"],
-        hooks["processed_per_s"],
-        hooks["host_cpu_ms_per_event"]
-    );
-    let one = &r["one_key"];
-    println!(
-        "\n200 calls on one key: {} ms, identical answers: {}, charges: {}",
-        one["ms"], one["identical"], one["charges"]
-    );
-    if let Some(rows) = r["steps"]["workflows"].as_array() {
-        for row in rows {
-            println!(
-                "{}-step workflow: p50 {} ms, p99 {} ms",
-                row["steps"], row["p50"], row["p99"]
-            );
-        }
-        println!("per run step: {} ms", r["steps"]["per_step_ms"]);
-        println!(
-            "call round trip p50 {} ms, promise resolve-to-output p50 {} ms",
-            r["calls"]["call"]["p50"], r["calls"]["promise"]["p50"]
-        );
-    }
-    let lang = &r["languages"];
-    if lang["rust"].is_object() {
-        println!(
-            "email call p50: Rust {} ms ({} bytes), JavaScript {} ms ({} bytes, deployed in {} ms)",
-            lang["rust"]["email_call"]["p50"],
-            lang["rust"]["bytes"],
-            lang["javascript"]["email_call"]["p50"],
-            lang["javascript"]["bytes"],
-            lang["javascript"]["deploy_ms"]
-        );
-    }
-    if r["traces"].is_object() {
-        println!(
-            "spans exported over OTLP: {} batches, {} KiB (sample {})",
-            r["traces"]["exports"], r["traces"]["kib"], r["traces"]["sample"]
-        );
-    }
-    let rec = &r["recovery"];
-    if !rec.is_null() {
-        println!(
-            "recovery after kill -9 with {} unfinished: healthy after {} ms, first completion {} ms, last {} ms ({} orders/s)",
-            rec["unfinished"],
-            rec["healthy_after_ms"],
-            rec["first_completion_ms"],
-            rec["last_completion_ms"],
-            rec["orders_per_s"]
-        );
-    }
-    println!("host peak RSS: {} MiB\n", r["peak_rss_mib"]);
 }

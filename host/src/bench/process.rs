@@ -9,12 +9,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use serde_json::Value;
 
 use super::Run;
 
-/// A child process; killed (SIGKILL) when dropped, so a failed run leaves none behind.
+/// A process under test: a child of the bench, killed (SIGKILL) when dropped so a failed run
+/// leaves none behind, or one running elsewhere on this machine that is only watched.
 pub(super) struct Proc {
-    child: Child,
+    pid: u32,
+    child: Option<Child>,
 }
 
 impl Proc {
@@ -28,20 +31,38 @@ impl Proc {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {command:?}"))?;
-        Ok(Proc { child })
+        Ok(Proc {
+            pid: child.id(),
+            child: Some(child),
+        })
+    }
+
+    /// The process of this machine listening on TCP `port` of loopback or any address (a fake
+    /// started by someone else), watched but not owned; None when none is found (another
+    /// machine, or a process of another user).
+    pub(super) fn listening_on(port: u16) -> Option<Proc> {
+        let inodes = listening_inodes(port);
+        let pid = std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|link| inodes.iter().any(|i| link.to_str() == Some(i)))
+                .then_some(pid)
+        })?;
+        Some(Proc { pid, child: None })
     }
 
     /// CPU time (user + system) of the process so far.
     pub(super) fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
         stat_ticks(&stat, 11..13)
     }
 
     /// Peak resident memory of the process, in MiB.
     pub(super) fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmHWM:"))
@@ -50,11 +71,38 @@ impl Proc {
             .map_or(0.0, |kb| (kb / 1024.0).round())
     }
 
-    /// SIGKILL, as a crash would.
+    /// SIGKILL, as a crash would (a process the bench did not start is left alone).
     pub(super) fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+/// The socket inodes, as `/proc/PID/fd` links name them (`socket:[N]`), of the TCP listeners on
+/// `port` (IPv4 and IPv6).
+fn listening_inodes(port: u16) -> Vec<String> {
+    let port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    // local address, remote address, state (0A: LISTEN), ..., inode
+                    let listening = fields.get(3) == Some(&"0A");
+                    if !listening || !fields.get(1)?.ends_with(&port) {
+                        return None;
+                    }
+                    Some(format!("socket:[{}]", fields.get(9)?))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The clock ticks in `fields` (indices after the parenthesised command name: utime and stime
@@ -99,13 +147,16 @@ impl Drop for Proc {
     }
 }
 
-/// The fake provider API.
+/// The fake provider API: a `cairn mock-providers` the bench starts, or one running elsewhere
+/// (`--fake-url`, e.g. an independent fake in another language).
 pub(super) struct Fake {
-    pub(super) proc: Proc,
-    /// `http://127.0.0.1:PORT`, the base URL of all three APIs.
+    /// Its process, when it runs on this machine (for its CPU time and memory).
+    pub(super) proc: Option<Proc>,
+    /// `http://HOST:PORT`, the base URL of all three APIs.
     pub(super) base: String,
-    /// `http://127.0.0.1:PORT` of its `/_mock/*` control endpoints.
-    pub(super) control: String,
+    /// `http://HOST:PORT` of its `/_mock/*` control endpoints, when it has them (the charges
+    /// counted at the fake).
+    pub(super) control: Option<String>,
 }
 
 impl Fake {
@@ -129,14 +180,48 @@ impl Fake {
                 .env("TOKIO_WORKER_THREADS", "1"),
             &data.join("fake.log"),
         )?;
-        let fake = Fake {
-            proc,
-            base: format!("http://{listen}"),
-            control: format!("http://{control}"),
-        };
-        let stats = format!("{}/_mock/stats", fake.control);
+        let stats = format!("http://{control}/_mock/stats");
         wait_for(http, &stats, "the fake provider API").await?;
-        Ok(fake)
+        Ok(Fake {
+            proc: Some(proc),
+            base: format!("http://{listen}"),
+            control: Some(format!("http://{control}")),
+        })
+    }
+
+    /// A fake already running at `base` (its control endpoints at `control`, if it has them),
+    /// watched through `/proc` when it listens on this machine.
+    pub(super) fn elsewhere(base: &str, control: Option<&str>) -> anyhow::Result<Fake> {
+        let url = reqwest::Url::parse(base).with_context(|| format!("--fake-url {base}"))?;
+        let port = url
+            .port_or_known_default()
+            .context("--fake-url has no port")?;
+        let host = url.host_str().unwrap_or_default();
+        let local = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+        Ok(Fake {
+            proc: local.then(|| Proc::listening_on(port)).flatten(),
+            base: base.trim_end_matches('/').to_string(),
+            control: control.map(|c| c.trim_end_matches('/').to_string()),
+        })
+    }
+
+    /// The fake's CPU time so far (zero when its process is not watched).
+    pub(super) fn cpu(&self) -> Duration {
+        self.proc.as_ref().map_or(Duration::ZERO, Proc::cpu)
+    }
+
+    /// The fake's counters (`GET /_mock/stats`), when it has control endpoints.
+    pub(super) async fn stats(&self, http: &reqwest::Client) -> anyhow::Result<Option<Value>> {
+        match &self.control {
+            Some(control) => Ok(Some(
+                super::get_json(http, format!("{control}/_mock/stats")).await?,
+            )),
+            None => Ok(None),
+        }
     }
 }
 
