@@ -116,8 +116,9 @@ struct ServeArgs {
     /// in milliseconds (a deployment's limits may set their own).
     #[arg(long, env = "CAIRN_WALL_LIMIT_MS", default_value_t = 30_000)]
     wall_limit_ms: u64,
-    /// Invocations running at once (the others wait, holding no instance).
-    #[arg(long, env = "CAIRN_MAX_RUNNING", default_value_t = 512)]
+    /// Invocations running at once (the others wait, holding no instance); by default 64 per
+    /// core. Raise it for providers that answer slowly: orders/s ≤ this / provider latency.
+    #[arg(long, env = "CAIRN_MAX_RUNNING", default_value_t = crate::runtime::limits::default_max_running())]
     max_running: usize,
     /// Attempts per invocation (first included) for retryable failures.
     #[arg(long, env = "CAIRN_MAX_ATTEMPTS", default_value_t = 5)]

@@ -168,7 +168,7 @@ pub fn runtime_settings(
         memory_budget: 4 << 30,
         max_component_bytes: 20 << 20,
         compile_timeout: Duration::from_secs(60),
-        max_running: 512,
+        max_running: crate::runtime::limits::default_max_running(),
         retry: RetryPolicy::default(),
         service_retry: BTreeMap::new(),
         call_retry: crate::runtime::call_retry::CallRetry::default(),

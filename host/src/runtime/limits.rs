@@ -16,6 +16,20 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 pub const DEFAULT_CPU_LIMIT: Duration = Duration::from_secs(10);
 pub const DEFAULT_WALL_LIMIT: Duration = Duration::from_secs(30);
 
+/// Invocations running at once per core of the machine, by default (`CAIRN_MAX_RUNNING`). Each
+/// holds its instances (linear memory, a fiber stack) while it runs, waits for a provider
+/// included; past what the cores can keep busy, more running at once only adds page faults and
+/// cache misses to every order (`docs/benchmarks.md`, round of issue 17), while the others wait
+/// holding nothing. A host whose providers answer slowly needs more: an order waiting `L`
+/// seconds on its providers caps the host at `max_running / L` orders per second.
+pub const MAX_RUNNING_PER_CORE: usize = 64;
+
+/// The default of `CAIRN_MAX_RUNNING`: [`MAX_RUNNING_PER_CORE`] per core.
+pub fn default_max_running() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    MAX_RUNNING_PER_CORE * cores
+}
+
 /// Bounds an operator may choose within.
 const MEMORY_MIB: RangeInclusive<u64> = 1..=1024;
 /// The largest linear memory any deployment may be given, in bytes.
