@@ -263,6 +263,9 @@ pub enum Notice {
     Changed(String),
 }
 
+/// Called by [`Storage::complete_ordered`] once later writes are ordered after the completion.
+pub type Ordered = Box<dyn FnOnce() + Send>;
+
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     async fn create_invocation(&self, inv: &NewInvocation) -> StorageResult<Created>;
@@ -306,6 +309,22 @@ pub trait Storage: Send + Sync + 'static {
         scope: StateScope<'_>,
         entries: Vec<(Entry, Option<StateOp>)>,
     ) -> StorageResult<()>;
+
+    /// As [`Storage::complete`], calling `ordered` as soon as every write asked for after it is
+    /// sure to be committed after it (or with it), which may be before it is durable: SQLite's
+    /// one writer commits in the order of its queue. By default, once it is committed.
+    async fn complete_ordered(
+        &self,
+        id: &str,
+        outcome: &Outcome,
+        scope: StateScope<'_>,
+        entries: Vec<(Entry, Option<StateOp>)>,
+        ordered: Ordered,
+    ) -> StorageResult<()> {
+        let done = self.complete(id, outcome, scope, entries).await;
+        ordered();
+        done
+    }
 
     async fn journal(&self, id: &str) -> StorageResult<Vec<Entry>>;
     /// Appends journal entries, each with the state mutation it records, in one transaction.

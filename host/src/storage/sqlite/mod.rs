@@ -14,8 +14,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::{
     CallMarker, Changed, Created, DeploymentRecord, Invocation, InvocationFilter, NewInvocation,
-    Outcome, PromiseCompletion, PromiseOutcome, Purged, StateAudit, StateEdit, StateEdited,
-    StateOp, StateScope, StatusChange, Storage, StorageError, StorageResult, Table, UnfinishedScan,
+    Ordered, Outcome, PromiseCompletion, PromiseOutcome, Purged, StateAudit, StateEdit,
+    StateEdited, StateOp, StateScope, StatusChange, Storage, StorageError, StorageResult, Table,
+    UnfinishedScan,
 };
 use crate::journal::Entry;
 
@@ -267,6 +268,22 @@ impl Storage for SqliteStorage {
             })
             .await
             .map(|_| ())
+    }
+
+    async fn complete_ordered(
+        &self,
+        id: &str,
+        outcome: &Outcome,
+        scope: StateScope<'_>,
+        entries: Vec<(Entry, Option<StateOp>)>,
+        ordered: Ordered,
+    ) -> StorageResult<()> {
+        let write = Write::Complete {
+            id: id.to_string(),
+            outcome: outcome.clone(),
+            entries: owned_entries(scope, entries),
+        };
+        self.writer.write_then(write, ordered).await.map(|_| ())
     }
 
     async fn journal(&self, id: &str) -> StorageResult<Vec<Entry>> {

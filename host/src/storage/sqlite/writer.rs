@@ -124,11 +124,20 @@ impl Writer {
 
     /// Queues `write` and waits until the batch holding it is committed.
     pub(super) async fn write(&self, write: Write) -> StorageResult<Written> {
+        self.write_then(write, Box::new(|| ())).await
+    }
+
+    /// As [`Writer::write`], calling `queued` once the write is in the queue: every write
+    /// queued after it is committed after it, or in the same transaction.
+    pub(super) async fn write_then(
+        &self,
+        write: Write,
+        queued: crate::storage::Ordered,
+    ) -> StorageResult<Written> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((write, reply))
-            .await
-            .map_err(|_| StorageError::Database("the database writer has stopped".into()))?;
+        let sent = self.queue.send((write, reply)).await;
+        queued();
+        sent.map_err(|_| StorageError::Database("the database writer has stopped".into()))?;
         answer
             .await
             .map_err(|_| StorageError::Database("the database writer has stopped".into()))?
