@@ -50,7 +50,14 @@ async fn bench_under_wrk_against_a_fake_elsewhere_counts_every_order_at_the_fake
         .arg("--components-dir")
         .arg(test_artifacts::COMPONENTS_DIR)
         .args(["--load", "wrk", "--clients", "1,8", "--seconds", "2"])
-        .args(["--sequential", "5", "--recovery", "0", "--js-email", "/nonexistent"])
+        .args([
+            "--sequential",
+            "5",
+            "--recovery",
+            "0",
+            "--js-email",
+            "/nonexistent",
+        ])
         .args(["--fake-url", &format!("http://127.0.0.1:{api}")])
         .args(["--fake-control-url", &format!("http://127.0.0.1:{control}")])
         .arg("--json")
@@ -81,7 +88,10 @@ async fn bench_under_wrk_against_a_fake_elsewhere_counts_every_order_at_the_fake
             (orders..=orders + clients).contains(&charges),
             "{orders} orders confirmed but {charges} charges at the fake: {row}"
         );
-        assert!(row["host_cpu_ms_per_order"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(
+            row["host_cpu_ms_per_order"].as_f64().unwrap() > 0.0,
+            "{row}"
+        );
         assert!(row["fake_cpu_ms_per_order"].as_f64().is_some(), "{row}");
         assert!(row["p50"].as_f64().unwrap() > 0.0, "{row}");
     }

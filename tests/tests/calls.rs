@@ -88,14 +88,14 @@ async fn a_typed_client_calls_and_sends_to_a_declared_service() {
 
     // The callee's input checks still hold: its terminal 400 is the caller's.
     let refused = cairn
-        .post("/Relay/t3/RunSteps", &json!({"steps": 101}))
+        .post("/Relay/t3/RunSteps", &json!({"steps": 1001}))
         .await;
     assert_eq!(refused.status, 400, "{:?}", refused.body);
     assert!(
         refused.body["message"]
             .as_str()
             .unwrap()
-            .contains("steps: 101 is more than 100"),
+            .contains("steps: 1001 is more than 1000"),
         "{:?}",
         refused.body
     );

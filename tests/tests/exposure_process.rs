@@ -211,7 +211,10 @@ async fn huge_headers_a_log_flood_and_a_send_flood_leave_the_host_bounded() {
     assert_eq!(accepted + refused, 50_000);
     // The key's queue drains meanwhile (each repeat reads the order and hands the key on), so
     // how many get in depends on the host's speed; at the flood's rate most must not.
-    assert!(refused > 50_000 / 3, "{accepted} accepted, {refused} refused");
+    assert!(
+        refused > 50_000 / 3,
+        "{accepted} accepted, {refused} refused"
+    );
     let after_sends = rss(&host);
     assert!(
         after_sends < before + (64 << 20),

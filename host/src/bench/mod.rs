@@ -9,6 +9,7 @@
 //! See docs/benchmarks.md.
 
 mod calls;
+mod growth;
 mod otlp;
 mod process;
 mod providers;
@@ -51,6 +52,10 @@ pub struct BenchArgs {
     /// With `--fake-url`: the base URL of its `/_mock/stats` (charges counted at the fake).
     #[arg(long, requires = "fake_url")]
     fake_control_url: Option<String>,
+    /// Invocations suspended at once (each sleeping durably) for the growth part: memory and
+    /// database size per suspended invocation, time to wake them all (0 skips it).
+    #[arg(long, default_value_t = 0)]
+    suspended: usize,
     /// Unfinished invocations for the recovery run (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     recovery: usize,
@@ -179,6 +184,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         database_url: database.as_ref().map(|d| d.url.as_str()),
         otlp_endpoint: sink.as_ref().map(|(_, endpoint)| endpoint.as_str()),
         trace_sample: args.trace_sample,
+        // Room for every invocation the growth and recovery parts leave unfinished at once.
+        max_pending_sends: args.suspended.max(args.recovery) + 1_000,
     };
     anyhow::ensure!(
         args.load == LoadKind::Builtin || args.hosts == 1,
@@ -238,12 +245,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     )
     .await?;
     drop(extra);
+    if database.is_none() {
+        let finished = 20 + args.sequential as u64 + total_orders(&results["throughput"]);
+        results["storage"] = sqlite_per_order(&data, finished);
+    }
 
     results["one_key"] = one_key(&http, &host, &fake).await?;
     results["webhooks"] =
         webhooks::webhooks(&http, &host, Arc::new(confirmed), args.seconds).await?;
     results["steps"] = steps(&http, &host, &components).await?;
     results["calls"] = calls::calls(&http, &host, &components).await?;
+    if args.suspended > 0 && database.is_none() && results["calls"]["skipped"].is_null() {
+        results["growth"] = growth::suspended(&http, &host, &data, args.suspended).await?;
+    }
     // Last before recovery: it makes the JavaScript provider the active email provider.
     results["languages"] = providers::email_call(&http, &host, &components, &args.js_email).await?;
     results["peak_rss_mib"] = json!(host.proc.peak_rss_mib());
@@ -266,6 +280,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
+}
+
+/// The orders the throughput rows confirmed.
+fn total_orders(rows: &Value) -> u64 {
+    let rows = rows.as_array().into_iter().flatten();
+    rows.filter_map(|row| row["orders"].as_u64()).sum()
+}
+
+/// The SQLite database's size on disk (with its write-ahead log) per finished order, before
+/// retention purges any (`CAIRN_RETENTION_HOURS`).
+fn sqlite_per_order(data: &Path, finished: u64) -> Value {
+    let size = |name: &str| std::fs::metadata(data.join(name)).map_or(0, |m| m.len());
+    let (db, wal) = (size("cairn.db"), size("cairn.db-wal"));
+    json!({
+        "orders": finished,
+        "database_bytes": db,
+        "wal_bytes": wal,
+        "bytes_per_order": db / finished.max(1),
+    })
 }
 
 /// `count - 1` more hosts on the database of `run`, each on a data dir (and host id) of its own.
@@ -340,6 +373,39 @@ async fn steps(http: &reqwest::Client, host: &Host, components: &Path) -> anyhow
     Ok(json!({
         "workflows": rows,
         "per_step_ms": ((p50[2] - p50[0]) / 8.0 * 1000.0).round() / 1000.0,
+        "journal_1000": journal_1000(http, host).await?,
+    }))
+}
+
+/// One invocation of 1,000 run steps: the time per entry live, and per entry replayed (a
+/// durable sleep after the last step, so the wake-up replays all 1,000, against one before the
+/// first, which replays none; each the median of 5).
+async fn journal_1000(http: &reqwest::Client, host: &Host) -> anyhow::Result<Value> {
+    const STEPS: u32 = 1000;
+    let median = async |input: Value| {
+        let mut samples = Vec::new();
+        for _ in 0..5 {
+            let started = Instant::now();
+            let resp = http
+                .post(format!("{}/Steps/Run", host.ingress))
+                .json(&input)
+                .send()
+                .await?;
+            success(resp, "Steps/Run").await?;
+            samples.push(started.elapsed());
+        }
+        samples.sort();
+        anyhow::Ok(samples[2].as_secs_f64() * 1e6)
+    };
+    let live = median(json!({"steps": STEPS})).await?;
+    let sleep_first = median(json!({"steps": STEPS, "sleepMs": 1, "sleepAt": 0})).await?;
+    let sleep_last = median(json!({"steps": STEPS, "sleepMs": 1, "sleepAt": STEPS})).await?;
+    let per_entry = |us: f64| (us / f64::from(STEPS) * 100.0).round() / 100.0;
+    Ok(json!({
+        "entries": STEPS,
+        "live_ms": (live / 10.0).round() / 100.0,
+        "live_us_per_entry": per_entry(live),
+        "replay_us_per_entry": per_entry((sleep_last - sleep_first).max(0.0)),
     }))
 }
 
@@ -387,6 +453,8 @@ pub(super) struct Run<'a> {
     /// Where the host exports its spans, if it does, and the share of traces kept.
     pub(super) otlp_endpoint: Option<&'a str>,
     pub(super) trace_sample: f64,
+    /// The host's `CAIRN_MAX_PENDING_SENDS`.
+    pub(super) max_pending_sends: usize,
 }
 
 /// `count` orders accepted but unfinished (the fake holds every provider call), kill -9, restart

@@ -42,14 +42,17 @@ impl Proc {
     /// machine, or a process of another user).
     pub(super) fn listening_on(port: u16) -> Option<Proc> {
         let inodes = listening_inodes(port);
-        let pid = std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
-            fds.flatten()
-                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-                .any(|link| inodes.iter().any(|i| link.to_str() == Some(i)))
-                .then_some(pid)
-        })?;
+        let pid = std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .find_map(|entry| {
+                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+                fds.flatten()
+                    .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                    .any(|link| inodes.iter().any(|i| link.to_str() == Some(i)))
+                    .then_some(pid)
+            })?;
         Some(Proc { pid, child: None })
     }
 
@@ -61,11 +64,21 @@ impl Proc {
 
     /// Peak resident memory of the process, in MiB.
     pub(super) fn peak_rss_mib(&self) -> f64 {
+        self.status_mib("VmHWM:")
+    }
+
+    /// Resident memory of the process now, in MiB.
+    pub(super) fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS:")
+    }
+
+    /// A `/proc/PID/status` field given in kB, in MiB.
+    fn status_mib(&self, field: &str) -> f64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
         status
             .lines()
-            .find(|l| l.starts_with("VmHWM:"))
+            .find(|l| l.starts_with(field))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|kb| kb.parse::<f64>().ok())
             .map_or(0.0, |kb| (kb / 1024.0).round())
@@ -276,6 +289,7 @@ impl Host {
                 .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
                 .env_remove("MOCK_MODE")
                 .env("CAIRN_ADMIN_TOKEN", ADMIN_TOKEN)
+                .env("CAIRN_MAX_PENDING_SENDS", run.max_pending_sends.to_string())
                 .env("STRIPE_API_BASE", &fake.base)
                 .env("STRIPE_API_KEY", "sk_test_bench")
                 .env("SENDGRID_API_BASE", &fake.base)

@@ -61,6 +61,15 @@ pub(super) fn print_table(r: &Value) {
             row["peak_rss_mib"]
         );
     }
+    if let Some(per_order) = r["storage"]["bytes_per_order"].as_u64() {
+        println!(
+            "SQLite: {} bytes per finished order ({} orders, {} MiB, WAL {} MiB)",
+            per_order,
+            r["storage"]["orders"],
+            r["storage"]["database_bytes"].as_u64().unwrap_or(0) >> 20,
+            r["storage"]["wal_bytes"].as_u64().unwrap_or(0) >> 20
+        );
+    }
     let hooks = &r["webhooks"];
     println!(
         "\nwebhooks ({} clients): {} verified events/s accepted, {} events/s processed, {} host CPU ms/event",
@@ -82,6 +91,14 @@ pub(super) fn print_table(r: &Value) {
             );
         }
         println!("per run step: {} ms", r["steps"]["per_step_ms"]);
+        let journal = &r["steps"]["journal_1000"];
+        println!(
+            "a journal of {} entries: {} ms live, {} µs per entry live, {} µs per entry replayed",
+            journal["entries"],
+            journal["live_ms"],
+            journal["live_us_per_entry"],
+            journal["replay_us_per_entry"]
+        );
         println!(
             "call round trip p50 {} ms, promise resolve-to-output p50 {} ms",
             r["calls"]["call"]["p50"], r["calls"]["promise"]["p50"]
@@ -102,6 +119,18 @@ pub(super) fn print_table(r: &Value) {
         println!(
             "spans exported over OTLP: {} batches, {} KiB (sample {})",
             r["traces"]["exports"], r["traces"]["kib"], r["traces"]["sample"]
+        );
+    }
+    let growth = &r["growth"];
+    if !growth.is_null() {
+        println!(
+            "{} suspended at once: RSS {} MiB ({} KiB each), database {} bytes each; woken in {} ms ({}/s)",
+            growth["suspended"],
+            growth["rss_mib"],
+            growth["rss_kib_per_suspended"],
+            growth["database_bytes_per_suspended"],
+            growth["all_woken_ms"],
+            growth["woken_per_s"]
         );
     }
     let rec = &r["recovery"];

@@ -55,7 +55,9 @@ pub(super) async fn throughput(
             Load::Builtin(http) => builtin(http, hosts, clients, seconds).await?,
             Load::Wrk(wrk) => {
                 let prefix = fresh_key("wrk");
-                let summary = wrk.run(&hosts[0].ingress, clients, seconds, &prefix).await?;
+                let summary = wrk
+                    .run(&hosts[0].ingress, clients, seconds, &prefix)
+                    .await?;
                 let ms = |us: u64| us as f64 / 1000.0;
                 Counts {
                     latency: json!({"p50": ms(summary.p50_us), "p90": ms(summary.p90_us),

@@ -30,7 +30,8 @@ pub(super) struct Summary {
 impl Summary {
     /// Requests answered 2xx (the orders confirmed: the bench's fake declines none).
     pub(super) fn succeeded(&self) -> u64 {
-        self.requests.saturating_sub(self.non_2xx + self.read_errors + self.timeouts)
+        self.requests
+            .saturating_sub(self.non_2xx + self.read_errors + self.timeouts)
     }
 
     /// Requests that failed in any way.

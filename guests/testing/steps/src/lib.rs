@@ -1,9 +1,10 @@
 //! `steps-service` (test only): the plain service `Steps` with one handler, `Run`.
 //!
-//! Input `{"steps": N}` with `N` in `0..=100`; runs `N` durable steps `step-0` .. `step-{N-1}`,
+//! Input `{"steps": N}` with `N` in `0..=1000`; runs `N` durable steps `step-0` .. `step-{N-1}`,
 //! step `i` returning `i`, and answers `{"steps": N, "sum": <sum of the step results>}`. The
 //! steps do nothing, so the time a call takes is the host's per-step overhead (journaling).
-//! With `"sleepMs": M` (at most a minute) it sleeps durably for `M` ms after the first step;
+//! With `"sleepMs": M` (at most a minute) it sleeps durably for `M` ms after the first step, or
+//! after `"sleepAt": i` steps (`N`: after the last, so the wake-up replays all `N`);
 //! with `"retryFirst": true` step 0 fails retryably on the first attempt (the SDK records
 //! nothing, the step runs again on attempt 2); with `"failAt": i` step `i` fails terminally with
 //! a 422 (recorded; the handler's answer).
@@ -12,7 +13,7 @@ use cairn_sdk::{Context, Failure, StepError};
 use serde::{Deserialize, Serialize};
 
 /// The most steps one call may ask for.
-pub const MAX_STEPS: u32 = 100;
+pub const MAX_STEPS: u32 = 1000;
 /// The longest sleep one call may ask for, in ms.
 pub const MAX_SLEEP_MS: u64 = 60_000;
 
@@ -22,6 +23,8 @@ struct Input {
     steps: u32,
     #[serde(default)]
     sleep_ms: u64,
+    /// How many steps run before the sleep (default 1).
+    sleep_at: Option<u32>,
     /// Step 0 fails retryably on the first attempt (not recorded: it runs again on the second).
     #[serde(default)]
     retry_first: bool,
@@ -44,9 +47,14 @@ impl Steps {
     fn run(ctx: &Context, input: Input) -> Result<Output, Failure> {
         let input = check(input)?;
         let mut sum = 0_u64;
+        let sleep_at = u64::from(input.sleep_at.unwrap_or(1));
+        let sleep = || match input.sleep_ms {
+            0 => Ok(()),
+            ms => ctx.sleep(core::time::Duration::from_millis(ms)),
+        };
         for i in 0..u64::from(input.steps) {
-            if i == 1 && input.sleep_ms > 0 {
-                ctx.sleep(core::time::Duration::from_millis(input.sleep_ms))?;
+            if i == sleep_at {
+                sleep()?;
             }
             sum += ctx.run(&format!("step-{i}"), || {
                 if i == 0 && input.retry_first && ctx.invocation().attempt == 1 {
@@ -60,6 +68,9 @@ impl Steps {
                 }
                 Ok(i)
             })?;
+        }
+        if sleep_at >= u64::from(input.steps) {
+            sleep()?;
         }
         let steps = input.steps;
         Ok(Output { steps, sum })
@@ -93,9 +104,9 @@ mod tests {
     }
 
     #[test]
-    fn accepts_zero_to_one_hundred_steps() {
+    fn accepts_zero_to_a_thousand_steps() {
         assert_eq!(parse(br#"{"steps":0}"#).unwrap().steps, 0);
-        assert_eq!(parse(br#"{"steps":100}"#).unwrap().steps, 100);
+        assert_eq!(parse(br#"{"steps":1000}"#).unwrap().steps, 1000);
         let sleepy = parse(br#"{"steps":2,"sleepMs":1500}"#).unwrap();
         assert_eq!(sleepy.sleep_ms, 1500);
     }
@@ -103,7 +114,7 @@ mod tests {
     #[test]
     fn refuses_other_inputs_with_a_terminal_400() {
         for input in [
-            &br#"{"steps":101}"#[..],
+            &br#"{"steps":1001}"#[..],
             br#"{"steps":-1}"#,
             br#"{"steps":"3"}"#,
             br#"{"steps":2,"sleepMs":60001}"#,

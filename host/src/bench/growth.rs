@@ -1,0 +1,92 @@
+//! How cost grows with the work kept (`--suspended N`): N invocations suspended at once, each a
+//! `Relay/*/Await` (the test object of `relay_service.wasm`) sleeping durably, then timing out a
+//! promise; the host's resident memory and the SQLite database's size per suspended invocation,
+//! and how long waking them all takes. The relay is deployed by the calls part, run before.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::fresh_key;
+use super::process::Host;
+
+/// Concurrent senders of the `/send` requests.
+const SENDERS: usize = 64;
+
+pub(super) async fn suspended(
+    http: &reqwest::Client,
+    host: &Host,
+    data: &Path,
+    count: usize,
+) -> anyhow::Result<Value> {
+    let db_bytes = || {
+        let size = |name: &str| std::fs::metadata(data.join(name)).map_or(0, |m| m.len());
+        size("cairn.db") + size("cairn.db-wal")
+    };
+    let (rss_before, db_before) = (host.proc.rss_mib(), db_bytes());
+    // Long enough for every send to be accepted before the first sleeper wakes.
+    let sleep = Duration::from_secs(20) + Duration::from_millis(count as u64);
+    let accepted = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|_| {
+            let (http, ingress, accepted) = (http.clone(), host.ingress.clone(), accepted.clone());
+            let body = json!({"sleepMs": sleep.as_millis() as u64, "timeoutMs": 1}).to_string();
+            tokio::spawn(async move {
+                for _ in 0..count.div_ceil(SENDERS) {
+                    let key = fresh_key("sleeper");
+                    let ok = http
+                        .post(format!("{ingress}/Relay/{key}/Await/send"))
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().as_u16() == 202);
+                    if ok {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await?;
+    }
+    let sent_in = started.elapsed();
+    // Let the last ones reach their sleep, then read what they hold.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let accepted = accepted.load(Ordering::Relaxed);
+    let rss_mib = host.proc.rss_mib();
+    let db_growth = db_bytes().saturating_sub(db_before);
+    let first_due = started + sleep;
+    let list = async |status: &str| {
+        let url = format!("{}/invocations?status={status}&limit=1", host.admin);
+        let body: Value = http.get(url).send().await?.json().await?;
+        anyhow::Ok(!body["invocations"].as_array().is_none_or(Vec::is_empty))
+    };
+    tokio::time::sleep_until(first_due.into()).await;
+    while list("running").await? {
+        anyhow::ensure!(
+            first_due.elapsed() < Duration::from_secs(600),
+            "waking the sleepers took over 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let woken_in = first_due.elapsed();
+    let per = |total: f64| (total / accepted.max(1) as f64 * 10.0).round() / 10.0;
+    Ok(json!({
+        "suspended": accepted,
+        "sent_in_ms": sent_in.as_millis(),
+        "sleep_ms": sleep.as_millis(),
+        "rss_mib": rss_mib,
+        "rss_kib_per_suspended": per((rss_mib - rss_before).max(0.0) * 1024.0),
+        "database_bytes_per_suspended": per(db_growth as f64),
+        // From the first sleeper's due time (the last one's is `sent_in_ms` later) to the end
+        // of the last one.
+        "all_woken_ms": woken_in.as_millis(),
+        "woken_per_s": (accepted as f64 / woken_in.as_secs_f64()).round(),
+    }))
+}
