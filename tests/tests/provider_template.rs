@@ -67,6 +67,11 @@ fn build_template(dir: &Path) -> PathBuf {
 async fn the_provider_template_builds_outside_the_repository_and_sends_an_orders_email() {
     let outside = tempfile::tempdir().unwrap();
     let component = build_template(&outside.path().join("acme-email"));
+    // Its own name, as `wasm-tools metadata add --name acme-email` (this library) writes it.
+    let mut stamp = wasm_metadata::AddMetadata::default();
+    stamp.name = wasm_metadata::AddMetadataField::Set("acme-email".into());
+    let named = stamp.to_wasm(&std::fs::read(&component).unwrap()).unwrap();
+    std::fs::write(&component, named).unwrap();
     let cairn = Cairn::start_opts(Options {
         mock: MockConfig {
             decline_rate: 0.0,
@@ -91,6 +96,15 @@ async fn the_provider_template_builds_outside_the_repository_and_sends_an_orders
         .await;
     assert_eq!(deployed.status, 201, "{:?}", deployed.body);
     let id = deployed.body["id"].as_str().unwrap().to_string();
+    // Listed with its own name beside what it exports.
+    let listed = cairn.admin_get(&format!("/deployments/{id}")).await;
+    let exports = listed.body["name"].as_str().unwrap_or_default();
+    assert!(exports.contains("cairn:commerce/email@0.1.0"), "{exports}");
+    assert_eq!(
+        listed.body["componentName"], "acme-email",
+        "{:?}",
+        listed.body
+    );
 
     let reply = cairn
         .process_order("order-template", &order_input("t@example.com"))

@@ -466,6 +466,7 @@ fn deployments_table(deployments: &[Value]) -> String {
                 text(&d["id"]).chars().take(16).collect(),
                 text(&d["kind"]),
                 text(&d["name"]),
+                text(&d["componentName"]),
                 text(&d["size"]),
                 if d["active"] == Value::Bool(true) {
                     "yes".into()
@@ -482,7 +483,16 @@ fn deployments_table(deployments: &[Value]) -> String {
         })
         .collect();
     table(
-        &["ID", "KIND", "NAME", "BYTES", "ACTIVE", "LIMITS", "CREATED"],
+        &[
+            "ID",
+            "KIND",
+            "NAME",
+            "COMPONENT",
+            "BYTES",
+            "ACTIVE",
+            "LIMITS",
+            "CREATED",
+        ],
         rows,
     )
 }

@@ -43,6 +43,8 @@ pub(super) fn deployment_json(runtime: &Runtime, d: &Deployment, registry: &Regi
         "id": d.id,
         "kind": d.kind.kind_str(),
         "name": d.kind.name(),
+        // The name the component gives itself (its `component-name` section), if any.
+        "componentName": d.component_name,
         "size": d.size,
         "createdAt": d.created_at,
         "active": active,

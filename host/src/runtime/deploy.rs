@@ -407,6 +407,7 @@ async fn load(
     Ok(Deployment {
         id: id.to_string(),
         kind,
+        component_name: super::component_name::component_name(bytes),
         linked,
         size: bytes.len(),
         created_at,

@@ -5,6 +5,7 @@ pub mod call_retry;
 pub mod callee;
 mod claim;
 mod clock;
+mod component_name;
 pub mod control;
 mod deploy;
 mod guest_output;

@@ -59,6 +59,8 @@ pub struct Deployment {
     /// Hex SHA-256 of the component bytes.
     pub id: String,
     pub kind: DeploymentKind,
+    /// The name the component gives itself, if it does (see [`super::component_name`]).
+    pub component_name: Option<String>,
     pub linked: Linked,
     pub size: usize,
     pub created_at: i64,
