@@ -4,17 +4,12 @@
 //! and how long waking them all takes. The relay is deployed by the calls part, run before.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::fresh_key;
 use super::process::Host;
-
-/// Concurrent senders of the `/send` requests.
-const SENDERS: usize = 64;
+use super::{send_many, sqlite_bytes};
 
 pub(super) async fn suspended(
     http: &reqwest::Client,
@@ -23,42 +18,18 @@ pub(super) async fn suspended(
     count: usize,
 ) -> anyhow::Result<Value> {
     let db_bytes = || {
-        let size = |name: &str| std::fs::metadata(data.join(name)).map_or(0, |m| m.len());
-        size("cairn.db") + size("cairn.db-wal")
+        let (db, wal) = sqlite_bytes(data);
+        db + wal
     };
     let (rss_before, db_before) = (host.proc.rss_mib(), db_bytes());
     // Long enough for every send to be accepted before the first sleeper wakes.
     let sleep = Duration::from_secs(20) + Duration::from_millis(count as u64);
-    let accepted = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let senders: Vec<_> = (0..SENDERS)
-        .map(|_| {
-            let (http, ingress, accepted) = (http.clone(), host.ingress.clone(), accepted.clone());
-            let body = json!({"sleepMs": sleep.as_millis() as u64, "timeoutMs": 1}).to_string();
-            tokio::spawn(async move {
-                for _ in 0..count.div_ceil(SENDERS) {
-                    let key = fresh_key("sleeper");
-                    let ok = http
-                        .post(format!("{ingress}/Relay/{key}/Await/send"))
-                        .header(reqwest::header::CONTENT_TYPE, "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().as_u16() == 202);
-                    if ok {
-                        accepted.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    for sender in senders {
-        sender.await?;
-    }
+    let body = json!({"sleepMs": sleep.as_millis() as u64, "timeoutMs": 1}).to_string();
+    let accepted = send_many(http, &host.ingress, ("Relay", "Await"), body.into(), count).await?;
     let sent_in = started.elapsed();
     // Let the last ones reach their sleep, then read what they hold.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let accepted = accepted.load(Ordering::Relaxed);
     let rss_mib = host.proc.rss_mib();
     let db_growth = db_bytes().saturating_sub(db_before);
     let first_due = started + sleep;

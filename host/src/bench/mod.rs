@@ -291,8 +291,7 @@ fn total_orders(rows: &Value) -> u64 {
 /// The SQLite database's size on disk (with its write-ahead log) per finished order, before
 /// retention purges any (`CAIRN_RETENTION_HOURS`).
 fn sqlite_per_order(data: &Path, finished: u64) -> Value {
-    let size = |name: &str| std::fs::metadata(data.join(name)).map_or(0, |m| m.len());
-    let (db, wal) = (size("cairn.db"), size("cairn.db-wal"));
+    let (db, wal) = sqlite_bytes(data);
     json!({
         "orders": finished,
         "database_bytes": db,
@@ -457,26 +456,28 @@ pub(super) struct Run<'a> {
     pub(super) max_pending_sends: usize,
 }
 
-/// `count` orders accepted but unfinished (the fake holds every provider call), kill -9, restart
-/// with a zero-delay fake: time to the first and to the last completion.
-async fn recovery(run: &Run<'_>, host: Host, fake: Fake, count: usize) -> anyhow::Result<Value> {
-    drop((host, fake));
-    let holding = Fake::start(run.exe, run.data, 600_000, run.http).await?;
-    let (host, _) = Host::start(run, &holding).await?;
-    let http = run.http;
+/// `count` one-way sends to `handler` of `service` (`POST .../send`, 64 at a time), each on a
+/// key of its own, with JSON `body`: how many were accepted (202).
+pub(super) async fn send_many(
+    http: &reqwest::Client,
+    ingress: &str,
+    (service, handler): (&'static str, &'static str),
+    body: bytes::Bytes,
+    count: usize,
+) -> anyhow::Result<u64> {
+    const SENDERS: usize = 64;
     let accepted = Arc::new(AtomicU64::new(0));
-    let per_worker = count.div_ceil(64);
-    let senders: Vec<_> = (0..64)
+    let senders: Vec<_> = (0..SENDERS)
         .map(|_| {
-            let (http, ingress, accepted) = (http.clone(), host.ingress.clone(), accepted.clone());
+            let (http, ingress, accepted) = (http.clone(), ingress.to_string(), accepted.clone());
+            let body = body.clone();
             tokio::spawn(async move {
-                for _ in 0..per_worker {
-                    let key = fresh_key("recover");
+                for _ in 0..count.div_ceil(SENDERS) {
+                    let key = fresh_key(service);
                     let ok = http
-                        .post(format!(
-                            "{ingress}/OrderOrchestrator/{key}/ProcessOrder/send"
-                        ))
-                        .json(&order("recover@example.com"))
+                        .post(format!("{ingress}/{service}/{key}/{handler}/send"))
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone())
                         .send()
                         .await
                         .is_ok_and(|r| r.status().as_u16() == 202);
@@ -490,6 +491,31 @@ async fn recovery(run: &Run<'_>, host: Host, fake: Fake, count: usize) -> anyhow
     for sender in senders {
         sender.await?;
     }
+    Ok(accepted.load(Ordering::Relaxed))
+}
+
+/// The SQLite database in `data` and its write-ahead log: their sizes in bytes.
+pub(super) fn sqlite_bytes(data: &Path) -> (u64, u64) {
+    let size = |name: &str| std::fs::metadata(data.join(name)).map_or(0, |m| m.len());
+    (size("cairn.db"), size("cairn.db-wal"))
+}
+
+/// `count` orders accepted but unfinished (the fake holds every provider call), kill -9, restart
+/// with a zero-delay fake: time to the first and to the last completion.
+async fn recovery(run: &Run<'_>, host: Host, fake: Fake, count: usize) -> anyhow::Result<Value> {
+    drop((host, fake));
+    let holding = Fake::start(run.exe, run.data, 600_000, run.http).await?;
+    let (host, _) = Host::start(run, &holding).await?;
+    let http = run.http;
+    let order = bytes::Bytes::from(order("recover@example.com").to_string());
+    let accepted = send_many(
+        http,
+        &host.ingress,
+        ("OrderOrchestrator", "ProcessOrder"),
+        order,
+        count,
+    )
+    .await?;
     drop((host, holding));
     let fake = Fake::start(run.exe, run.data, 0, http).await?;
     let restarted = Instant::now();
@@ -517,7 +543,6 @@ async fn recovery(run: &Run<'_>, host: Host, fake: Fake, count: usize) -> anyhow
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let last = restarted.elapsed();
-    let accepted = accepted.load(Ordering::Relaxed);
     Ok(json!({
         "unfinished": accepted,
         "healthy_after_ms": ready.as_millis(),

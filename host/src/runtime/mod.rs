@@ -1,6 +1,7 @@
 //! The component runtime: the wasmtime engine, one linker per world, the deployed components,
 //! the invoker that runs one invocation, and the callee side of calls between components.
 
+mod attempt;
 pub mod call_retry;
 pub mod callee;
 mod claim;

@@ -260,14 +260,9 @@ impl Storage for SqliteStorage {
         scope: StateScope<'_>,
         entries: Vec<(Entry, Option<StateOp>)>,
     ) -> StorageResult<()> {
-        self.writer
-            .write(Write::Complete {
-                id: id.to_string(),
-                outcome: outcome.clone(),
-                entries: owned_entries(scope, entries),
-            })
+        let nothing_to_hand_on = Box::new(|| ());
+        self.complete_ordered(id, outcome, scope, entries, nothing_to_hand_on)
             .await
-            .map(|_| ())
     }
 
     async fn complete_ordered(
