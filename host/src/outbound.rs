@@ -25,10 +25,12 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanBuilder;
 use serde::Serialize;
-use tracing::Instrument;
 
 use crate::bindings::http::{HttpError, Request, Response};
+use crate::telemetry::ChildSpan;
 
 /// `scheme://host:port` a component may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,24 +218,20 @@ impl Outbound {
             let value = secrets::substitute(value, name, &origin, &policy.secrets)?;
             builder = builder.header(name.as_str(), value);
         }
-        let span = crate::telemetry::otel_span!(
-            crate::telemetry::recording(),
-            "http",
-            otel.name = %format_args!("{} {origin}", req.method),
-            http.request.method = %req.method,
-            url.full = %req.url,
-            http.response.status_code = tracing::field::Empty,
-        );
+        let span = ChildSpan::start(|| {
+            SpanBuilder::from_name(format!("{} {origin}", req.method)).with_attributes([
+                KeyValue::new("http.request.method", req.method.clone()),
+                KeyValue::new("url.full", req.url.clone()),
+            ])
+        });
         let mut request = builder.body(req.body.clone()).build().map_err(classify)?;
-        crate::telemetry::propagate(&span, request.headers_mut());
-        let mut resp = self
-            .client
-            .execute(request)
-            .instrument(span.clone())
+        span.propagate(request.headers_mut());
+        let mut resp = span
+            .run(self.client.execute(request))
             .await
             .map_err(classify)?;
         let status = resp.status().as_u16();
-        span.record("http.response.status_code", status);
+        span.set(|| KeyValue::new("http.response.status_code", i64::from(status)));
         let grants = &policy.secrets;
         let headers = resp
             .headers()

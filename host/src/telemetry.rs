@@ -1,25 +1,35 @@
 //! Logs and traces. Log lines always go to stdout (`RUST_LOG`); with an OTLP endpoint
 //! (`--otlp-endpoint`, `OTEL_EXPORTER_OTLP_ENDPOINT`) the host also exports spans over
-//! OTLP/HTTP (protobuf), through `tracing-opentelemetry` and a batch processor on its own thread,
-//! off the invocations' path. The spans: the ingress request (its W3C `traceparent` taken as
-//! the parent), each invocation (started by the ingress or by a call from another invocation)
-//! and each of its attempts (service, handler, key, invocation id, attempt, outcome), each live
-//! journal entry (kind, name), and each outbound HTTP request, which carries the `traceparent`
-//! of its span. The spans have their own target ([`TARGET`]); without an endpoint no layer wants
-//! them, and they cost nothing.
+//! OTLP/HTTP (protobuf), through a batch processor on its own thread, off the invocations'
+//! path. The spans: the ingress request (its W3C `traceparent` taken as the parent), each
+//! invocation (started by the ingress or by a call from another invocation) and each of its
+//! attempts (service, handler, key, invocation id, attempt, outcome), each live journal entry
+//! (kind, name, index), and each outbound HTTP request, which carries the `traceparent` of its
+//! span.
+//!
+//! The first three are `tracing` spans of their own target ([`TARGET`]), exported by
+//! `tracing-opentelemetry`; without an endpoint no layer wants them, and they cost nothing. The
+//! last two, ten of an order's thirteen, are [`ChildSpan`]s: made straight on the SDK's tracer,
+//! their context attached to the future they time (OpenTelemetry's own `FutureExt`), so they
+//! skip `tracing`'s registry, its per-span extensions and the layer's enter/exit bookkeeping at
+//! every poll, which cost an order more than exporting it did (docs/benchmarks.md).
 //!
 //! Sampling is decided at the head, before any span is made (a span costs some microseconds to
 //! build and export whether or not the SDK keeps it): a trace that comes with a `traceparent`
 //! follows its sampled flag, a new one is kept with the probability `OTEL_TRACES_SAMPLER` and
 //! `OTEL_TRACES_SAMPLER_ARG` give (`always_on` by default; `traceidratio` and
 //! `parentbased_traceidratio` with a ratio, `always_off`). Inside a kept trace every span is
-//! made, outside none ([`starts_trace`], [`recording`]).
+//! made, outside none ([`starts_trace`], [`ChildSpan`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::OnceLock;
 
+use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{SpanBuilder, TraceContextExt as _, Tracer as _};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -81,13 +91,6 @@ pub fn starts_trace(parent: Option<&str>) -> bool {
     }
 }
 
-/// Whether an invocation's span is made: under a recorded span (the request or the call that
-/// started it), or continuing its stored `traceparent` (a restart, a resume) when that was
-/// sampled. An invocation starts no trace of its own.
-pub fn continues_trace(parent: Option<&str>) -> bool {
-    SAMPLE_RATIO.get().is_some() && (recording() || parent.is_some_and(sampled))
-}
-
 /// The sampled flag of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
 fn sampled(traceparent: &str) -> bool {
     traceparent
@@ -97,10 +100,85 @@ fn sampled(traceparent: &str) -> bool {
         .is_some_and(|flags| flags & 1 == 1)
 }
 
-/// Whether the current span is recorded: a span inside one (an attempt, a journal entry, an
-/// outbound request) is made only then.
-pub fn recording() -> bool {
-    SAMPLE_RATIO.get().is_some() && !tracing::Span::current().is_disabled()
+/// The tracer of the [`ChildSpan`]s, set once spans are exported.
+static TRACER: OnceLock<opentelemetry_sdk::trace::SdkTracer> = OnceLock::new();
+
+/// The context a span made here continues: a [`ChildSpan`]'s attached to the running future,
+/// else the current `tracing` span's; `None` outside a recorded trace.
+fn current_context() -> Option<Context> {
+    TRACER.get()?;
+    if let Some(cx) = Context::map_current(|cx| cx.has_active_span().then(|| cx.clone())) {
+        return Some(cx);
+    }
+    let span = tracing::Span::current();
+    (!span.is_disabled()).then(|| span.context())
+}
+
+/// A span of the many an order makes (a journal entry, an outbound request), made on the SDK's
+/// tracer as a child of the current span (see the module header), and ended when dropped.
+/// Outside a recorded trace it is nothing and `build` is not called.
+pub struct ChildSpan {
+    cx: Option<Context>,
+}
+
+impl ChildSpan {
+    pub fn start(build: impl FnOnce() -> SpanBuilder) -> ChildSpan {
+        ChildSpan::under(current_context(), build)
+    }
+
+    /// A span continuing `traceparent` (an invocation's stored W3C trace context: the span that
+    /// created it, whatever runs it now, a restart or an operator's resume) when it was
+    /// sampled; without one, a child of the current span.
+    pub fn continuing(traceparent: Option<&str>, build: impl FnOnce() -> SpanBuilder) -> ChildSpan {
+        let parent = match traceparent {
+            None => current_context(),
+            Some(traceparent) if TRACER.get().is_some() && sampled(traceparent) => {
+                let carrier = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
+                Some(TraceContextPropagator::new().extract(&carrier))
+            }
+            Some(_) => None,
+        };
+        ChildSpan::under(parent, build)
+    }
+
+    fn under(parent: Option<Context>, build: impl FnOnce() -> SpanBuilder) -> ChildSpan {
+        let cx = parent.and_then(|parent| {
+            let span = TRACER.get()?.build_with_context(build(), &parent);
+            Some(parent.with_span(span))
+        });
+        ChildSpan { cx }
+    }
+
+    /// Runs `future` inside this span: what it makes (spans, a stored `traceparent`, an
+    /// outbound request's header) continues it.
+    pub async fn run<F: Future>(&self, future: F) -> F::Output {
+        match &self.cx {
+            Some(cx) => future.with_context(cx.clone()).await,
+            None => future.await,
+        }
+    }
+
+    /// Sets an attribute known only at the end (a response's status).
+    pub fn set(&self, attribute: impl FnOnce() -> KeyValue) {
+        if let Some(cx) = &self.cx {
+            cx.span().set_attribute(attribute());
+        }
+    }
+
+    /// Adds this span's `traceparent` to `headers`.
+    pub fn propagate(&self, headers: &mut axum::http::HeaderMap) {
+        if let Some(cx) = &self.cx {
+            TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
+        }
+    }
+}
+
+impl Drop for ChildSpan {
+    fn drop(&mut self) {
+        if let Some(cx) = &self.cx {
+            cx.span().end();
+        }
+    }
 }
 
 /// The exporter of this process, flushed and shut down on drop.
@@ -177,6 +255,7 @@ pub fn init(otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry> {
             tracing_subscriber::filter::Targets::new().with_target(TARGET, tracing::Level::INFO),
         );
     tracing_subscriber::registry().with(logs).with(spans).init();
+    let _ = TRACER.set(provider.tracer("cairn"));
     let _ = SAMPLE_RATIO.set(ratio);
     tracing::info!(endpoint = %traces_url(endpoint), sample = ratio, "exporting spans over OTLP/HTTP");
     Ok(Telemetry {
@@ -193,33 +272,12 @@ pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
     let _ = span.set_parent(parent);
 }
 
-/// Makes `span` a child of an invocation's stored W3C `traceparent`, if any: the span that
-/// created it, whatever span it is started in (a restart, a resume by an operator).
-pub fn continue_from(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(traceparent) = traceparent.filter(|_| !span.is_disabled()) else {
-        return;
-    };
-    let carrier = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
-    let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
-}
-
-/// The W3C `traceparent` of the current span, to store; `None` when spans are not exported.
+/// The W3C `traceparent` of the current span, to store; `None` outside a recorded trace.
 pub fn current_traceparent() -> Option<String> {
-    let span = tracing::Span::current();
-    if span.is_disabled() {
-        return None;
-    }
+    let cx = current_context()?;
     let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
     carrier.remove("traceparent")
-}
-
-/// Adds the `traceparent` of `span` to `headers` (nothing when spans are not exported).
-pub fn propagate(span: &tracing::Span, headers: &mut axum::http::HeaderMap) {
-    if span.is_disabled() {
-        return;
-    }
-    TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
 }
 
 #[cfg(test)]

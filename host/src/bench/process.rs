@@ -296,6 +296,8 @@ impl Host {
                 .env("SENDGRID_API_KEY", "SG.bench")
                 .env("SHIPPO_API_BASE", &fake.base)
                 .env("SHIPPO_API_KEY", "shippo_test_bench")
+                // As a real deployment has: without it the provider logs a warning per label.
+                .env("SHIPPO_CARRIER_ACCOUNT", "bench_carrier_account")
                 .env(
                     "STRIPE_WEBHOOK_SECRET",
                     crate::mock::webhooks::STRIPE_WEBHOOK_SECRET,

@@ -4,12 +4,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanBuilder;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::Instrument;
 
 use super::{Entry, EntryKind, JournalError, digest_json, preview_json};
 use crate::storage::{CallMarker, StateOp, StateScope, Storage, now_ms};
+use crate::telemetry::ChildSpan;
 
 mod cancel;
 
@@ -274,22 +276,23 @@ impl Journal {
         let started_at = now_ms();
         let clock = Instant::now();
         let earliest_start_ms = self.last_start;
-        let span = crate::telemetry::otel_span!(
-            crate::telemetry::recording(),
-            "journal entry",
-            otel.name = %format_args!("{} {name}", kind.as_str()),
-            kind = kind.as_str(),
-            name,
-            index,
-        );
-        let effect = live(Live {
-            index,
-            idempotency_key: self.idempotency_key(index),
-            marked,
-            earliest_start_ms,
-        })
-        .instrument(span)
-        .await?;
+        let span = ChildSpan::start(|| {
+            SpanBuilder::from_name(format!("{} {name}", kind.as_str())).with_attributes([
+                KeyValue::new("kind", kind.as_str()),
+                KeyValue::new("name", name.to_string()),
+                KeyValue::new("index", index as i64),
+            ])
+        });
+        let effect = span
+            .run(live(Live {
+                index,
+                idempotency_key: self.idempotency_key(index),
+                marked,
+                earliest_start_ms,
+            }))
+            .await;
+        drop(span);
+        let effect = effect?;
         if let Some(point) = &self.fail_point
             && point.fires_at(index, true)
         {

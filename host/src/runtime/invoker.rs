@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use tracing::Instrument;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanBuilder;
 
 use super::attempt::{Attempt, Pending, Start, run_attempt};
 use super::claim::{Claimed, claim};
@@ -18,6 +19,7 @@ use crate::storage::{
     Changed, FailureKind, FailureRecord, Invocation, InvocationStatus, Outcome, StateScope,
     StatusChange,
 };
+use crate::telemetry::ChildSpan;
 
 /// Runs `inv` until it succeeds, fails terminally, or runs out of attempts; commits and returns
 /// the outcome. Exclusive handlers of a keyed object hold the key for the whole run. An
@@ -251,32 +253,30 @@ async fn run_to_end(
         runtime.metrics.attempt(&inv.service);
         // Boxed: a suspended invocation keeps its task, which would otherwise be as large as
         // the attempt's future (instantiation and the guest call) for as long as it waits.
-        let span = crate::telemetry::otel_span!(
-            crate::telemetry::recording(),
-            "attempt",
-            otel.name = %format_args!("{}/{} attempt {attempt}", inv.service, inv.handler),
-            invocation.id = inv.id.as_str(),
-            service = inv.service.as_str(),
-            handler = inv.handler.as_str(),
-            key = inv.key.as_deref(),
-            attempt,
-            outcome = tracing::field::Empty,
-        );
-        let (result, pending) = Box::pin(
-            run_attempt(
-                runtime,
-                inv,
-                Start {
-                    attempt,
-                    exclusive,
-                    cancel: registration.cancel_flag(),
-                },
-                known.take(),
-            )
-            .instrument(span.clone()),
-        )
+        let span = ChildSpan::start(|| {
+            let mut attributes = vec![
+                KeyValue::new("invocation.id", inv.id.clone()),
+                KeyValue::new("service", inv.service.clone()),
+                KeyValue::new("handler", inv.handler.clone()),
+                KeyValue::new("attempt", i64::from(attempt)),
+            ];
+            attributes.extend(inv.key.clone().map(|key| KeyValue::new("key", key)));
+            SpanBuilder::from_name(format!("{}/{} attempt {attempt}", inv.service, inv.handler))
+                .with_attributes(attributes)
+        });
+        let (result, pending) = Box::pin(span.run(run_attempt(
+            runtime,
+            inv,
+            Start {
+                attempt,
+                exclusive,
+                cancel: registration.cancel_flag(),
+            },
+            known.take(),
+        )))
         .await;
-        span.record("outcome", result.name());
+        span.set(|| KeyValue::new("outcome", result.name()));
+        drop(span);
         drop(permit);
         match result {
             Attempt::Output(out) => break (Outcome::Succeeded(out), pending),

@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanBuilder;
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 
 use super::{Registry, Runtime, invoke};
 use crate::bindings::handler::{HandlerKind, ServiceKind};
 use crate::storage::{Invocation, NewInvocation, Outcome};
+use crate::telemetry::ChildSpan;
 
 /// A handler to invoke.
 #[derive(Debug, Clone)]
@@ -118,22 +120,19 @@ pub fn spawn_holding<T: Send + 'static>(
 ) -> JoinHandle<Outcome> {
     let runtime = runtime.clone();
     // A child of whatever started it (an ingress request, a caller's journal entry).
-    let span = crate::telemetry::otel_span!(
-        crate::telemetry::continues_trace(invocation.trace_parent.as_deref()),
-        "invocation",
-        otel.name = %format_args!("{}/{}", invocation.service, invocation.handler),
-        invocation.id = invocation.id.as_str(),
-        service = invocation.service.as_str(),
-        handler = invocation.handler.as_str(),
-        key = invocation.key.as_deref(),
-    );
-    crate::telemetry::continue_from(&span, invocation.trace_parent.as_deref());
-    tokio::spawn(
-        async move {
-            let outcome = invoke(&runtime, invocation).await;
-            drop(held);
-            outcome
-        }
-        .instrument(span),
-    )
+    let span = ChildSpan::continuing(invocation.trace_parent.as_deref(), || {
+        let mut attributes = vec![
+            KeyValue::new("invocation.id", invocation.id.clone()),
+            KeyValue::new("service", invocation.service.clone()),
+            KeyValue::new("handler", invocation.handler.clone()),
+        ];
+        attributes.extend(invocation.key.clone().map(|key| KeyValue::new("key", key)));
+        SpanBuilder::from_name(format!("{}/{}", invocation.service, invocation.handler))
+            .with_attributes(attributes)
+    });
+    tokio::spawn(async move {
+        let outcome = span.run(invoke(&runtime, invocation)).await;
+        drop(held);
+        outcome
+    })
 }
