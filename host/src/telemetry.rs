@@ -7,12 +7,14 @@
 //! (kind, name, index), and each outbound HTTP request, which carries the `traceparent` of its
 //! span.
 //!
-//! The first three are `tracing` spans of their own target ([`TARGET`]), exported by
-//! `tracing-opentelemetry`; without an endpoint no layer wants them, and they cost nothing. The
-//! last two, ten of an order's thirteen, are [`ChildSpan`]s: made straight on the SDK's tracer,
-//! their context attached to the future they time (OpenTelemetry's own `FutureExt`), so they
-//! skip `tracing`'s registry, its per-span extensions and the layer's enter/exit bookkeeping at
-//! every poll, which cost an order more than exporting it did (docs/benchmarks.md).
+//! The ingress request's is a `tracing` span of its own target ([`TARGET`]), exported by
+//! `tracing-opentelemetry`; without an endpoint no layer wants it, and it costs nothing. The
+//! others, twelve of an order's thirteen, are [`ChildSpan`]s, made straight on the SDK's tracer:
+//! an invocation's span is given to its attempts, an attempt's context to its journal, and only
+//! a journal entry's context is attached to the future it times (OpenTelemetry's own
+//! `FutureExt`) for the requests and calls made inside it. So they skip `tracing`'s registry,
+//! its per-span extensions and the enter/exit bookkeeping of every nested span at every poll,
+//! which cost an order more than exporting it did (docs/benchmarks.md).
 //!
 //! Sampling is decided at the head, before any span is made (a span costs some microseconds to
 //! build and export whether or not the SDK keeps it): a trace that comes with a `traceparent`
@@ -141,7 +143,18 @@ impl ChildSpan {
         ChildSpan::under(parent, build)
     }
 
-    fn under(parent: Option<Context>, build: impl FnOnce() -> SpanBuilder) -> ChildSpan {
+    /// A child of this span (nothing when this one is nothing).
+    pub fn child(&self, build: impl FnOnce() -> SpanBuilder) -> ChildSpan {
+        ChildSpan::under(self.cx.clone(), build)
+    }
+
+    /// This span's context, for children made later elsewhere ([`ChildSpan::under`]).
+    pub fn context(&self) -> Option<Context> {
+        self.cx.clone()
+    }
+
+    /// A child of `parent`, a context from [`ChildSpan::context`].
+    pub fn under(parent: Option<Context>, build: impl FnOnce() -> SpanBuilder) -> ChildSpan {
         let cx = parent.and_then(|parent| {
             let span = TRACER.get()?.build_with_context(build(), &parent);
             Some(parent.with_span(span))
@@ -150,7 +163,10 @@ impl ChildSpan {
     }
 
     /// Runs `future` inside this span: what it makes (spans, a stored `traceparent`, an
-    /// outbound request's header) continues it.
+    /// outbound request's header) continues it. Its context is attached at every poll, so a
+    /// span whose children are made with [`ChildSpan::child`] or [`ChildSpan::under`] (an
+    /// invocation's attempts, an attempt's entries) is not run this way, only those whose
+    /// children are made deep inside (a journal entry's requests and calls).
     pub async fn run<F: Future>(&self, future: F) -> F::Output {
         match &self.cx {
             Some(cx) => future.with_context(cx.clone()).await,

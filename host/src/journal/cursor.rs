@@ -116,6 +116,8 @@ pub struct Journal {
     last_start: Option<i64>,
     /// The operator's cancellation: asked for, told to the handler.
     cancel: cancel::Cancellation,
+    /// The attempt's span context: live entries' spans are its children.
+    trace: Option<opentelemetry::Context>,
 }
 
 impl Journal {
@@ -141,7 +143,14 @@ impl Journal {
             mark_next: false,
             last_start: None,
             cancel: Default::default(),
+            trace: None,
         }
+    }
+
+    /// Makes the spans of live entries children of `trace` (the attempt's span).
+    pub fn with_trace(mut self, trace: Option<opentelemetry::Context>) -> Self {
+        self.trace = trace;
+        self
     }
 
     /// Commits the pending entries (one transaction). Called before every external effect.
@@ -276,7 +285,7 @@ impl Journal {
         let started_at = now_ms();
         let clock = Instant::now();
         let earliest_start_ms = self.last_start;
-        let span = ChildSpan::start(|| {
+        let span = ChildSpan::under(self.trace.clone(), || {
             SpanBuilder::from_name(format!("{} {name}", kind.as_str())).with_attributes([
                 KeyValue::new("kind", kind.as_str()),
                 KeyValue::new("name", name.to_string()),

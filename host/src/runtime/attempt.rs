@@ -54,6 +54,8 @@ pub(super) struct Start {
     pub(super) exclusive: bool,
     /// The operator's cancellation, shared with the attempt's journal.
     pub(super) cancel: Arc<AtomicBool>,
+    /// The attempt's span, the parent of its journal entries' spans.
+    pub(super) trace: Option<opentelemetry::Context>,
 }
 
 /// Runs one attempt; returns how it ended and the entries it recorded but did not commit yet.
@@ -91,6 +93,7 @@ async fn attempt_in(
         attempt,
         exclusive,
         cancel,
+        trace,
     }: Start,
     known: Option<Vec<Entry>>,
     slot: &mut Option<Store<HostState>>,
@@ -131,7 +134,8 @@ async fn attempt_in(
         recorded,
         runtime.settings.fail_point.clone(),
     )
-    .with_cancel(cancel);
+    .with_cancel(cancel)
+    .with_trace(trace);
     let ctx = ServiceCtx {
         info: context::Invocation {
             id: inv.id.clone(),

@@ -25,7 +25,8 @@ use crate::telemetry::ChildSpan;
 /// the outcome. Exclusive handlers of a keyed object hold the key for the whole run. An
 /// operator may stop it meanwhile ([`control`]): what it was doing is dropped, with its
 /// instance, permit and key.
-pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
+/// `span` is the invocation's: its attempts' spans are its children.
+pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation, span: &ChildSpan) -> Outcome {
     let id = inv.id.clone();
     let service = inv.service.clone();
     let registration = runtime.controls.register(&id);
@@ -33,7 +34,7 @@ pub async fn invoke(runtime: &Arc<Runtime>, inv: Invocation) -> Outcome {
     let shared = runtime.storage.shared();
     let request = tokio::select! {
         biased;
-        outcome = invoke_registered(runtime, inv, &registration) => return outcome,
+        outcome = invoke_registered(runtime, inv, &registration, span) => return outcome,
         request = registration.stopped() => request,
         outcome = control::changed_elsewhere(runtime, &id), if shared => {
             release(runtime, &id).await;
@@ -67,6 +68,7 @@ async fn invoke_registered(
     runtime: &Arc<Runtime>,
     mut inv: Invocation,
     registration: &Registration,
+    span: &ChildSpan,
 ) -> Outcome {
     // A delayed send waits for its time first, holding nothing (a restart resumes the wait).
     if let Some(not_before) = inv.not_before
@@ -87,13 +89,31 @@ async fn invoke_registered(
         _ => None,
     };
     if !runtime.storage.shared() {
-        return run_suspending(runtime, inv, exclusive, known, registration, &mut turn).await;
+        return run_suspending(
+            runtime,
+            inv,
+            exclusive,
+            known,
+            registration,
+            span,
+            &mut turn,
+        )
+        .await;
     }
     let id = inv.id.clone();
     // The key's lease in the database is given back after the outcome: keep the turn as long.
     let outcome = match claim(runtime, &mut inv, exclusive, known).await {
         Claimed::Run(known) => {
-            run_suspending(runtime, inv, exclusive, known, registration, &mut None).await
+            run_suspending(
+                runtime,
+                inv,
+                exclusive,
+                known,
+                registration,
+                span,
+                &mut None,
+            )
+            .await
         }
         Claimed::Ended(outcome) => outcome,
         Claimed::Elsewhere(outcome) => return outcome,
@@ -160,6 +180,7 @@ async fn run_suspending(
     exclusive: bool,
     mut known: Option<Vec<Entry>>,
     registration: &Registration,
+    span: &ChildSpan,
     turn: &mut Option<KeyTurn>,
 ) -> Outcome {
     loop {
@@ -170,6 +191,7 @@ async fn run_suspending(
             exclusive,
             known.take(),
             registration,
+            span,
             turn,
         ))
         .await;
@@ -234,6 +256,7 @@ async fn run_to_end(
     exclusive: bool,
     mut known: Option<Vec<Entry>>,
     registration: &Registration,
+    invocation_span: &ChildSpan,
     turn: &mut Option<KeyTurn>,
 ) -> Ran {
     let policy = runtime
@@ -253,7 +276,7 @@ async fn run_to_end(
         runtime.metrics.attempt(&inv.service);
         // Boxed: a suspended invocation keeps its task, which would otherwise be as large as
         // the attempt's future (instantiation and the guest call) for as long as it waits.
-        let span = ChildSpan::start(|| {
+        let span = invocation_span.child(|| {
             let mut attributes = vec![
                 KeyValue::new("invocation.id", inv.id.clone()),
                 KeyValue::new("service", inv.service.clone()),
@@ -264,16 +287,17 @@ async fn run_to_end(
             SpanBuilder::from_name(format!("{}/{} attempt {attempt}", inv.service, inv.handler))
                 .with_attributes(attributes)
         });
-        let (result, pending) = Box::pin(span.run(run_attempt(
+        let (result, pending) = Box::pin(run_attempt(
             runtime,
             inv,
             Start {
                 attempt,
                 exclusive,
                 cancel: registration.cancel_flag(),
+                trace: span.context(),
             },
             known.take(),
-        )))
+        ))
         .await;
         span.set(|| KeyValue::new("outcome", result.name()));
         drop(span);

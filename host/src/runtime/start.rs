@@ -131,7 +131,7 @@ pub fn spawn_holding<T: Send + 'static>(
             .with_attributes(attributes)
     });
     tokio::spawn(async move {
-        let outcome = span.run(invoke(&runtime, invocation)).await;
+        let outcome = invoke(&runtime, invocation, &span).await;
         drop(held);
         outcome
     })
