@@ -116,14 +116,16 @@ fn current_context() -> Option<Context> {
     (!span.is_disabled()).then(|| span.context())
 }
 
-/// A span of the many an order makes (a journal entry, an outbound request), made on the SDK's
-/// tracer as a child of the current span (see the module header), and ended when dropped.
-/// Outside a recorded trace it is nothing and `build` is not called.
+/// A span of the many an order makes (an invocation, an attempt, a journal entry, an outbound
+/// request), made on the SDK's tracer (see the module header) and ended when dropped. Outside a
+/// recorded trace it is nothing and `build` is not called.
 pub struct ChildSpan {
     cx: Option<Context>,
 }
 
 impl ChildSpan {
+    /// A child of the current span: a journal entry's attached by [`ChildSpan::run`], else the
+    /// current `tracing` span (the ingress request's).
     pub fn start(build: impl FnOnce() -> SpanBuilder) -> ChildSpan {
         ChildSpan::under(current_context(), build)
     }
