@@ -93,7 +93,7 @@ pub mod bindings {
                 import cairn:durable/promise@0.1.2;
             }
         ",
-        path: "../../wit/deps/durable",
+        path: "wit",
         world: "cairn:sdk/imports@0.1.0",
         generate_all,
     });

@@ -13,8 +13,9 @@
 //! ```
 
 mod bindings {
+    // `wit` links to the repository's (`cargo package` copies it into the crate).
     cairn_sdk::generate!({
-        path: "../../../wit",
+        path: "wit",
         world: "cairn:commerce/provider-types@0.1.0",
         derives: [Eq],
     });

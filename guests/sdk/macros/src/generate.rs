@@ -44,8 +44,9 @@ const SDK_IMPORTS: [&str; 9] = [
 /// The durable package these bindings are for, the one `cairn_sdk::bindings` binds.
 const DURABLE: (&str, &str, &str) = ("cairn", "durable", "0.1.2");
 
-/// The durable WIT package, in the repository beside the SDK.
-const DURABLE_WIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../wit/deps/durable");
+/// The durable WIT package, in the crate (a link to the repository's `wit/deps/durable`, which
+/// `cargo package` copies).
+const DURABLE_WIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/wit");
 
 /// Where the bindings come from.
 enum Source {
