@@ -91,3 +91,85 @@ pub fn receipt(response: &Response) -> Result<EmailReceipt, ProviderError> {
         _ => Err(ProviderError::Unavailable(format!("HTTP {status}"))),
     }
 }
+
+/// The request and the answers as the fake API (`cairn mock-providers`) and the real one give
+/// them, natively: `cargo test`. `tests/tests/provider_template.rs` in the Cairn repository
+/// then runs the built component against the fake, through a host.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> EmailMessage {
+        EmailMessage {
+            to: "alice@example.com".into(),
+            to_name: Some("Alice Smith".into()),
+            subject: "Your order order-001 is confirmed".into(),
+            text: "Total: 50.00 USD".into(),
+            html: None,
+            order_id: "order-001".into(),
+        }
+    }
+
+    fn answer(status: u16, headers: &[(&str, &str)]) -> Response {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Response::new(status, headers, Vec::new())
+    }
+
+    #[test]
+    fn the_request_carries_the_placeholder_and_sendgrids_body() {
+        let request = mail_send("http://127.0.0.1:9999/", &message())
+            .build()
+            .unwrap();
+        assert_eq!(request.method(), "POST");
+        assert_eq!(request.url(), "http://127.0.0.1:9999/v3/mail/send");
+        let auth = request
+            .headers()
+            .iter()
+            .find(|(name, _)| name == "Authorization");
+        assert_eq!(
+            auth.map(|(_, value)| value.as_str()),
+            Some("Bearer {{secret:SENDGRID_API_KEY}}")
+        );
+        let body: serde_json::Value = serde_json::from_slice(request.body()).unwrap();
+        assert_eq!(
+            body["personalizations"][0]["to"][0],
+            json!({"email": "alice@example.com", "name": "Alice Smith"})
+        );
+        assert_eq!(
+            body["personalizations"][0]["custom_args"]["order_id"],
+            "order-001"
+        );
+        assert_eq!(body["subject"], "Your order order-001 is confirmed");
+    }
+
+    #[test]
+    fn answers_map_onto_provider_errors_the_host_retries_or_not() {
+        let sent = receipt(&answer(202, &[("X-Message-Id", "msg-1")])).unwrap();
+        assert_eq!(sent.message_id.as_deref(), Some("msg-1"));
+        // Retried by the host with the same idempotency key: after the hint, or a backoff.
+        assert_eq!(
+            receipt(&answer(429, &[("Retry-After", "2")])).unwrap_err(),
+            ProviderError::RateLimited(Some(2_000))
+        );
+        assert_eq!(
+            receipt(&answer(429, &[])).unwrap_err(),
+            ProviderError::RateLimited(None)
+        );
+        assert!(matches!(
+            receipt(&answer(503, &[])),
+            Err(ProviderError::Unavailable(_))
+        ));
+        // Not retried.
+        assert!(matches!(
+            receipt(&answer(401, &[])),
+            Err(ProviderError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            receipt(&answer(400, &[])),
+            Err(ProviderError::InvalidRequest(_))
+        ));
+    }
+}
