@@ -193,6 +193,12 @@ impl Options {
         let pub_export_macro = self.pub_export_macro;
         // The glue names symbols like `acme:tax/calculate@1.0.0#tax`, which only a wasm linker
         // accepts: native builds (unit tests) leave it out.
+        // The crate's package name goes in the core module as `cairn:component-name` (ended by a
+        // NUL, should a crate export twice), which the host shows beside the deployment's role
+        // when the component has no `component-name` section of its own (plain cargo writes none).
+        let name = std::env::var("CARGO_PKG_NAME").unwrap_or_default() + "\0";
+        let name_bytes = proc_macro2::Literal::byte_string(name.as_bytes());
+        let name_len = name.len();
         let export = self.export.as_ref().map(|ty| {
             quote! {
                 #[cfg(target_arch = "wasm32")]
@@ -200,6 +206,10 @@ impl Options {
                 const _: () = {
                     use #ty as __CairnExports;
                     export!(__CairnExports with_types_in self);
+
+                    #[unsafe(link_section = "cairn:component-name")]
+                    #[used]
+                    static CAIRN_COMPONENT_NAME: [u8; #name_len] = *#name_bytes;
                 };
             }
         });
