@@ -520,20 +520,12 @@ async fn recovery(run: &Run<'_>, host: Host, fake: Fake, count: usize) -> anyhow
     let fake = Fake::start(run.exe, run.data, 0, http).await?;
     let restarted = Instant::now();
     let (host, ready) = Host::start(run, &fake).await?;
-    let list = |status: &'static str| {
-        let url = format!("{}/invocations?status={status}&limit=1", host.admin);
-        let http = http.clone();
-        async move {
-            let body: Value = http.get(url).send().await?.json().await?;
-            anyhow::Ok(!body["invocations"].as_array().is_none_or(Vec::is_empty))
-        }
-    };
     let mut first = None;
     loop {
-        if first.is_none() && list("succeeded").await? {
+        if first.is_none() && host.has_invocations(http, "succeeded").await? {
             first = Some(restarted.elapsed());
         }
-        if first.is_some() && !list("running").await? {
+        if first.is_some() && !host.has_invocations(http, "running").await? {
             break;
         }
         anyhow::ensure!(

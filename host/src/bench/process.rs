@@ -313,6 +313,53 @@ impl Host {
         wait_for(run.http, &health, "the host (see host.log in the data dir)").await?;
         Ok((host, started.elapsed()))
     }
+
+    /// Whether the host has an invocation of `status` (`running`: accepted, not finished).
+    pub(super) async fn has_invocations(
+        &self,
+        http: &reqwest::Client,
+        status: &str,
+    ) -> anyhow::Result<bool> {
+        let url = format!("{}/invocations?status={status}&limit=1", self.admin);
+        let body: Value = http.get(url).send().await?.json().await?;
+        Ok(!body["invocations"].as_array().is_none_or(Vec::is_empty))
+    }
+
+    /// Waits until the host has gone quiet (a minute at most): no attempt running (nor any
+    /// waiting for a permit to run, which would take a freed one) and no write queued, twice
+    /// in a row. A load generator stops with requests in flight, whose orders the host still
+    /// completes, and the next figure is to measure its own work, not that tail. Invocations
+    /// suspended on a promise or a timer hold nothing and are not waited for.
+    pub(super) async fn settle(&self, http: &reqwest::Client) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut quiet = 0;
+        while quiet < 2 {
+            let text = http
+                .get(format!("{}/metrics", self.admin))
+                .send()
+                .await?
+                .text()
+                .await?;
+            let busy = ["cairn_attempts_running", "cairn_storage_writes_queued"]
+                .iter()
+                .any(|gauge| gauge_value(&text, gauge) != Some(0.0));
+            quiet = if busy { 0 } else { quiet + 1 };
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "the host still runs invocations a minute after the load stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+}
+
+/// The value of the unlabelled gauge `name` in OpenMetrics `text`.
+fn gauge_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
 }
 
 /// Polls `url` until it answers 2xx (two minutes at most).
@@ -340,4 +387,22 @@ pub(super) fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("cairn-bench-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_gauge_is_read_by_its_whole_name() {
+        let text = "# TYPE cairn_attempts_running gauge\ncairn_attempts_running 3\n\
+                    cairn_attempts_running_max 9\ncairn_storage_writes_queued 0\n# EOF\n";
+        assert_eq!(
+            super::gauge_value(text, "cairn_attempts_running"),
+            Some(3.0)
+        );
+        assert_eq!(
+            super::gauge_value(text, "cairn_storage_writes_queued"),
+            Some(0.0)
+        );
+        assert_eq!(super::gauge_value(text, "cairn_invocations_waiting"), None);
+    }
 }

@@ -99,6 +99,11 @@ pub(super) async fn throughput(
         }
         row["peak_rss_mib"] = json!(hosts[0].proc.peak_rss_mib());
         rows.push(row);
+        // Not counted in this row nor the next: the orders still in flight when the load
+        // stopped (wrk does not wait for them), as many as there were clients.
+        for host in hosts {
+            host.settle(http).await?;
+        }
     }
     Ok(json!(rows))
 }
