@@ -156,7 +156,13 @@ fn pooling(max_running: usize) -> wasmtime::InstanceAllocationStrategy {
         // a guest's small heap and stack are reused without page faults or TLB shootdowns.
         .linear_memory_keep_resident(1 << 20)
         .table_keep_resident(64 << 10)
-        .async_stack_keep_resident(128 << 10);
+        .async_stack_keep_resident(128 << 10)
+        // A new instance takes a slot its module used before, else a fresh one only while
+        // fewer than 16 used slots stand idle, else one of those: the slots touched (each
+        // keeping its guest's stack, data and heap pages resident) stay about as many as the
+        // instances that ran at once. wasmtime's default, 100, kept 402 slots touched for
+        // ~256 instances at 128 clients (docs/benchmarks.md).
+        .max_unused_warm_slots(16);
     wasmtime::InstanceAllocationStrategy::Pooling(pool)
 }
 
