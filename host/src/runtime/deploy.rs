@@ -339,8 +339,8 @@ fn activate(runtime: &Runtime, deployment: Arc<Deployment>) {
 /// Compiles `bytes` (or fetches them from the on-disk cache) on threads of their own, which end
 /// with it: cranelift's many short-lived allocations leave the heaps of the threads that made
 /// them holding freed pages until those threads allocate again, which a pool kept for
-/// compiling never does (a fresh host's first start kept ~30 MiB that way); a thread that ends
-/// hands its heap back to the allocator.
+/// compiling never does (~7 MiB of a fresh host's idle RSS, docs/benchmarks.md); a thread
+/// that ends hands its heap back to the allocator.
 fn compile(engine: &wasmtime::Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
     let pool = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("cairn-compile-{i}"))
